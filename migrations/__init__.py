@@ -1,0 +1,1 @@
+"""biobench's Alembic migrations, shipped inside the package as `biobench.migrations`."""

@@ -1,0 +1,3 @@
+from biobench.cli import main
+
+main()

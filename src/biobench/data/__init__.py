@@ -1,0 +1,14 @@
+"""Datasets. Each module registers a loader `load(DataOptions) -> Dataset` in DATASETS."""
+
+from __future__ import annotations
+
+from biobench.data import digits, mnist
+from biobench.data.base import DataOptions, Dataset, TensorSplit
+from biobench.registry import DATASETS
+
+
+def load_dataset(name: str, options: DataOptions) -> Dataset:
+    return DATASETS.get(name)(options)
+
+
+__all__ = ["DATASETS", "DataOptions", "Dataset", "TensorSplit", "digits", "load_dataset", "mnist"]

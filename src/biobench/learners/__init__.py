@@ -1,0 +1,9 @@
+"""Learning rules. Each module registers its Learner class in ALGORITHMS."""
+
+from __future__ import annotations
+
+from biobench.learners import bp
+from biobench.learners.base import ADAM, HParam, Learner
+from biobench.registry import ALGORITHMS
+
+__all__ = ["ADAM", "ALGORITHMS", "HParam", "Learner", "bp"]

@@ -1,0 +1,36 @@
+"""Backprop: the baseline every other learning rule is measured against.
+
+On a `conv` network this is the paper's BP-ConvNet; the code is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from biobench.archs.stack import Stack
+from biobench.learners.base import ADAM, Learner, adam
+from biobench.registry import ALGORITHMS
+
+
+@ALGORITHMS.register("bp", aliases=("backprop",))
+class Backprop(Learner):
+    hparams = ADAM
+
+    def __init__(self, net: Stack, hp: Mapping[str, Any]) -> None:
+        super().__init__(net, hp)
+        self.optimizer = adam(net.parameters(), self.hp)
+
+    def train_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        loss = F.cross_entropy(self.net(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # exact gradients: delta_l = W_{l+1}^T delta_{l+1} * tanh'(a_l)
+        self.optimizer.step()
+        return {"loss": loss.detach()}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"forward": self.optimizer}

@@ -1,0 +1,212 @@
+"""Rendering stored results: run lists, one run's detail, and exports (pandas frames).
+
+Pure presentation over `Store` reads: no torch, no training. Compare, leaderboard and check
+tables against the paper's numbers will live here too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from biobench.store.models import METRIC_COLUMNS
+
+STATUS_STYLE = {"running": "cyan", "finished": "green", "failed": "red", "interrupted": "yellow"}
+RUN_EXPORT_COLUMNS = (
+    "id",
+    "benchmark",
+    "algorithm",
+    "architecture",
+    "dataset",
+    "seed",
+    "epochs",
+    "batch_size",
+    "status",
+    "error",
+    "spec_hash",
+    "device",
+    "host",
+    "git_sha",
+    "torch_version",
+    "biobench_version",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "heartbeat_at",
+    "hparams",
+)
+
+
+def _table(title: str, **options: Any) -> Table:
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        **options,
+    )
+
+
+def duration(run: dict[str, Any], now: datetime | None = None) -> float | None:
+    """Seconds from start to finish (or to now, for a run still going)."""
+    start = run.get("started_at")
+    if start is None:
+        return None
+    end = run.get("finished_at") or now or datetime.now(timezone.utc)
+    return (end - start).total_seconds()
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (
+        f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+    )
+
+
+def format_error(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if math.isfinite(value) else str(value)
+
+
+def runs_table(runs: list[dict[str, Any]], now: datetime | None = None) -> Table:
+    table = _table("runs (best top-1: lowest test error, %)")
+    for name, justify in (
+        ("id", "right"),
+        ("algo", "left"),
+        ("arch", "left"),
+        ("data", "left"),
+        ("status", "left"),
+        ("epochs", "right"),
+        ("best top-1", "right"),
+        ("time", "right"),
+        ("started", "left"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for run in runs:
+        started = run["started_at"]
+        table.add_row(
+            str(run["id"]),
+            run["algorithm"],
+            run["architecture"],
+            run["dataset"],
+            Text(run["status"], style=STATUS_STYLE.get(run["status"], "")),
+            f"{run['epochs_done']}/{run['epochs']}",
+            format_error(run["best_test_top1"]),
+            format_duration(duration(run, now)),
+            started.strftime("%m-%d %H:%M") if started else "-",
+        )
+    return table
+
+
+def epochs_table(epochs: list[dict[str, Any]]) -> Table:
+    table = _table("epochs (errors in %)")
+    headers = (
+        "epoch",
+        "train top-1",
+        "train top-5",
+        "train loss",
+        "test top-1",
+        "test top-5",
+        "test loss",
+        "wall s",
+        "img/s",
+    )
+    for header in headers:
+        table.add_column(header, justify="right")
+    for row in epochs:
+        table.add_row(
+            str(row["epoch"]),
+            *(format_error(row[key]) for key in ("train_top1", "train_top5")),
+            _num(row["train_loss"], 4),
+            *(format_error(row[key]) for key in ("test_top1", "test_top5")),
+            _num(row["test_loss"], 4),
+            _num(row["wall_time"], 1),
+            _num(row["images_per_s"], 0),
+        )
+    return table
+
+
+def _num(value: float | None, digits: int) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}" if math.isfinite(value) else str(value)
+
+
+def _pairs(title: str, pairs: dict[str, Any]) -> Table:
+    table = _table(title, show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in pairs.items():
+        shown = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        table.add_row(key, shown)
+    return table
+
+
+def run_detail(run: dict[str, Any], epochs: list[dict[str, Any]]) -> Group:
+    status = Text(run["status"], style=STATUS_STYLE.get(run["status"], ""))
+    header = Text.assemble(
+        f"run {run['id']}  ",
+        status,
+        f"  {run['epochs_done']}/{run['epochs']} epochs, {format_duration(duration(run))}",
+    )
+    parts: list[Any] = [header]
+    if run.get("error"):
+        parts.append(Text(f"error: {run['error']}", style="red"))
+    parts.append(_pairs("spec", {**run["spec"], "spec_hash": run["spec_hash"]}))
+    parts.append(_pairs("environment", run["environment"]))
+    parts.append(epochs_table(epochs) if epochs else Text("no epoch finished yet"))
+    return Group(*parts)
+
+
+def export_frames(
+    runs: list[dict[str, Any]], epochs: list[dict[str, Any]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    run_frame = pd.DataFrame(
+        [{key: run[key] for key in RUN_EXPORT_COLUMNS} for run in runs],
+        columns=list(RUN_EXPORT_COLUMNS),
+    )
+    run_frame["hparams"] = run_frame["hparams"].map(lambda h: json.dumps(h, sort_keys=True))
+    epoch_frame = pd.DataFrame(epochs, columns=["run_id", "epoch", *METRIC_COLUMNS, "recorded_at"])
+    return run_frame.sort_values("id"), epoch_frame
+
+
+def export_csv(runs: list[dict[str, Any]], epochs: list[dict[str, Any]]) -> str:
+    """One row per (run, epoch): the run's columns repeated beside each epoch's metrics.
+
+    A run with no finished epoch still appears, once, with empty metric columns.
+    """
+    run_frame, epoch_frame = export_frames(runs, epochs)
+    tidy = run_frame.rename(columns={"id": "run_id"}).merge(epoch_frame, on="run_id", how="left")
+    tidy["epoch"] = tidy["epoch"].astype("Int64")
+    return tidy.to_csv(index=False)
+
+
+def export_json(runs: list[dict[str, Any]], epochs: list[dict[str, Any]]) -> str:
+    """{"runs": [{...run, "epochs": [{...}, ...]}, ...]}; NaN and inf metrics become null."""
+    run_frame, epoch_frame = export_frames(runs, epochs)
+    by_run: dict[int, list[dict[str, Any]]] = {}
+    for record in json.loads(
+        epoch_frame.to_json(orient="records", date_format="iso", double_precision=15)
+    ):
+        by_run.setdefault(record.pop("run_id"), []).append(record)
+    records = json.loads(
+        run_frame.to_json(orient="records", date_format="iso", double_precision=15)
+    )
+    for record in records:
+        record["hparams"] = json.loads(record["hparams"])
+        record["epochs"] = by_run.get(record["id"], [])
+    return json.dumps({"runs": records}, indent=2)

@@ -1,0 +1,139 @@
+"""The schema, in one file. Alembic migrations in migrations/ build exactly this.
+
+One row per run and one row per (run, epoch). Metrics are floats that may be NaN or inf (a
+diverged DTP run produces both), stored explicitly on every backend: see `Metric`.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class _SQLiteReal(Float):
+    """SQLite's float type without the driver-side float() that turns 'NaN' back into NULL."""
+
+    def bind_processor(self, dialect: Any) -> None:
+        return None
+
+    def result_processor(self, dialect: Any, coltype: Any) -> None:
+        return None
+
+
+class Metric(TypeDecorator):
+    """A float column that keeps NaN.
+
+    PostgreSQL's double precision holds NaN and +-inf natively. SQLite turns a bound NaN into
+    NULL, which would make "diverged" indistinguishable from "not measured"; there the value is
+    bound as the text 'NaN' (SQLite columns are dynamically typed) and read back as a float.
+    """
+
+    impl = Float(precision=53)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_SQLiteReal(precision=53))
+        return dialect.type_descriptor(self.impl)
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        value = float(value)
+        if dialect.name == "sqlite" and math.isnan(value):
+            return "NaN"
+        return value
+
+    def process_result_value(self, value: Any, dialect: Any) -> float | None:
+        return None if value is None else float(value)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC timestamp on every backend (SQLite stores it naive, as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    spec_hash: Mapped[str] = mapped_column(String(64), index=True)
+    benchmark: Mapped[str | None] = mapped_column(String(128), index=True)
+    algorithm: Mapped[str] = mapped_column(String(64), index=True)
+    architecture: Mapped[str] = mapped_column(String(64), index=True)
+    dataset: Mapped[str] = mapped_column(String(64), index=True)
+    hparams: Mapped[dict] = mapped_column(JSON)
+    spec: Mapped[dict] = mapped_column(JSON)
+    seed: Mapped[int] = mapped_column(Integer)
+    epochs: Mapped[int] = mapped_column(Integer)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    host: Mapped[str | None] = mapped_column(String(255))
+    git_sha: Mapped[str | None] = mapped_column(String(64))
+    torch_version: Mapped[str | None] = mapped_column(String(64))
+    biobench_version: Mapped[str | None] = mapped_column(String(64))
+    environment: Mapped[dict] = mapped_column(JSON)
+
+    epoch_rows: Mapped[list[Epoch]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="Epoch.epoch"
+    )
+
+
+class Epoch(Base):
+    __tablename__ = "epochs"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    train_top1: Mapped[float | None] = mapped_column(Metric)
+    train_top5: Mapped[float | None] = mapped_column(Metric)
+    train_loss: Mapped[float | None] = mapped_column(Metric)
+    test_top1: Mapped[float | None] = mapped_column(Metric)
+    test_top5: Mapped[float | None] = mapped_column(Metric)
+    test_loss: Mapped[float | None] = mapped_column(Metric)
+    wall_time: Mapped[float | None] = mapped_column(Metric)
+    images_per_s: Mapped[float | None] = mapped_column(Metric)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    run: Mapped[Run] = relationship(back_populates="epoch_rows")
+
+
+# The per-epoch metric columns, in display order (errors are percentages, losses are nats).
+METRIC_COLUMNS = (
+    "train_top1",
+    "train_top5",
+    "train_loss",
+    "test_top1",
+    "test_top5",
+    "test_loss",
+    "wall_time",
+    "images_per_s",
+)

@@ -1,0 +1,412 @@
+"""Opening a results database by URL, keeping its schema at head, and reading/writing runs.
+
+Habits borrowed from optuna's RDB storage and MLflow's tracking store:
+- every transaction goes through one context manager that commits, rolls back, retries
+  "database is locked" with bounded backoff, and maps driver errors to one `StoreError`;
+- a new database is created at the Alembic head; one at an older revision is refused with the
+  exact upgrade command; one newer than this code is refused with "upgrade biobench";
+- SQLite runs in WAL mode with a busy timeout, foreign keys on, and `BEGIN IMMEDIATE` for
+  writes, so several training processes can stream epochs into one file at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+    type_coerce,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, make_url
+
+from biobench.errors import StoreError
+from biobench.paths import default_db_url
+from biobench.store.models import METRIC_COLUMNS, Epoch, Metric, Run
+
+DEFAULT_DB_ENV = "BIOBENCH_DB"
+RUN_STATUSES = ("running", "finished", "failed", "interrupted")
+TERMINAL_STATUSES = ("finished", "failed", "interrupted")
+
+_RETRIES = 10
+_SQLITE_BUSY_MS = 30_000
+# Serialises schema creation between processes that open a new PostgreSQL database at once.
+_PG_SCHEMA_LOCK = 0x62696F62
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL with its password replaced by ***, also for strings SQLAlchemy cannot parse."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    return re.sub(r":[^:@/\s]*@", ":***@", str(url))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _first_line(error: BaseException) -> str:
+    inner = getattr(error, "orig", None) or error
+    lines = str(inner).strip().splitlines()
+    return lines[0] if lines else type(inner).__name__
+
+
+def _is_transient(error: sa_exc.DBAPIError) -> bool:
+    message = str(error.orig).lower()
+    return any(
+        key in message
+        for key in (
+            "database is locked",
+            "database table is locked",
+            "deadlock detected",
+            "could not serialize access",
+        )
+    )
+
+
+def parse_url(raw: str) -> URL:
+    """Parse a database URL, defaulting PostgreSQL to the psycopg (v3) driver we depend on."""
+    try:
+        url = make_url(raw)
+    except (sa_exc.ArgumentError, ValueError):
+        raise StoreError(
+            f"cannot parse database URL {mask_url(raw)!r}; expected e.g. "
+            "sqlite:///path/results.db or postgresql://user:password@host/dbname"
+        ) from None
+    if url.drivername in ("postgres", "postgresql"):
+        url = url.set(drivername="postgresql+psycopg")
+    try:
+        url.get_dialect()
+    except (sa_exc.NoSuchModuleError, ImportError):
+        raise StoreError(
+            f"unknown database scheme {url.drivername!r} in {mask_url(url)}; "
+            "use sqlite:///path/results.db or postgresql://user:password@host/dbname"
+        ) from None
+    return url
+
+
+class Store:
+    """A results database. Thread-safe for reads; each process opens its own."""
+
+    def __init__(self, url: str | None = None, *, check: bool = True) -> None:
+        """Open the database at `url` (default: BIOBENCH_DB or the SQLite file in BIOBENCH_HOME).
+
+        With `check`, a new database is created at head and an outdated or newer one refused;
+        without, the schema is left alone (for `biobench db current` and `db upgrade`).
+        """
+        self.url = parse_url(url or default_db_url())
+        self.display_url = mask_url(self.url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self._prepare_sqlite_path()
+        try:
+            self._read_engine = self._make_engine(immediate=False)
+            self._write_engine = (
+                self._make_engine(immediate=True) if self.is_sqlite else self._read_engine
+            )
+        except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as error:
+            raise StoreError(
+                f"cannot open database {self.display_url}: {_first_line(error)}; "
+                "check the URL's scheme and driver"
+            ) from None
+        if check:
+            self._check_schema()
+
+    # -- engines -------------------------------------------------------------------------------
+
+    def _prepare_sqlite_path(self) -> None:
+        database = self.url.database
+        if not database or database == ":memory:":
+            raise StoreError(
+                "an in-memory SQLite database would lose every result; "
+                "pass --db sqlite:///path/to/results.db"
+            )
+        path = Path(database).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(
+                f"cannot create the database folder {path.parent}: {error.strerror}; "
+                "pass --db or set BIOBENCH_DB to a writable location"
+            ) from None
+        self.url = self.url.set(database=str(path))
+
+    def _make_engine(self, *, immediate: bool) -> Engine:
+        if not self.is_sqlite:
+            args = {"connect_timeout": 10} if self.url.get_backend_name() == "postgresql" else {}
+            return create_engine(self.url, pool_pre_ping=True, connect_args=args)
+        engine = create_engine(self.url, connect_args={"timeout": _SQLITE_BUSY_MS / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            # Writers take the lock up front so two of them never deadlock upgrading a
+            # shared lock; readers use a deferred transaction and never block writers (WAL).
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    @contextlib.contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+        engine = self._write_engine if write else self._read_engine
+        with engine.begin() as connection:
+            yield connection
+
+    def _run(self, work: Any, *, write: bool = True) -> Any:
+        """Run `work(connection)` in one transaction, retrying transient lock errors."""
+        delay = 0.05
+        for attempt in range(_RETRIES):
+            try:
+                with self._transaction(write=write) as connection:
+                    return work(connection)
+            except sa_exc.DBAPIError as error:
+                if not _is_transient(error) or attempt == _RETRIES - 1:
+                    raise self._error(error) from None
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    def _error(self, error: sa_exc.DBAPIError) -> StoreError:
+        detail = _first_line(error)
+        if self.url.password:
+            detail = detail.replace(self.url.password, "***")
+        if isinstance(error, sa_exc.OperationalError) and any(
+            key in detail.lower() for key in ("connect", "unable to open", "timeout", "resolve")
+        ):
+            return StoreError(
+                f"cannot reach database {self.display_url}: {detail}; check that it is up "
+                "and that the URL (--db or BIOBENCH_DB) is right"
+            )
+        return StoreError(f"database {self.display_url} failed: {detail}")
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def alembic_config(self, connection: Connection | None = None) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(files("biobench.migrations")))
+        config.attributes["connection"] = connection
+        return config
+
+    def head_revision(self) -> str:
+        head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    def current_revision(self) -> str | None:
+        def work(connection: Connection) -> str | None:
+            return MigrationContext.configure(connection).get_current_revision()
+
+        return self._run(work, write=False)
+
+    def _known_revisions(self) -> set[str]:
+        scripts = ScriptDirectory.from_config(self.alembic_config())
+        return {script.revision for script in scripts.walk_revisions()}
+
+    def _check_schema(self) -> None:
+        head = self.head_revision()
+
+        def work(connection: Connection) -> str | None:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK}
+                )
+            # On SQLite this transaction began IMMEDIATE, so check-then-create is atomic too.
+            current = MigrationContext.configure(connection).get_current_revision()
+            if current is None:
+                if set(inspect(connection).get_table_names()) & {"runs", "epochs"}:
+                    return "foreign"
+                command.upgrade(self.alembic_config(connection), "head")
+                return head
+            return current
+
+        current = self._run(work, write=True)
+        if current == head:
+            return
+        if current == "foreign":
+            raise StoreError(
+                f"database {self.display_url} has tables named runs/epochs that biobench did "
+                "not create; point --db at a new or a biobench database"
+            )
+        self._refuse_unknown(current)
+        raise StoreError(
+            f"database {self.display_url} is at schema {current}, this biobench needs "
+            f"{head}; run `biobench db upgrade --db '{self.display_url}'`"
+        )
+
+    def _refuse_unknown(self, current: str | None) -> None:
+        if current is not None and current not in self._known_revisions():
+            raise StoreError(
+                f"database {self.display_url} is at schema {current}, newer than this "
+                f"biobench knows (head {self.head_revision()}); upgrade biobench"
+            )
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Bring the database to head; returns (revision before, revision after)."""
+        before = self.current_revision()
+        self._refuse_unknown(before)
+        self._run(lambda c: command.upgrade(self.alembic_config(c), "head"))
+        return before, self.head_revision()
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def create_run(self, **fields: Any) -> int:
+        """Insert a run in status `running` and return its id."""
+        now = _now()
+        values = {
+            "status": "running",
+            "created_at": now,
+            "started_at": now,
+            "heartbeat_at": now,
+            **fields,
+        }
+
+        def work(connection: Connection) -> int:
+            result = connection.execute(Run.__table__.insert().values(**values))
+            return int(result.inserted_primary_key[0])
+
+        return self._run(work)
+
+    def write_epoch(self, run_id: int, epoch: int, metrics: Mapping[str, float | None]) -> None:
+        """Insert or replace the row of (run, epoch) and refresh the run's heartbeat."""
+        unknown = set(metrics) - set(METRIC_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown metric columns: {sorted(unknown)}")
+        now = _now()
+        # Every metric column is written, so a rewritten epoch replaces the old row entirely.
+        row = {
+            "run_id": run_id,
+            "epoch": epoch,
+            "recorded_at": now,
+            **dict.fromkeys(METRIC_COLUMNS),
+            **metrics,
+        }
+        table = Epoch.__table__
+
+        def work(connection: Connection) -> None:
+            dialect = connection.dialect.name
+            if dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            elif dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:  # pragma: no cover - other backends take the portable path
+                connection.execute(
+                    table.delete().where(table.c.run_id == run_id, table.c.epoch == epoch)
+                )
+                connection.execute(table.insert().values(**row))
+                self._touch(connection, run_id, now)
+                return
+            statement = insert(table).values(**row)
+            statement = statement.on_conflict_do_update(
+                index_elements=["run_id", "epoch"],
+                set_={
+                    key: statement.excluded[key] for key in row if key not in ("run_id", "epoch")
+                },
+            )
+            connection.execute(statement)
+            self._touch(connection, run_id, now)
+
+        self._run(work)
+
+    @staticmethod
+    def _touch(connection: Connection, run_id: int, now: datetime) -> None:
+        runs = Run.__table__
+        connection.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=now))
+
+    def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        values: dict[str, Any] = {"status": status, "error": error, "heartbeat_at": _now()}
+        if status in TERMINAL_STATUSES:
+            values["finished_at"] = values["heartbeat_at"]
+        runs = Run.__table__
+        self._run(lambda c: c.execute(runs.update().where(runs.c.id == run_id).values(**values)))
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def runs(self, run_ids: list[int] | None = None, limit: int | None = None) -> list[dict]:
+        """Runs, newest first, each with epochs_done and best/last test errors."""
+        runs, epochs = Run.__table__, Epoch.__table__
+        summary = (
+            select(
+                epochs.c.run_id,
+                func.count().label("epochs_done"),
+                type_coerce(func.min(epochs.c.test_top1), Metric).label("best_test_top1"),
+                type_coerce(func.min(epochs.c.test_top5), Metric).label("best_test_top5"),
+                type_coerce(func.min(epochs.c.train_top1), Metric).label("best_train_top1"),
+            )
+            .group_by(epochs.c.run_id)
+            .subquery()
+        )
+        query = (
+            select(
+                runs,
+                summary.c.epochs_done,
+                summary.c.best_test_top1,
+                summary.c.best_test_top5,
+                summary.c.best_train_top1,
+            )
+            .outerjoin(summary, summary.c.run_id == runs.c.id)
+            .order_by(runs.c.id.desc())
+        )
+        if run_ids is not None:
+            query = query.where(runs.c.id.in_(run_ids))
+        if limit is not None:
+            query = query.limit(limit)
+
+        def work(connection: Connection) -> list[dict]:
+            rows = [dict(row._mapping) for row in connection.execute(query)]
+            for row in rows:
+                row["epochs_done"] = row["epochs_done"] or 0
+            return rows
+
+        return self._run(work, write=False)
+
+    def run(self, run_id: int) -> dict:
+        found = self.runs([run_id])
+        if not found:
+            raise StoreError(
+                f"no run with id {run_id} in {self.display_url}; `biobench runs` lists them"
+            )
+        return found[0]
+
+    def epochs(self, run_ids: list[int] | None = None) -> list[dict]:
+        """Epoch rows ordered by run and epoch, metrics as floats (NaN kept)."""
+        table = Epoch.__table__
+        query = select(table).order_by(table.c.run_id, table.c.epoch)
+        if run_ids is not None:
+            query = query.where(table.c.run_id.in_(run_ids))
+        return self._run(lambda c: [dict(row._mapping) for row in c.execute(query)], write=False)
+
+    def dispose(self) -> None:
+        self._read_engine.dispose()
+        if self._write_engine is not self._read_engine:
+            self._write_engine.dispose()

@@ -1,0 +1,114 @@
+"""fit(): the training loop every learning rule shares.
+
+Per epoch: the learner's epoch hook, one pass over the shuffled training set calling
+`learner.train_step`, then a full evaluation of the train and test sets (top-1/top-5 error in
+percent, mean cross-entropy). Each epoch's row goes to `on_epoch` as soon as it exists, which
+commits it to the results database, so a crash loses at most the epoch in progress.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from biobench.data.base import Dataset, TensorSplit
+from biobench.learners.base import Learner
+from biobench.metrics import topk_correct
+
+EVAL_BATCH = 1024
+
+
+class Reporter:
+    """Progress display hooks; this base class shows nothing (tests, library use)."""
+
+    @contextmanager
+    def epoch(self, epoch: int, epochs: int, batches: int) -> Iterator[Callable[[int], None]]:
+        yield lambda images: None
+
+    def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    top1: float  # error, %
+    top5: float  # error, %
+    loss: float  # mean cross-entropy, nats
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def evaluate(learner: Learner, split: TensorSplit, batch_size: int = EVAL_BATCH) -> Evaluation:
+    """Top-1/top-5 error and mean loss of the learner's network over a whole split."""
+    was_training = learner.net.training
+    learner.net.eval()
+    correct1 = correct5 = loss_sum = None
+    for x, y in split.batches(batch_size):
+        logits = learner.logits(x)
+        c1, c5 = topk_correct(logits, y, (1, 5))
+        loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        # Summed on the device; one host sync per split, not per batch.
+        correct1 = c1 if correct1 is None else correct1 + c1
+        correct5 = c5 if correct5 is None else correct5 + c5
+        loss_sum = loss if loss_sum is None else loss_sum + loss
+    learner.net.train(was_training)
+    n = len(split)
+    if n == 0:
+        raise ValueError("cannot evaluate an empty split")
+    return Evaluation(
+        top1=100.0 * (1 - float(correct1) / n),
+        top5=100.0 * (1 - float(correct5) / n),
+        loss=float(loss_sum) / n,
+    )
+
+
+def fit(
+    learner: Learner,
+    data: Dataset,
+    *,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    on_epoch: Callable[[int, dict[str, float]], None],
+    reporter: Reporter | None = None,
+    start_epoch: int = 1,
+) -> None:
+    """Train for epochs start_epoch..epochs, handing each epoch's metrics row to `on_epoch`.
+
+    `generator` alone decides the data order, so a fixed seed gives a fixed run on the CPU.
+    """
+    reporter = reporter or Reporter()
+    device = data.train.y.device
+    batches = data.train.num_batches(batch_size)
+    learner.net.train()
+    for epoch in range(start_epoch, epochs + 1):
+        started = time.perf_counter()
+        learner.on_epoch_start(epoch)
+        with reporter.epoch(epoch, epochs, batches) as advance:
+            for x, y in data.train.batches(batch_size, generator):
+                learner.train_step(x, y)
+                advance(len(y))
+            _sync(device)
+        train_seconds = time.perf_counter() - started
+        train, test = evaluate(learner, data.train), evaluate(learner, data.test)
+        row = {
+            "train_top1": train.top1,
+            "train_top5": train.top5,
+            "train_loss": train.loss,
+            "test_top1": test.top1,
+            "test_top5": test.top5,
+            "test_loss": test.loss,
+            "wall_time": time.perf_counter() - started,
+            "images_per_s": len(data.train) / train_seconds,
+        }
+        on_epoch(epoch, row)
+        reporter.epoch_done(epoch, epochs, row)

@@ -1,0 +1,95 @@
+"""Shared fixtures: fresh SQLite files, fresh databases on a real PostgreSQL server, MNIST files.
+
+PostgreSQL tests use the server named by BIOBENCH_TEST_POSTGRES_URL (`.ci/postgres start` makes
+one); each test gets a database of its own, dropped afterwards. Without the variable they are
+skipped, except under CI, where a missing server is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+PG_ENV = "BIOBENCH_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the user's real results database or data folder."""
+    monkeypatch.setenv("BIOBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("BIOBENCH_DB", raising=False)
+    monkeypatch.delenv("BIOBENCH_DATA_DIR", raising=False)
+    monkeypatch.delenv("BIOBENCH_BENCHMARKS", raising=False)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'db' / 'results.db'}"
+
+
+def _pg_base_url() -> str:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{PG_ENV} is not set under CI: .ci/run must start PostgreSQL")
+        pytest.skip(f'{PG_ENV} not set (start a server with `eval "$(bash .ci/postgres start)"`)')
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    base = make_url(_pg_base_url()).set(drivername="postgresql+psycopg")
+    name = f"bb_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield base.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Every store contract test runs on both backends."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_url")
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
+    """An IDX file of unsigned bytes, as in the real MNIST distribution."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = struct.pack(f">{1 + array.ndim}I", magic, *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def make_mnist(root: Path, n_train: int = 300, n_test: int = 100, size: int = 28) -> Path:
+    """A small MNIST in torchvision's raw layout: class-dependent stroke patterns plus noise."""
+    rng = np.random.default_rng(0)
+    prototypes = rng.integers(0, 256, size=(10, size, size))
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(n) % 10
+        noise = rng.integers(-60, 60, size=(n, size, size))
+        return np.clip(prototypes[labels] + noise, 0, 255), labels
+
+    raw = root / "MNIST" / "raw"
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images, labels = split(n)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images, 2051)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels, 2049)
+    return root
+
+
+@pytest.fixture
+def mnist_dir(tmp_path: Path) -> Path:
+    return make_mnist(tmp_path / "data")

@@ -1,0 +1,89 @@
+"""Spec resolution: defaults from benchmarks.yaml, strict --set overrides, a stable hash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from biobench.errors import SpecError
+from biobench.spec import resolve
+
+
+def spec(**kw):
+    return resolve(**{"algorithm": "bp", "architecture": "fc", "dataset": "digits", **kw})
+
+
+def test_mnist_fc_bp_takes_the_papers_table5_hyperparameters() -> None:
+    resolved = resolve(algorithm="bp", architecture="fully-connected", dataset="mnist")
+    assert resolved.architecture == "fc"  # aliases resolve to the canonical name
+    assert resolved.hparams == {"lr": 1.52e-4, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    assert (resolved.epochs, resolved.batch_size, resolved.seed) == (500, 128, 0)
+
+
+def test_command_line_values_override_the_defaults() -> None:
+    resolved = spec(epochs=3, batch_size=7, seed=11, overrides=["lr=3e-4", "beta2=0.99"])
+    assert (resolved.epochs, resolved.batch_size, resolved.seed) == (3, 7, 11)
+    assert resolved.hparams["lr"] == 3e-4 and resolved.hparams["beta2"] == 0.99
+
+
+def test_the_hash_identifies_the_experiment() -> None:
+    assert spec().spec_hash() == spec().spec_hash()
+    assert spec(seed=1).spec_hash() != spec().spec_hash()
+    assert spec(overrides=["lr=0.002"]).spec_hash() != spec().spec_hash()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"algorithm": "dtpp"}, "unknown algorithm 'dtpp'; choose one of: bp"),
+        ({"architecture": "resnet"}, "unknown architecture 'resnet'; choose one of: fc"),
+        ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
+        ({"overrides": ["lr=fast"]}, "lr='fast' is not a float"),
+        ({"overrides": ["lr=0"]}, "lr='0' is out of range"),
+        ({"overrides": ["beta1=1.0"]}, r"beta1='1.0' is out of range.*\[0, 1\)"),
+        ({"overrides": ["lr=nan"]}, "not finite"),
+        ({"overrides": ["alpha=0.1"]}, "bp has no hyperparameter 'alpha'; valid: lr, beta1"),
+        ({"overrides": ["lr"]}, "is not name=value"),
+        ({"overrides": ["lr=1e-3", "lr=2e-3"]}, "given twice"),
+        ({"epochs": 0}, "--epochs must be > 0"),
+        ({"batch_size": -5}, "--batch-size must be > 0"),
+        ({"seed": -1}, "--seed must be >= 0"),
+    ],
+)
+def test_bad_specs_say_what_is_wrong(kwargs: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        spec(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("defaults: {seed: 0, epochs: 1, batch_size: 8}\npresets: {}\n", "unknown top-level key"),
+        ("defaults: {seed: 0, epochs: 1, batchsize: 8}\n", "unknown key 'batchsize'"),
+        ("defaults: {seed: 0, epochs: one, batch_size: 8}\n", "must be an integer"),
+        ("defaults: {seed: 0, epochs: 1}\n", "must set batch_size"),
+        ("defaults: [1, 2\n", "not valid YAML"),
+        (
+            "defaults: {seed: 0, epochs: 1, batch_size: 8}\ndatasets: {cifar: {}}\n",
+            "datasets.cifar is not a dataset",
+        ),
+        (
+            "defaults: {seed: 0, epochs: 1, batch_size: 8}\nhparams: {bp: {default: {lr: 1}}}\n",
+            "bp needs beta1, beta2, eps",
+        ),
+        (
+            "defaults: {seed: 0, epochs: 1, batch_size: 8}\n"
+            "hparams: {bp: {default: {lr: 1, beta1: .9, beta2: .9, eps: 1, momentum: 1}}}\n",
+            "hparams.bp.default: bp has no hyperparameter 'momentum'",
+        ),
+    ],
+)
+def test_a_malformed_benchmarks_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, message: str
+) -> None:
+    path = tmp_path / "benchmarks.yaml"
+    path.write_text(content)
+    monkeypatch.setenv("BIOBENCH_BENCHMARKS", str(path))
+    with pytest.raises(SpecError, match=message):
+        spec()
