@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from biobench.data.base import Dataset, TensorSplit
+from biobench.data.base import Dataset, Split
 from biobench.learners.base import Learner
 from biobench.metrics import topk_correct
 
@@ -47,7 +47,7 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def evaluate(learner: Learner, split: TensorSplit, batch_size: int = EVAL_BATCH) -> Evaluation:
+def evaluate(learner: Learner, split: Split, batch_size: int = EVAL_BATCH) -> Evaluation:
     """Top-1/top-5 error and mean loss of the learner's network over a whole split."""
     was_training = learner.net.training
     learner.net.eval()
@@ -87,7 +87,7 @@ def fit(
     `generator` alone decides the data order, so a fixed seed gives a fixed run on the CPU.
     """
     reporter = reporter or Reporter()
-    device = data.train.y.device
+    device = data.train.device
     batches = data.train.num_batches(batch_size)
     learner.net.train()
     for epoch in range(start_epoch, epochs + 1):

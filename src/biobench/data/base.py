@@ -7,32 +7,76 @@ workers, no per-batch host-to-device copies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
+
+# A batch transform applied on the training device to shuffled (training) batches only:
+# augment(x, generator) -> x, drawing its randomness from the run's seeded CPU generator.
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+
+
+class Split(Protocol):
+    """What the training loop needs of a train or test split (in memory or streamed)."""
+
+    def __len__(self) -> int: ...
+
+    def num_batches(self, batch_size: int) -> int: ...
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[Tensor, Tensor]]: ...
+
+    def to(self, device: torch.device | str) -> Split: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]: ...
 
 
 class TensorSplit:
     """Images (N, C, H, W) and integer labels (N,), batched in a fixed or seeded order.
 
-    `x` may be stored compactly (uint8); batches come out as float32 `x * scale`.
+    `x` may be stored compactly (uint8); batches come out as float32 `x * scale - shift`
+    (`shift` per channel or scalar), then through `augment` when shuffled.
     """
 
-    def __init__(self, x: Tensor, y: Tensor, scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        scale: float = 1.0,
+        shift: Tensor | float = 0.0,
+        augment: Augment | None = None,
+    ) -> None:
         if x.ndim != 4:
             raise ValueError(f"images must be (N, C, H, W), got shape {tuple(x.shape)}")
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels")
         self.x, self.y, self.scale = x, y.long(), scale
+        self.shift = shift.to(x.device) if isinstance(shift, Tensor) else shift
+        self.augment = augment
+
+    @property
+    def device(self) -> torch.device:
+        return self.y.device
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
 
     def __len__(self) -> int:
         return len(self.y)
 
     def to(self, device: torch.device | str) -> TensorSplit:
-        return TensorSplit(self.x.to(device), self.y.to(device), self.scale)
+        shift = self.shift.to(device) if isinstance(self.shift, Tensor) else self.shift
+        return TensorSplit(self.x.to(device), self.y.to(device), self.scale, shift, self.augment)
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
@@ -50,26 +94,29 @@ class TensorSplit:
         # only on the seed, not on the device.
         order = torch.randperm(n, generator=generator).to(self.y.device)
         for start in range(0, n, batch_size):
-            yield self._batch(order[start : start + batch_size])
+            x, y = self._batch(order[start : start + batch_size])
+            yield (self.augment(x, generator) if self.augment else x), y
 
     def _batch(self, index: slice | Tensor) -> tuple[Tensor, Tensor]:
         x = self.x[index].to(torch.float32)
         if self.scale != 1.0:
             x = x.mul_(self.scale)
+        if not isinstance(self.shift, float) or self.shift != 0.0:
+            x = x.sub_(self.shift)
         return x, self.y[index]
 
 
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    train: TensorSplit
-    test: TensorSplit
+    train: Split
+    test: Split
     num_classes: int
     source: str  # where it came from, recorded with the run
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+        return self.train.sample_shape  # type: ignore[return-value]
 
     def to(self, device: torch.device | str) -> Dataset:
         return replace(self, train=self.train.to(device), test=self.test.to(device))
@@ -77,7 +124,9 @@ class Dataset:
 
 @dataclass(frozen=True)
 class DataOptions:
-    """Where datasets live on disk and whether a missing one may be downloaded."""
+    """Where datasets live on disk, whether a missing one may be downloaded, and the dataset's
+    own settings (validated against the `settings` its loader declares, e.g. augment)."""
 
     root: Path
     download: bool = False
+    settings: Mapping[str, Any] = field(default_factory=dict)
