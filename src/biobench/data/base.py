@@ -44,14 +44,15 @@ class TensorSplit:
     """Images (N, C, H, W) and integer labels (N,), batched in a fixed or seeded order.
 
     `x` may be stored compactly (uint8); batches come out as float32 `x * scale - shift`
-    (`shift` per channel or scalar), then through `augment` when shuffled.
+    (each a scalar or a per-channel (C, 1, 1) tensor: normalisation), then through `augment`
+    when shuffled.
     """
 
     def __init__(
         self,
         x: Tensor,
         y: Tensor,
-        scale: float = 1.0,
+        scale: Tensor | float = 1.0,
         shift: Tensor | float = 0.0,
         augment: Augment | None = None,
     ) -> None:
@@ -59,7 +60,8 @@ class TensorSplit:
             raise ValueError(f"images must be (N, C, H, W), got shape {tuple(x.shape)}")
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels")
-        self.x, self.y, self.scale = x, y.long(), scale
+        self.x, self.y = x, y.long()
+        self.scale = scale.to(x.device) if isinstance(scale, Tensor) else scale
         self.shift = shift.to(x.device) if isinstance(shift, Tensor) else shift
         self.augment = augment
 
@@ -75,8 +77,9 @@ class TensorSplit:
         return len(self.y)
 
     def to(self, device: torch.device | str) -> TensorSplit:
-        shift = self.shift.to(device) if isinstance(self.shift, Tensor) else self.shift
-        return TensorSplit(self.x.to(device), self.y.to(device), self.scale, shift, self.augment)
+        return TensorSplit(
+            self.x.to(device), self.y.to(device), self.scale, self.shift, self.augment
+        )
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
@@ -99,9 +102,9 @@ class TensorSplit:
 
     def _batch(self, index: slice | Tensor) -> tuple[Tensor, Tensor]:
         x = self.x[index].to(torch.float32)
-        if self.scale != 1.0:
+        if isinstance(self.scale, Tensor) or self.scale != 1.0:
             x = x.mul_(self.scale)
-        if not isinstance(self.shift, float) or self.shift != 0.0:
+        if isinstance(self.shift, Tensor) or self.shift != 0.0:
             x = x.sub_(self.shift)
         return x, self.y[index]
 

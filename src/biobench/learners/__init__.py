@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from biobench.learners import bp
-from biobench.learners.base import ADAM, HParam, Learner
+from biobench.learners.base import ADAM, Learner
+from biobench.params import HParam
 from biobench.registry import ALGORITHMS
 
 __all__ = ["ADAM", "ALGORITHMS", "HParam", "Learner", "bp"]
