@@ -88,5 +88,5 @@ def test_shuffled_batches_cover_the_split_once_in_a_seeded_order() -> None:
 
 
 def test_unknown_dataset_lists_the_choices() -> None:
-    with pytest.raises(SpecError, match="unknown dataset 'cifar'; choose one of: digits, mnist"):
+    with pytest.raises(SpecError, match="unknown dataset 'cifar'; choose one of: cifar10, digits"):
         load_dataset("cifar", DataOptions(Path("unused")))

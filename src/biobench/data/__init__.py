@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from biobench.data import digits, mnist
+from biobench.data import cifar10, digits, downsampled, imagenet, mnist
 from biobench.data.base import DataOptions, Dataset, TensorSplit
 from biobench.registry import DATASETS
 
@@ -11,4 +11,15 @@ def load_dataset(name: str, options: DataOptions) -> Dataset:
     return DATASETS.get(name)(options)
 
 
-__all__ = ["DATASETS", "DataOptions", "Dataset", "TensorSplit", "digits", "load_dataset", "mnist"]
+__all__ = [
+    "DATASETS",
+    "DataOptions",
+    "Dataset",
+    "TensorSplit",
+    "cifar10",
+    "digits",
+    "downsampled",
+    "imagenet",
+    "load_dataset",
+    "mnist",
+]

@@ -109,6 +109,15 @@ class TensorSplit:
         return x, self.y[index]
 
 
+def normalisation(
+    mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (scale, shift) with x * scale - shift == (x / 255 - mean) / std for uint8 x."""
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    return 1 / (255 * std_t), mean_t / std_t
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str

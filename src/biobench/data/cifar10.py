@@ -1,0 +1,138 @@
+"""CIFAR-10 from torchvision's layout: ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch}.
+
+Each batch file is the original Python pickle: a dict with b"data" (N, 3072) uint8, each row the
+red, green and blue 32x32 planes in turn, and b"labels" (N ints in 0-9). Any number of images
+per file loads, so a hand-made or subsampled CIFAR-10 directory works like the real one.
+`--download` fetches the real files with torchvision, which verifies their checksums.
+
+Images stay uint8 (N, 3, 32, 32) in memory and are normalised per batch with the usual
+per-channel CIFAR-10 mean and std. The `augment` setting adds a random 32x32 crop of the
+4-padded image and a horizontal flip to training batches.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from biobench.data.augment import random_crop_flip
+from biobench.data.base import DataOptions, Dataset, TensorSplit, normalisation
+from biobench.errors import DataError
+from biobench.params import HParam
+from biobench.registry import DATASETS
+
+FOLDER = "cifar-10-batches-py"
+FILES = {
+    "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
+    "test": ("test_batch",),
+}
+SIDE = 32
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+_FIX = "delete it and rerun with --download, or restore the original file"
+
+
+def batches_dir(root: Path) -> Path:
+    return root / FOLDER
+
+
+def _entry(batch: dict[Any, Any], key: str) -> Any:
+    """A batch dict's value under a bytes key (the original files) or a str key (re-pickled)."""
+    if key.encode() in batch:
+        return batch[key.encode()]
+    return batch.get(key)
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) uint8 and labels (N,) int64 of one pickled batch file, validated."""
+    try:
+        with path.open("rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+    except Exception as error:  # a damaged pickle can fail in many ways; all mean the same here
+        raise DataError(f"CIFAR-10 file {path} is unreadable ({error!r}); {_FIX}") from None
+    if not isinstance(batch, dict):
+        raise DataError(
+            f"CIFAR-10 file {path} holds a {type(batch).__name__}, not a batch dict; {_FIX}"
+        )
+    data, labels = _entry(batch, "data"), _entry(batch, "labels")
+    if data is None or labels is None:
+        raise DataError(f"CIFAR-10 file {path} has no 'data' or no 'labels' entry; {_FIX}")
+    data = np.asarray(data)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * SIDE * SIDE:
+        raise DataError(
+            f"CIFAR-10 file {path} holds {data.dtype} data of shape {data.shape}, expected "
+            f"uint8 (N, {3 * SIDE * SIDE}); {_FIX}"
+        )
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != len(data) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"CIFAR-10 file {path} has {len(data)} images but labels of shape {labels.shape} "
+            f"({labels.dtype}); {_FIX}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(
+            f"CIFAR-10 labels in {path} span {labels.min()}..{labels.max()}, expected 0-9; {_FIX}"
+        )
+    return data.reshape(-1, 3, SIDE, SIDE), labels.astype(np.int64)
+
+
+def _missing(root: Path) -> list[Path]:
+    folder = batches_dir(root)
+    return [
+        folder / name for names in FILES.values() for name in names if not (folder / name).exists()
+    ]
+
+
+def _download(root: Path) -> None:
+    from torchvision.datasets import CIFAR10
+
+    try:
+        for train in (True, False):
+            CIFAR10(str(root), train=train, download=True)
+    except Exception as error:  # network errors come in many types; all mean the same here
+        raise DataError(
+            f"downloading CIFAR-10 into {batches_dir(root)} failed ({error}); without internet, "
+            "unpack cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
+            f"into {root} by hand"
+        ) from None
+
+
+def _split(root: Path, split: str, augment: bool) -> TensorSplit:
+    parts = [read_batch(batches_dir(root) / name) for name in FILES[split]]
+    x = torch.from_numpy(np.concatenate([images for images, _ in parts]))
+    y = torch.from_numpy(np.concatenate([labels for _, labels in parts]))
+    scale, shift = normalisation(MEAN, STD)
+    return TensorSplit(x, y, scale, shift, augment=random_crop_flip if augment else None)
+
+
+@DATASETS.register("cifar10")
+def load_cifar10(options: DataOptions) -> Dataset:
+    missing = _missing(options.root)
+    if missing and options.download:
+        _download(options.root)
+        missing = _missing(options.root)
+    if missing:
+        raise DataError(
+            f"CIFAR-10 not found: expected {missing[0]}"
+            + (f" and {len(missing) - 1} more file(s)" if len(missing) > 1 else "")
+            + f"; pass --data-dir DIR with DIR/{FOLDER} holding them, or add --download"
+        )
+    augment = bool(options.settings.get("augment", False))
+    return Dataset(
+        name="cifar10",
+        train=_split(options.root, "train", augment),
+        test=_split(options.root, "test", augment=False),
+        num_classes=10,
+        source=str(batches_dir(options.root)),
+    )
+
+
+load_cifar10.settings = {  # type: ignore[attr-defined]
+    "augment": HParam(
+        bool, "random crop of the 4-padded image + horizontal flip, training set only"
+    ),
+}

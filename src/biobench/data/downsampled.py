@@ -1,0 +1,179 @@
+"""Downsampled ImageNet (Chrabaszcz, Loshchilov & Hutter 2017) in its published npz batches.
+
+    ROOT/imagenet32/train_data_batch_1.npz ... train_data_batch_10.npz   the training set
+    ROOT/imagenet32/val_data.npz                                         the validation set
+    ROOT/imagenet64/ likewise, with 64x64 images
+
+Each npz holds "data" (N, 3*S*S) uint8, every row the red, then green, then blue SxS plane of
+one image, and "labels" (N,) in 1..1000 (stored 1-based; loaded 0-based). The train batches also
+carry the dataset's "mean" image, which biobench does not use: images are normalised with the
+ImageNet per-channel mean and std, like the full-size set. The files may sit directly in the
+folder or one level down, in the folders the published zips unpack to; any number of train
+batches (at least one) and of images loads. The validation set is the test set.
+
+The labels follow the downsampled set's own class order, not the sorted wnids the full-size
+`imagenet` loader uses, so class k names different classes in the two.
+
+The whole set is held in memory as uint8 (3.9 GB at 32x32, 15.7 GB at 64x64). Array headers are
+read first, so every batch file is decoded once, straight into one preallocated tensor, and
+loading never needs twice that memory.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from biobench.data.augment import random_crop_flip
+from biobench.data.base import DataOptions, Dataset, TensorSplit, normalisation
+from biobench.data.imagenet import MEAN, STD
+from biobench.errors import DataError
+from biobench.params import HParam
+from biobench.registry import DATASETS
+
+NUM_CLASSES = 1000
+TRAIN_FILE = re.compile(r"train_data_batch_(\d+)\.npz")
+VAL_FILE = "val_data.npz"
+_FIX = "download it again from image-net.org"
+# What numpy, zipfile and zlib raise for a truncated or corrupt npz.
+_DAMAGE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def downsampled_dir(root: Path, side: int) -> Path:
+    return root / f"imagenet{side}"
+
+
+def _train_files(folder: Path) -> list[Path]:
+    """train_data_batch_<k>.npz in `folder` or one folder below, in batch order."""
+    numbered: dict[int, Path] = {}
+    for path in [*folder.glob("train_data_batch_*.npz"), *folder.glob("*/train_data_batch_*.npz")]:
+        hit = TRAIN_FILE.fullmatch(path.name)
+        if not hit:
+            continue
+        number = int(hit.group(1))
+        if number in numbered:
+            raise DataError(
+                f"downsampled ImageNet batch {number} is there twice: {numbered[number]} and "
+                f"{path}; keep one of them"
+            )
+        numbered[number] = path
+    return [numbered[number] for number in sorted(numbered)]
+
+
+def _val_file(folder: Path) -> Path | None:
+    found = [*folder.glob(VAL_FILE), *folder.glob(f"*/{VAL_FILE}")]
+    if len(found) > 1:
+        raise DataError(
+            f"downsampled ImageNet has {len(found)} validation files ({found[0]}, {found[1]}); "
+            "keep one of them"
+        )
+    return found[0] if found else None
+
+
+def _damaged(path: Path, error: Exception) -> DataError:
+    return DataError(f"downsampled ImageNet file {path} is unreadable ({error!r}); {_FIX}")
+
+
+def _count(path: Path, side: int) -> int:
+    """The number of images in one npz, from its "data" header alone, checking the row size."""
+    columns = 3 * side * side
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("data.npy") as stored:
+            read_header = _HEADER_READERS[np.lib.format.read_magic(stored)]
+            shape, _, dtype = read_header(stored)
+    except _DAMAGE as error:
+        raise _damaged(path, error) from None
+    if dtype != np.uint8 or len(shape) != 2 or shape[1] != columns:
+        raise DataError(
+            f"downsampled ImageNet file {path} holds {dtype} data of shape {shape}, expected "
+            f"uint8 (N, {columns}) for {side}x{side} images; check it is the "
+            f"imagenet{side} file, or {_FIX}"
+        )
+    return shape[0]
+
+
+def _read(path: Path, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The data and 0-based labels of one npz, whose header promised `rows` images."""
+    try:
+        with np.load(path, allow_pickle=False) as batch:
+            data, labels = batch["data"], batch["labels"]
+    except _DAMAGE as error:
+        raise _damaged(path, error) from None
+    if labels.shape != (rows,) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"downsampled ImageNet file {path} has {rows} images but labels of shape "
+            f"{labels.shape} ({labels.dtype}); {_FIX}"
+        )
+    if rows and (labels.min() < 1 or labels.max() > NUM_CLASSES):
+        raise DataError(
+            f"downsampled ImageNet labels in {path} span {labels.min()}..{labels.max()}, "
+            f"expected 1..{NUM_CLASSES}; {_FIX}"
+        )
+    return data, labels.astype(np.int64) - 1
+
+
+def _split(paths: list[Path], side: int, augment: bool) -> TensorSplit:
+    counts = [_count(path, side) for path in paths]
+    x = torch.empty((sum(counts), 3, side, side), dtype=torch.uint8)
+    y = torch.empty(sum(counts), dtype=torch.int64)
+    start = 0
+    for path, rows in zip(paths, counts, strict=True):
+        data, labels = _read(path, rows)
+        x[start : start + rows] = torch.from_numpy(data).view(rows, 3, side, side)
+        y[start : start + rows] = torch.from_numpy(labels)
+        start += rows
+    scale, shift = normalisation(MEAN, STD)
+    return TensorSplit(x, y, scale, shift, augment=random_crop_flip if augment else None)
+
+
+def _load(options: DataOptions, side: int) -> Dataset:
+    folder = downsampled_dir(options.root, side)
+    train, val = _train_files(folder), _val_file(folder)
+    if not train or val is None:
+        expected = folder / ("train_data_batch_1.npz" if not train else VAL_FILE)
+        how = (
+            "it cannot be downloaded for you (image-net.org needs a login): download"
+            if options.download
+            else "download"
+        )
+        raise DataError(
+            f"downsampled ImageNet {side}x{side} not found: expected {expected}; {how} "
+            f'"Downsampled ImageNet {side}x{side}" in npz format (train and val) from '
+            f"https://image-net.org and unzip it into {folder}, or pass --data-dir DIR with "
+            f"DIR/imagenet{side} holding it"
+        )
+    return Dataset(
+        name=f"imagenet{side}",
+        train=_split(train, side, bool(options.settings.get("augment", False))),
+        test=_split([val], side, augment=False),
+        num_classes=NUM_CLASSES,
+        source=str(folder),
+    )
+
+
+@DATASETS.register("imagenet32")
+def load_imagenet32(options: DataOptions) -> Dataset:
+    return _load(options, 32)
+
+
+@DATASETS.register("imagenet64")
+def load_imagenet64(options: DataOptions) -> Dataset:
+    return _load(options, 64)
+
+
+_SETTINGS = {
+    "augment": HParam(
+        bool, "random crop of the 4-padded image + horizontal flip, training set only"
+    )
+}
+load_imagenet32.settings = _SETTINGS  # type: ignore[attr-defined]
+load_imagenet64.settings = _SETTINGS  # type: ignore[attr-defined]
