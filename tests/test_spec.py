@@ -36,9 +36,9 @@ def test_the_hash_identifies_the_experiment() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"algorithm": "dtpp"}, "unknown algorithm 'dtpp'; choose one of: bp"),
-        ({"architecture": "resnet"}, "unknown architecture 'resnet'; choose one of: fc"),
-        ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
+        ({"algorithm": "dtpp"}, "unknown algorithm 'dtpp'; choose one of: ao-sdtp, bp, dfa, dtp, fa, sdtp, tp"),
+        ({"architecture": "resnet"}, "unknown architecture 'resnet'; choose one of: conv, fc, lc"),
+        ({"dataset": "imagenet1k"}, "unknown dataset .imagenet1k."),
         ({"overrides": ["lr=fast"]}, "lr='fast' is not a float"),
         ({"overrides": ["lr=0"]}, "lr='0' is out of range"),
         ({"overrides": ["beta1=1.0"]}, r"beta1='1.0' is out of range.*\[0, 1\)"),
@@ -87,3 +87,17 @@ def test_a_malformed_benchmarks_file_is_refused(
     monkeypatch.setenv("BIOBENCH_BENCHMARKS", str(path))
     with pytest.raises(SpecError, match=message):
         spec()
+
+
+def test_dataset_settings_travel_with_the_spec() -> None:
+    resolved = resolve(
+        algorithm="bp", architecture="fc", dataset="cifar10", overrides=["augment=true", "lr=1e-4"]
+    )
+    assert resolved.data_settings == {"augment": True} and resolved.hparams["lr"] == 1e-4
+    plain = resolve(algorithm="bp", architecture="fc", dataset="cifar10")
+    assert plain.spec_hash() != resolved.spec_hash()
+
+
+def test_a_setting_of_another_dataset_is_refused() -> None:
+    with pytest.raises(SpecError, match="has no hyperparameter 'augment'"):
+        spec(overrides=["augment=true"])

@@ -104,7 +104,8 @@ def execute(
     on_start: Any = None,
 ) -> int:
     """Train `spec` and record it in `store`; returns the run id."""
-    data = load_dataset(spec.dataset, DataOptions(root=data_dir, download=download))
+    options = DataOptions(root=data_dir, download=download, settings=spec.data_settings)
+    data = load_dataset(spec.dataset, options)
     torch.manual_seed(spec.seed)  # initialisation depends on the seed only
     net = build_network(
         spec.architecture, DataInfo(data.name, data.input_shape, data.num_classes)

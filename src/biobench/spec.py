@@ -34,6 +34,7 @@ class BenchmarkSpec:
     batch_size: int
     seed: int
     hparams: dict[str, Any] = field(default_factory=dict)
+    data_settings: dict[str, Any] = field(default_factory=dict)  # e.g. augment
     benchmark: str | None = None  # preset name, when run from one
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,12 +172,18 @@ def resolve(
                     f"{where}: {algorithm} has no hyperparameter {name!r}; valid: {valid}"
                 )
             hparams[name] = schema[name].parse(name, value)
+    data_schema = getattr(DATASETS.get(dataset), "settings", {})
+    data_settings: dict[str, Any] = {}
     for name, value in parse_overrides(overrides or []).items():
-        if name not in schema:
+        if name in schema:
+            hparams[name] = schema[name].parse(name, value)
+        elif name in data_schema:
+            data_settings[name] = data_schema[name].parse(name, value)
+        else:
+            also = f"; {dataset} takes {', '.join(data_schema)}" if data_schema else ""
             raise SpecError(
-                f"--set {name}: {algorithm} has no hyperparameter {name!r}; valid: {valid}"
+                f"--set {name}: {algorithm} has no hyperparameter {name!r}; valid: {valid}{also}"
             )
-        hparams[name] = schema[name].parse(name, value)
     missing = [name for name in schema if name not in hparams]
     if missing:
         raise SpecError(
@@ -190,4 +197,5 @@ def resolve(
         batch_size=run["batch_size"],
         seed=run["seed"],
         hparams={name: hparams[name] for name in schema},
+        data_settings=data_settings,
     )

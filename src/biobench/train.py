@@ -1,9 +1,10 @@
 """fit(): the training loop every learning rule shares.
 
-Per epoch: the learner's epoch hook, one pass over the shuffled training set calling
-`learner.train_step`, then a full evaluation of the train and test sets (top-1/top-5 error in
-percent, mean cross-entropy). Each epoch's row goes to `on_epoch` as soon as it exists, which
-commits it to the results database, so a crash loses at most the epoch in progress.
+Per epoch: one pass over the shuffled training set calling `learner.train_step` (or the passes
+the learner asks for: alternating target propagation makes an inverse and a forward pass), then
+a full evaluation of the train and test sets (top-1/top-5 error in percent, mean cross-entropy).
+Each epoch's row goes to `on_epoch` as soon as it exists, which commits it to the results
+database, so a crash loses at most the epoch in progress.
 """
 
 from __future__ import annotations
@@ -92,11 +93,13 @@ def fit(
     learner.net.train()
     for epoch in range(start_epoch, epochs + 1):
         started = time.perf_counter()
-        learner.on_epoch_start(epoch)
-        with reporter.epoch(epoch, epochs, batches) as advance:
-            for x, y in data.train.batches(batch_size, generator):
-                learner.train_step(x, y)
-                advance(len(y))
+        phases = learner.epoch_phases(epoch)
+        with reporter.epoch(epoch, epochs, batches * len(phases)) as advance:
+            for phase in phases:  # one pass, or alternating TP's inverse then forward pass
+                learner.start_phase(phase)
+                for x, y in data.train.batches(batch_size, generator):
+                    learner.train_step(x, y)
+                    advance(len(y))
             _sync(device)
         train_seconds = time.perf_counter() - started
         train, test = evaluate(learner, data.train), evaluate(learner, data.test)
@@ -108,7 +111,7 @@ def fit(
             "test_top5": test.top5,
             "test_loss": test.loss,
             "wall_time": time.perf_counter() - started,
-            "images_per_s": len(data.train) / train_seconds,
+            "images_per_s": len(phases) * len(data.train) / train_seconds,
         }
         on_epoch(epoch, row)
         reporter.epoch_done(epoch, epochs, row)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from biobench.archs import fc
+from biobench.archs import fc, lc
 from biobench.archs.stack import DataInfo, Layer, Stack
 from biobench.registry import ARCHITECTURES
 
@@ -11,4 +11,4 @@ def build_network(name: str, info: DataInfo) -> Stack:
     return ARCHITECTURES.get(name)(info)
 
 
-__all__ = ["ARCHITECTURES", "DataInfo", "Layer", "Stack", "build_network", "fc"]
+__all__ = ["ARCHITECTURES", "DataInfo", "Layer", "Stack", "build_network", "fc", "lc"]

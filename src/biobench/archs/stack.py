@@ -2,11 +2,13 @@
 
 Learners other than backprop need to walk the network layer by layer (feedback alignment sends
 a signal down through each layer, target propagation builds an inverse per layer), so the paper's
-networks are not opaque `nn.Sequential`s but a list of `Layer`s with the pre-activation exposed.
+networks are not opaque `nn.Sequential`s but a list of `Layer`s with the pre-activation exposed
+and each layer's input and output shapes known.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -23,20 +25,37 @@ class DataInfo:
 
 
 class Layer(nn.Module):
-    """h_l = f(op(h_{l-1})) with f = tanh for hidden layers and the identity for the output."""
+    """h_l = f(op(h_{l-1})) with f = tanh for hidden layers and the identity for the output.
+
+    A dense op after image-shaped layers flattens its input (`flatten`); `input_shape` and
+    `output_shape` are per sample and are filled in by the Stack.
+    """
 
     def __init__(self, op: nn.Module, *, hidden: bool, flatten: bool = False) -> None:
         super().__init__()
         self.op = op
-        self.hidden = hidden  # hidden layers are tanh; the output layer gives logits
-        self.flatten = flatten  # the first dense layer after images flattens its input
+        self.hidden = hidden
+        self.flatten = flatten
+        self.input_shape: tuple[int, ...] = ()
+        self.output_shape: tuple[int, ...] = ()
 
     def preactivation(self, h: Tensor) -> Tensor:
         return self.op(h.flatten(1) if self.flatten else h)
 
-    def forward(self, h: Tensor) -> Tensor:
-        a = self.preactivation(h)
+    def activate(self, a: Tensor) -> Tensor:
         return torch.tanh(a) if self.hidden else a
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.activate(self.preactivation(h))
+
+    @property
+    def units(self) -> int:
+        return math.prod(self.output_shape)
+
+
+def tanh_derivative(h: Tensor) -> Tensor:
+    """tanh'(a) from h = tanh(a), without keeping a."""
+    return 1 - h * h
 
 
 class Stack(nn.Module):
@@ -44,6 +63,12 @@ class Stack(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.info = info
+        with torch.no_grad():  # one sample through the net records every layer's shapes
+            h = torch.zeros(1, *info.input_shape)
+            for layer in layers:
+                layer.input_shape = tuple(h.shape[1:])
+                h = layer(h)
+                layer.output_shape = tuple(h.shape[1:])
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers:

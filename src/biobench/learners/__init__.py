@@ -1,10 +1,10 @@
-"""Learning rules. Each module registers its Learner class in ALGORITHMS."""
+"""Learning rules. Each module registers its Learner classes in ALGORITHMS."""
 
 from __future__ import annotations
 
-from biobench.learners import bp
+from biobench.learners import bp, feedback_alignment, target_prop
 from biobench.learners.base import ADAM, Learner
 from biobench.params import HParam
 from biobench.registry import ALGORITHMS
 
-__all__ = ["ADAM", "ALGORITHMS", "HParam", "Learner", "bp"]
+__all__ = ["ADAM", "ALGORITHMS", "HParam", "Learner", "bp", "feedback_alignment", "target_prop"]
