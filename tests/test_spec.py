@@ -36,8 +36,11 @@ def test_the_hash_identifies_the_experiment() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"algorithm": "dtpp"}, "unknown algorithm 'dtpp'; choose one of: ao-sdtp, bp, dfa, dtp, fa, sdtp, tp"),
-        ({"architecture": "resnet"}, "unknown architecture 'resnet'; choose one of: conv, fc, lc"),
+        (
+            {"algorithm": "dtpp"},
+            "unknown algorithm 'dtpp'; choose one of: ao-sdtp, bp, dfa, dtp, ",
+        ),
+        ({"architecture": "resnet"}, "architecture 'resnet'; choose one of: conv, fc, lc"),
         ({"dataset": "imagenet1k"}, "unknown dataset .imagenet1k."),
         ({"overrides": ["lr=fast"]}, "lr='fast' is not a float"),
         ({"overrides": ["lr=0"]}, "lr='0' is out of range"),
@@ -56,26 +59,55 @@ def test_bad_specs_say_what_is_wrong(kwargs: dict, message: str) -> None:
         spec(**kwargs)
 
 
+BASE = "defaults: {seed: 0, epochs: 1, batch_size: 8}\n"
+BP = "hparams: {bp: {default: {lr: 1, beta1: .9, beta2: .9, eps: 1}}}\n"
+PRESET = "presets:\n  p1: {algorithm: bp, architecture: fc, dataset: digits, "
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("defaults: {seed: 0, epochs: 1, batch_size: 8}\npresets: {}\n", "unknown top-level key"),
-        ("defaults: {seed: 0, epochs: 1, batchsize: 8}\n", "unknown key 'batchsize'"),
+        (BASE + "preset: {}\n", "unknown key.*preset; allowed: defaults, datasets, hparams"),
+        ("defaults: {seed: 0, epochs: 1, batchsize: 8}\n", "unknown key.*batchsize"),
         ("defaults: {seed: 0, epochs: one, batch_size: 8}\n", "must be an integer"),
         ("defaults: {seed: 0, epochs: 1}\n", "must set batch_size"),
         ("defaults: [1, 2\n", "not valid YAML"),
+        (BASE + "datasets: {cifar: {}}\n", "datasets: unknown key.*cifar"),
+        (BASE + "hparams: {bp: {default: {lr: 1}}}\n", "bp needs beta1, beta2, eps"),
         (
-            "defaults: {seed: 0, epochs: 1, batch_size: 8}\ndatasets: {cifar: {}}\n",
-            "datasets.cifar is not a dataset",
-        ),
-        (
-            "defaults: {seed: 0, epochs: 1, batch_size: 8}\nhparams: {bp: {default: {lr: 1}}}\n",
-            "bp needs beta1, beta2, eps",
-        ),
-        (
-            "defaults: {seed: 0, epochs: 1, batch_size: 8}\n"
-            "hparams: {bp: {default: {lr: 1, beta1: .9, beta2: .9, eps: 1, momentum: 1}}}\n",
+            BASE + "hparams: {bp: {default: {lr: 1, momentum: 1}}}\n",
             "hparams.bp.default: bp has no hyperparameter 'momentum'",
+        ),
+        (BASE + "hparams: {bp: {default: {lr: -1}}}\n", "lr=-1 is out of range"),
+        (
+            BASE + BP + PRESET + "reference: {test_top1: 1}, tolerance: 1, lr: 3}\n",
+            "presets.p1: unknown key.*lr",
+        ),
+        (
+            BASE
+            + BP
+            + PRESET.replace("bp,", "bpp,")
+            + "reference: {test_top1: 1}, tolerance: 1}\n",
+            "presets.p1: unknown algorithm 'bpp'",
+        ),
+        (
+            BASE + BP + PRESET + "reference: {train_top1: 1}, tolerance: 1}\n",
+            "must give test_top1",
+        ),
+        (BASE + BP + PRESET + "reference: {test_top1: 101}, tolerance: 1}\n", "0-100"),
+        (
+            BASE + BP + PRESET + "reference: {test_top1: 1}, tolerance: -1}\n",
+            "tolerance must be a positive",
+        ),
+        (BASE + BP + PRESET + "reference: {test_top1: 1}}\n", "missing 'tolerance'"),
+        (
+            BASE + BP + PRESET + "reference: {test_top1: 1}, tolerance: 1}\ngroups: {g: [p2]}\n",
+            "groups.g names 'p2', neither a preset nor a group",
+        ),
+        (
+            BASE + BP + PRESET + "reference: {test_top1: 1}, tolerance: 1}\n"
+            "groups: {g: [p1, h], h: [g]}\n",
+            "includes itself",
         ),
     ],
 )

@@ -1,8 +1,9 @@
-"""BenchmarkSpec: algorithm x architecture x dataset + hyperparameters, fully resolved.
+"""BenchmarkSpec: algorithm x architecture x dataset + hyperparameters, fully resolved; and the
+presets of benchmarks.yaml (the paper's cells, with reference numbers) and their groups.
 
-Defaults come from benchmarks.yaml (see the resolution order at its top); `--set name=value`
-overrides are parsed by the algorithm's declared hyperparameters, so a typo, a wrong type or an
-out-of-range value is an error naming the valid choices, never silently ignored.
+Every value is validated where it enters: names against the registries, hyperparameters and
+dataset settings against their declared types and ranges, the file's keys against the schema
+below. A typo is an error naming the valid choices, never silently ignored.
 """
 
 from __future__ import annotations
@@ -22,7 +23,21 @@ from biobench.errors import SpecError
 from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, load_all
 
 BENCHMARKS_ENV = "BIOBENCH_BENCHMARKS"
-RUN_KEYS = {"seed": int, "epochs": int, "batch_size": int}
+RUN_KEYS = ("seed", "epochs", "batch_size")
+TOP_KEYS = ("defaults", "datasets", "hparams", "presets", "groups")
+PRESET_KEYS = (
+    "algorithm",
+    "architecture",
+    "dataset",
+    "epochs",
+    "batch_size",
+    "seed",
+    "hparams",
+    "data_settings",
+    "reference",
+    "tolerance",
+)
+REFERENCE_KEYS = ("train_top1", "test_top1", "train_top5", "test_top5")
 
 
 @dataclass(frozen=True)
@@ -42,8 +57,76 @@ class BenchmarkSpec:
 
     def spec_hash(self) -> str:
         """sha256 of the canonical JSON of everything that defines the experiment."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return canonical_hash(self.to_dict())
+
+
+def canonical_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def seedless_hash(spec: dict[str, Any]) -> str:
+    """The hash of a spec with its seed left out: runs that differ only in seed share it."""
+    return canonical_hash({k: v for k, v in spec.items() if k not in ("seed", "benchmark")})
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    algorithm: str
+    architecture: str
+    dataset: str
+    run: dict[str, int]  # epochs / batch_size / seed, where the preset sets them
+    hparams: dict[str, Any]
+    data_settings: dict[str, Any]
+    reference: dict[str, float]
+    tolerance: float
+
+    @property
+    def mode(self) -> str | None:
+        return self.hparams.get("mode")
+
+
+@dataclass(frozen=True)
+class Benchmarks:
+    """benchmarks.yaml, parsed and validated."""
+
+    path: Path
+    run: dict[str, int]
+    datasets: dict[str, dict[str, int]]
+    hparams: dict[str, dict[str, Any]]  # algorithm -> default hyperparameters
+    presets: dict[str, Preset]
+    groups: dict[str, list[str]]  # group -> preset names, nested groups expanded
+
+    def preset(self, name: str) -> Preset:
+        if name not in self.presets:
+            near = [p for p in self.presets if name in p or p in name][:5]
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise SpecError(
+                f"unknown benchmark {name!r}{hint}; `biobench list benchmarks` shows them all"
+            )
+        return self.presets[name]
+
+    def group(self, name: str) -> list[str]:
+        if name not in self.groups:
+            raise SpecError(
+                f"unknown suite {name!r}; choose one of: {', '.join(sorted(self.groups))}"
+            )
+        return self.groups[name]
+
+    def cell_preset(
+        self, algorithm: str, architecture: str, dataset: str, mode: Any
+    ) -> Preset | None:
+        """The paper's preset for this cell (and TP mode), if it has one."""
+        for preset in self.presets.values():
+            if (preset.algorithm, preset.architecture, preset.dataset) == (
+                algorithm,
+                architecture,
+                dataset,
+            ) and preset.mode == mode:
+                return preset
+        return None
 
 
 def benchmarks_path() -> Path:
@@ -52,41 +135,70 @@ def benchmarks_path() -> Path:
     return Path(str(files("biobench") / "benchmarks.yaml"))
 
 
-@cache
-def _load_yaml(path: Path) -> dict[str, Any]:
+def load_benchmarks(path: Path | None = None) -> Benchmarks:
+    path = path or benchmarks_path()
     try:
-        content = yaml.safe_load(path.read_text())
+        stamp = path.stat().st_mtime_ns
     except OSError as error:
         raise SpecError(
             f"cannot read {path}: {error.strerror}; set {BENCHMARKS_ENV} to the file"
         ) from None
+    return _parse(path, stamp)
+
+
+@cache
+def _parse(path: Path, _stamp: int) -> Benchmarks:
+    load_all()
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise SpecError(f"{path}{where} is not valid YAML; fix the file") from None
-    content = content or {}
-    if not isinstance(content, dict):
-        raise SpecError(f"{path} must be a mapping with keys defaults, datasets, hparams")
-    unknown = set(content) - {"defaults", "datasets", "hparams"}
-    if unknown:
-        raise SpecError(
-            f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
-            "allowed: defaults, datasets, hparams"
+    _mapping(str(path), content, TOP_KEYS)
+    run = _run_settings(f"{path}: defaults", content.get("defaults"))
+    missing = [key for key in RUN_KEYS if key not in run]
+    if missing:
+        raise SpecError(f"{path}: defaults must set {', '.join(missing)}")
+    datasets = _mapping(f"{path}: datasets", content.get("datasets"), DATASETS.names())
+    hparams = {}
+    for algorithm, table in _mapping(
+        f"{path}: hparams", content.get("hparams"), ALGORITHMS.names()
+    ).items():
+        cells = _mapping(f"{path}: hparams.{algorithm}", table, ("default",))
+        hparams[algorithm] = _hparams(
+            f"{path}: hparams.{algorithm}.default", algorithm, cells.get("default")
         )
-    return content
+    presets = {
+        name: _preset(f"{path}: presets.{name}", name, raw)
+        for name, raw in (_mapping(f"{path}: presets", content.get("presets"))).items()
+    }
+    raw_groups = _mapping(f"{path}: groups", content.get("groups"))
+    groups = {name: _expand(path, name, raw_groups, presets, ()) for name in raw_groups}
+    return Benchmarks(
+        path=path,
+        run=run,
+        datasets={
+            name: _run_settings(f"{path}: datasets.{name}", raw) for name, raw in datasets.items()
+        },
+        hparams=hparams,
+        presets=presets,
+        groups=groups,
+    )
 
 
-def _run_settings(where: str, raw: Any) -> dict[str, int]:
+def _mapping(where: str, raw: Any, allowed: Any = None) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise SpecError(f"{where} must be a mapping of {', '.join(RUN_KEYS)}")
-    out = {}
-    for key, value in raw.items():
-        if key not in RUN_KEYS:
-            raise SpecError(f"{where}: unknown key {key!r}; allowed: {', '.join(RUN_KEYS)}")
-        out[key] = _positive(f"{where}.{key}", value, allow_zero=key == "seed")
-    return out
+        raise SpecError(f"{where} must be a mapping, got {type(raw).__name__}")
+    if allowed is not None:
+        unknown = [str(key) for key in raw if key not in allowed]
+        if unknown:
+            raise SpecError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
+            )
+    return raw
 
 
 def _positive(name: str, value: Any, *, allow_zero: bool = False) -> int:
@@ -97,19 +209,99 @@ def _positive(name: str, value: Any, *, allow_zero: bool = False) -> int:
     return value
 
 
-def _hparam_layers(
-    config: dict[str, Any], path: Path, algorithm: str, cells: list[str]
-) -> list[dict]:
-    table = (config.get("hparams") or {}).get(algorithm) or {}
-    if not isinstance(table, dict):
-        raise SpecError(f"{path}: hparams.{algorithm} must be a mapping of cells")
-    layers = []
-    for cell in ("default", *cells):
-        values = table.get(cell) or {}
-        if not isinstance(values, dict):
-            raise SpecError(f"{path}: hparams.{algorithm}.{cell} must be a mapping")
-        layers.append((f"{path}: hparams.{algorithm}.{cell}", values))
-    return layers
+def _run_settings(where: str, raw: Any) -> dict[str, int]:
+    return {
+        key: _positive(f"{where}.{key}", value, allow_zero=key == "seed")
+        for key, value in _mapping(where, raw, RUN_KEYS).items()
+    }
+
+
+def _hparams(where: str, algorithm: str, raw: Any) -> dict[str, Any]:
+    schema = ALGORITHMS.get(algorithm).hparams
+    out = {}
+    for name, value in _mapping(where, raw).items():
+        if name not in schema:
+            raise SpecError(
+                f"{where}: {algorithm} has no hyperparameter {name!r}; "
+                f"valid: {', '.join(schema) or 'none'}"
+            )
+        out[name] = schema[name].parse(name, value)
+    return out
+
+
+def _data_settings(where: str, dataset: str, raw: Any) -> dict[str, Any]:
+    schema = getattr(DATASETS.get(dataset), "settings", {})
+    return {
+        name: schema[name].parse(name, value)
+        for name, value in _mapping(where, raw, tuple(schema)).items()
+    }
+
+
+def _preset(where: str, name: str, raw: Any) -> Preset:
+    raw = _mapping(where, raw, PRESET_KEYS)
+    for key in ("algorithm", "architecture", "dataset", "reference", "tolerance"):
+        if key not in raw:
+            raise SpecError(f"{where}: missing {key!r}")
+    try:
+        algorithm = ALGORITHMS.canonical(str(raw["algorithm"]))
+        architecture = ARCHITECTURES.canonical(str(raw["architecture"]))
+        dataset = DATASETS.canonical(str(raw["dataset"]))
+    except SpecError as error:
+        raise SpecError(f"{where}: {error}") from None
+    reference = {}
+    for key, value in _mapping(f"{where}.reference", raw["reference"], REFERENCE_KEYS).items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+            raise SpecError(
+                f"{where}.reference.{key} must be an error in % (0-100), got {value!r}"
+            )
+        reference[key] = float(value)
+    if "test_top1" not in reference:
+        raise SpecError(f"{where}.reference must give test_top1")
+    tolerance = raw["tolerance"]
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or tolerance <= 0:
+        raise SpecError(
+            f"{where}.tolerance must be a positive number of points, got {tolerance!r}"
+        )
+    return Preset(
+        name=name,
+        algorithm=algorithm,
+        architecture=architecture,
+        dataset=dataset,
+        run={
+            key: _positive(f"{where}.{key}", raw[key], allow_zero=key == "seed")
+            for key in RUN_KEYS
+            if key in raw
+        },
+        hparams=_hparams(f"{where}.hparams", algorithm, raw.get("hparams")),
+        data_settings=_data_settings(f"{where}.data_settings", dataset, raw.get("data_settings")),
+        reference=reference,
+        tolerance=float(tolerance),
+    )
+
+
+def _expand(
+    path: Path,
+    name: str,
+    groups: dict[str, Any],
+    presets: dict[str, Preset],
+    seen: tuple[str, ...],
+) -> list[str]:
+    if name in seen:
+        raise SpecError(f"{path}: group {name!r} includes itself")
+    members = groups[name]
+    if not isinstance(members, list) or not members:
+        raise SpecError(f"{path}: groups.{name} must be a non-empty list of presets or groups")
+    out: list[str] = []
+    for member in members:
+        if member in presets:
+            out.append(member)
+        elif member in groups:
+            out.extend(_expand(path, member, groups, presets, (*seen, name)))
+        else:
+            raise SpecError(
+                f"{path}: groups.{name} names {member!r}, neither a preset nor a group"
+            )
+    return list(dict.fromkeys(out))
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, str]:
@@ -128,67 +320,61 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
 
 def resolve(
     *,
-    algorithm: str,
-    architecture: str,
-    dataset: str,
+    algorithm: str | None = None,
+    architecture: str | None = None,
+    dataset: str | None = None,
+    benchmark: str | None = None,
     epochs: int | None = None,
     batch_size: int | None = None,
     seed: int | None = None,
     overrides: list[str] | None = None,
 ) -> BenchmarkSpec:
-    """Validate names, fill defaults from benchmarks.yaml, apply command-line overrides."""
-    load_all()
+    """A full spec from a preset name or from (algorithm, architecture, dataset), with the
+    defaults of benchmarks.yaml and the command line's options and --set overrides on top."""
+    config = load_benchmarks()
+    preset = config.preset(benchmark) if benchmark else None
+    if preset is not None:
+        algorithm, architecture, dataset = preset.algorithm, preset.architecture, preset.dataset
+    if algorithm is None or architecture is None or dataset is None:
+        raise SpecError("give --bench NAME, or all of --algo, --arch and --data")
     algorithm = ALGORITHMS.canonical(algorithm)
     architecture = ARCHITECTURES.canonical(architecture)
     dataset = DATASETS.canonical(dataset)
     schema = ALGORITHMS.get(algorithm).hparams
-
-    path = benchmarks_path()
-    config = _load_yaml(path)
-    run = _run_settings(f"{path}: defaults", config.get("defaults"))
-    datasets = config.get("datasets") or {}
-    for name in datasets:
-        if name not in DATASETS:
-            raise SpecError(
-                f"{path}: datasets.{name} is not a dataset; "
-                f"choose from: {', '.join(DATASETS.names())}"
-            )
-    run.update(_run_settings(f"{path}: datasets.{dataset}", datasets.get(dataset)))
-    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
-        if value is not None:
-            run[key] = _positive(f"--{key.replace('_', '-')}", value, allow_zero=key == "seed")
-    missing_run = set(RUN_KEYS) - set(run)
-    if missing_run:
-        raise SpecError(f"{path}: defaults must set {', '.join(sorted(missing_run))}")
-
-    hparams: dict[str, Any] = {}
-    valid = ", ".join(schema) or "none"
-    for where, values in _hparam_layers(
-        config, path, algorithm, [dataset, f"{dataset}-{architecture}"]
-    ):
-        for name, value in values.items():
-            if name not in schema:
-                raise SpecError(
-                    f"{where}: {algorithm} has no hyperparameter {name!r}; valid: {valid}"
-                )
-            hparams[name] = schema[name].parse(name, value)
     data_schema = getattr(DATASETS.get(dataset), "settings", {})
-    data_settings: dict[str, Any] = {}
+
+    given_hp: dict[str, Any] = {}
+    given_data: dict[str, Any] = {}
     for name, value in parse_overrides(overrides or []).items():
         if name in schema:
-            hparams[name] = schema[name].parse(name, value)
+            given_hp[name] = schema[name].parse(name, value)
         elif name in data_schema:
-            data_settings[name] = data_schema[name].parse(name, value)
+            given_data[name] = data_schema[name].parse(name, value)
         else:
             also = f"; {dataset} takes {', '.join(data_schema)}" if data_schema else ""
             raise SpecError(
-                f"--set {name}: {algorithm} has no hyperparameter {name!r}; valid: {valid}{also}"
+                f"--set {name}: {algorithm} has no hyperparameter {name!r}; "
+                f"valid: {', '.join(schema) or 'none'}{also}"
             )
+
+    hparams = dict(config.hparams.get(algorithm, {}))
+    if preset is None:  # a plain run takes the paper's values for its cell, when there are some
+        mode = given_hp.get("mode", hparams.get("mode"))
+        preset_values = config.cell_preset(algorithm, architecture, dataset, mode)
+        hparams.update(preset_values.hparams if preset_values else {})
+    else:
+        hparams.update(preset.hparams)
+    hparams.update(given_hp)
     missing = [name for name in schema if name not in hparams]
     if missing:
         raise SpecError(
-            f"{algorithm} needs {', '.join(missing)}: add them to {path} or pass --set"
+            f"{algorithm} needs {', '.join(missing)}: add them to {config.path} or pass --set"
         )
+
+    run = {**config.run, **config.datasets.get(dataset, {}), **(preset.run if preset else {})}
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
+        if value is not None:
+            run[key] = _positive(f"--{key.replace('_', '-')}", value, allow_zero=key == "seed")
     return BenchmarkSpec(
         algorithm=algorithm,
         architecture=architecture,
@@ -197,5 +383,6 @@ def resolve(
         batch_size=run["batch_size"],
         seed=run["seed"],
         hparams={name: hparams[name] for name in schema},
-        data_settings=data_settings,
+        data_settings={**(preset.data_settings if preset else {}), **given_data},
+        benchmark=preset.name if preset else None,
     )

@@ -1,0 +1,210 @@
+"""compare and check over runs written straight into a real store; golden text at a fixed width."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from biobench.cli import app
+from biobench.compare import check_store, load_comparison, render_markdown, rich_tables
+from biobench.spec import resolve
+from biobench.store import Store
+
+runner = CliRunner()
+
+
+def add_run(
+    store: Store,
+    benchmark: str | None,
+    errors: list[tuple[float, float]],
+    *,
+    seed: int = 0,
+    status: str = "finished",
+    **spec_kw,
+) -> int:
+    """A run of `benchmark` (or of spec_kw) whose epochs have these (train, test) errors."""
+    spec = (
+        resolve(benchmark=benchmark, seed=seed, **spec_kw)
+        if benchmark
+        else resolve(seed=seed, **spec_kw)
+    )
+    run_id = store.create_run(
+        spec_hash=spec.spec_hash(),
+        benchmark=spec.benchmark,
+        algorithm=spec.algorithm,
+        architecture=spec.architecture,
+        dataset=spec.dataset,
+        hparams=spec.hparams,
+        spec=spec.to_dict(),
+        seed=seed,
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        device="cpu",
+        environment={},
+    )
+    for epoch, (train, test) in enumerate(errors, 1):
+        store.write_epoch(
+            run_id,
+            epoch,
+            {"train_top1": train, "test_top1": test, "train_top5": 0.0, "test_top5": test / 4},
+        )
+    store.set_status(run_id, status)
+    return run_id
+
+
+@pytest.fixture
+def store(sqlite_url: str) -> Store:
+    store = Store(sqlite_url)
+    add_run(store, "mnist-fc-bp", [(3.0, 4.0), (0.5, 1.6), (0.0, 1.7)])
+    add_run(store, "mnist-fc-bp", [(2.0, 3.0), (0.2, 1.4)], seed=1)
+    add_run(store, "mnist-lc-bp", [(1.0, 1.3), (0.0, 1.2)])
+    add_run(store, "mnist-conv-bp", [(1.0, 1.1)])
+    add_run(store, "mnist-fc-dtp-alt", [(5.0, 6.0), (1.0, 2.5)])
+    add_run(store, "mnist-fc-dtp-par", [(9.0, 9.5)], status="failed")  # never compared
+    add_run(store, "mnist-lc-fa", [(4.0, 9.0)])
+    return store
+
+
+GOLDEN_MARKDOWN = """\
+### mnist: 500 epochs, batch 128 (errors in %, best epoch)
+
+| method | fc train | fc test | fc paper | fc Δ | fc vs BP | lc train | lc test | lc paper | lc Δ | lc vs BP |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| DTP alternating | 1.00 | 2.50 | 0.00 / 1.83 | +0.67 | +1.00 |  |  |  |  |  |
+| FA |  |  |  |  |  | 4.00 | 9.00 | 0.00 / 1.26 | +7.74 | +7.80 |
+| BP | 0.10±0.14 | 1.50±0.14 (n=2) | 0.00 / 1.48 | +0.02 | +0.00 | 0.00 | 1.20 | 0.00 / 1.17 | +0.03 | +0.00 |
+| BP ConvNet |  |  |  |  |  | 1.00 | 1.10 | 0.00 / 1.01 | +0.09 | -0.10 |
+"""  # noqa: E501
+
+GOLDEN_TABLE = """\
+mnist: 500 epochs, batch 128 (errors in %, best epoch)
+method            fc train          fc test     fc paper   fc Δ  fc vs BP  lc train  lc test     lc paper   lc Δ  lc vs BP
+DTP alternating       1.00             2.50  0.00 / 1.83  +0.67     +1.00
+FA                                                                             4.00     9.00  0.00 / 1.26  +7.74     +7.80
+BP               0.10±0.14  1.50±0.14 (n=2)  0.00 / 1.48  +0.02     +0.00      0.00     1.20  0.00 / 1.17  +0.03     +0.00
+BP ConvNet                                                                     1.00     1.10  0.00 / 1.01  +0.09     -0.10
+"""  # noqa: E501
+
+
+def test_comparison_matches_the_golden_markdown(store: Store) -> None:
+    assert render_markdown(load_comparison(store)) == GOLDEN_MARKDOWN
+
+
+def test_comparison_table_at_a_fixed_width(store: Store) -> None:
+    console = Console(width=132, record=True, color_system=None, highlight=False)
+    for table in rich_tables(load_comparison(store)):
+        console.print(table)
+    text = "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
+    assert text == GOLDEN_TABLE
+
+
+def test_best_epoch_is_the_default_and_final_epoch_on_request(store: Store) -> None:
+    best = load_comparison(store).set_index(["method", "architecture"])
+    final = load_comparison(store, final=True).set_index(["method", "architecture"])
+    assert best.loc[("bp", "fc"), "test_top1"] == pytest.approx(1.5)  # mean of 1.6 and 1.4
+    assert final.loc[("bp", "fc"), "test_top1"] == pytest.approx(1.55)  # mean of 1.7 and 1.4
+    assert best.loc[("bp", "fc"), "runs"] == 2
+
+
+def test_runs_of_another_protocol_are_not_compared_with_the_paper_cell(store: Store) -> None:
+    add_run(
+        store, None, [(0.0, 0.9)], algorithm="bp", architecture="fc", dataset="mnist", epochs=3
+    )
+    frame = load_comparison(store, datasets={"mnist"})
+    assert set(frame["protocol"]) == {"500 epochs, batch 128", "3 epochs, batch 128"}
+    short = frame[frame["protocol"] == "3 epochs, batch 128"]
+    assert list(short["method"]) == ["bp"] and short["test_top1"].item() == pytest.approx(0.9)
+
+
+def test_check_verdicts(store: Store) -> None:
+    verdicts = {
+        v.benchmark: v
+        for v in check_store(
+            store,
+            ["mnist-fc-bp", "mnist-lc-fa", "mnist-conv-bp", "mnist-fc-dtp-par", "cifar10-fc-bp"],
+        )
+    }
+    assert verdicts["mnist-fc-bp"].verdict == "pass"  # 1.50 vs 1.48 ± 0.5
+    assert verdicts["mnist-lc-fa"].verdict == "regressed"  # 9.00 vs 1.26 ± 0.5
+    assert verdicts["mnist-conv-bp"].verdict == "pass"
+    assert verdicts["mnist-fc-dtp-par"].verdict == "missing"  # its only run failed
+    assert verdicts["cifar10-fc-bp"].verdict == "missing"
+
+
+def test_check_improved_below_the_tolerance(store: Store) -> None:
+    add_run(store, "mnist-fc-fa", [(0.0, 0.5)])
+    (verdict,) = check_store(store, ["mnist-fc-fa"])
+    assert verdict.verdict == "improved"
+
+
+def test_check_ignores_runs_of_an_edited_preset(store: Store) -> None:
+    add_run(store, "mnist-fc-fa", [(0.0, 1.9)], epochs=3)  # not the preset's spec any more
+    (verdict,) = check_store(store, ["mnist-fc-fa"])
+    assert verdict.verdict == "missing" and "older or unfinished" in verdict.detail
+
+
+def test_check_cli_exit_codes_and_junit(store: Store, tmp_path: Path) -> None:
+    url = store.url.render_as_string(hide_password=False)
+    ok = runner.invoke(app, ["check", "--bench", "mnist-fc-bp", "--db", url])
+    assert ok.exit_code == 0 and "pass" in ok.stdout
+    report = tmp_path / "junit.xml"
+    bad = runner.invoke(app, ["check", "--db", url, "--junit", str(report)])
+    assert bad.exit_code == 1 and "regressed" in bad.stdout
+    suite = ElementTree.parse(report).getroot()
+    assert suite.get("failures") == "2"  # DTP: 2.50 vs 1.83 ± 0.5; FA: 9.00 vs 1.26 ± 0.5
+    failed = [case.get("name") for case in suite if case.find("failure") is not None]
+    assert sorted(failed) == ["mnist-fc-dtp-alt", "mnist-lc-fa"]
+    missing = runner.invoke(app, ["check", "--bench", "cifar10-fc-bp", "--db", url])
+    assert missing.exit_code == 1 and "missing" in missing.stdout
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "markdown", "table"])
+def test_compare_cli_formats(store: Store, fmt: str) -> None:
+    url = store.url.render_as_string(hide_password=False)
+    result = runner.invoke(app, ["compare", "--data", "mnist", "--format", fmt, "--db", url])
+    assert result.exit_code == 0, result.output
+    if fmt == "json":
+        records = json.loads(result.stdout)
+        assert {r["method"] for r in records} == {"dtp-alt", "fa", "bp", "conv-bp"}
+    else:
+        assert "BP ConvNet" in result.stdout or "conv-bp" in result.stdout
+
+
+def test_compare_filters_by_architecture(store: Store) -> None:
+    frame = load_comparison(store, architecture="fc")
+    assert set(frame["architecture"]) == {"fc"}
+
+
+@pytest.mark.parametrize(
+    "what", ["benchmarks", "suites", "algorithms", "architectures", "datasets"]
+)
+def test_list(what: str) -> None:
+    result = runner.invoke(app, ["list", what])
+    assert result.exit_code == 0
+    expected = {
+        "benchmarks": "mnist-fc-dtp-alt",
+        "suites": "paper-imagenet",
+        "algorithms": "ao-sdtp",
+        "architectures": "locally-connected",
+        "datasets": "imagenet64",
+    }[what]
+    assert expected in result.stdout
+
+
+def test_plot_learning_curves_and_bars(store: Store, tmp_path: Path) -> None:
+    url = store.url.render_as_string(hide_password=False)
+    curves, bars = tmp_path / "curves.png", tmp_path / "bars.png"
+    assert runner.invoke(app, ["plot", "1", "2", "--out", str(curves), "--db", url]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["plot", "--compare", "mnist", "--out", str(bars), "--db", url]
+        ).exit_code
+        == 0
+    )
+    for path in (curves, bars):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
