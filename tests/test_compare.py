@@ -145,7 +145,7 @@ def test_check_improved_below_the_tolerance(store: Store) -> None:
 def test_check_ignores_runs_of_an_edited_preset(store: Store) -> None:
     add_run(store, "mnist-fc-fa", [(0.0, 1.9)], epochs=3)  # not the preset's spec any more
     (verdict,) = check_store(store, ["mnist-fc-fa"])
-    assert verdict.verdict == "missing" and "older or unfinished" in verdict.detail
+    assert verdict.verdict == "missing" and "current spec" in verdict.detail
 
 
 def test_check_cli_exit_codes_and_junit(store: Store, tmp_path: Path) -> None:

@@ -191,3 +191,20 @@ def test_sqlite_uses_wal_and_foreign_keys(sqlite_url: str) -> None:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10_000
+
+
+@pytest.mark.parametrize(
+    ("backend", "writers"),
+    [("sqlite", 8), pytest.param("postgres", 32, marks=pytest.mark.postgres)],
+)
+def test_many_processes_streaming_epochs_lose_no_row(
+    backend: str, writers: int, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue(f"{backend}_url")
+    Store(url).dispose()  # the schema exists; here the writers only contend for rows
+    with multiprocessing.get_context("spawn").Pool(writers) as pool:
+        results = pool.starmap(_writer, [(url, worker) for worker in range(writers)])
+    store = Store(url)
+    assert len({run_id for ids in results for run_id in ids}) == writers * RUNS_PER_WRITER
+    assert len(store.epochs()) == writers * RUNS_PER_WRITER * EPOCHS_PER_RUN
+    assert all(run["status"] == "finished" for run in store.runs())

@@ -230,7 +230,10 @@ def check(
         if not matching:
             stale = sum(r["benchmark"] == preset.name for r in runs)
             detail = (
-                f"{stale} run(s) of an older or unfinished spec" if stale else "no finished run"
+                f"{stale} run(s), none finished with the preset's current spec (edited preset, "
+                "options overridden, or still running)"
+                if stale
+                else "no finished run"
             )
             verdicts.append(
                 Verdict(

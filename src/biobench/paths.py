@@ -26,3 +26,9 @@ def default_data_dir() -> Path:
     if os.environ.get("BIOBENCH_DATA_DIR"):
         return Path(os.environ["BIOBENCH_DATA_DIR"]).expanduser()
     return home() / "data"
+
+
+def default_checkpoint_dir() -> Path:
+    if os.environ.get("BIOBENCH_CHECKPOINT_DIR"):
+        return Path(os.environ["BIOBENCH_CHECKPOINT_DIR"]).expanduser()
+    return home() / "checkpoints"

@@ -2,8 +2,10 @@
 
 Everything that can fail because of user input (the database URL, the dataset files, the
 network for this dataset) is checked before the run row is created, so bad input never leaves a
-half-made run behind. Once the row exists, the run ends `finished`, `failed` (with the error) or
-`interrupted` (Ctrl-C or SIGTERM), never `running`.
+half-made run behind. Once the row exists, the run ends `finished`, `failed` (with the error),
+`interrupted` (Ctrl-C or SIGTERM) or `diverged`, never `running`; a process killed outright
+leaves a heartbeat that goes stale, and reads show the run as `lost`. Every epoch ends with a
+checkpoint, so `resume()` continues any stopped run exactly where it was.
 """
 
 from __future__ import annotations
@@ -14,21 +16,30 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import biobench
-from biobench.archs import DataInfo, build_network
-from biobench.data import DataOptions, load_dataset
+from biobench import checkpoint
+from biobench.archs import DataInfo, Stack, build_network
+from biobench.data import DataOptions, Dataset, load_dataset
 from biobench.errors import BiobenchError
+from biobench.learners.base import Learner
+from biobench.paths import default_checkpoint_dir
 from biobench.registry import ALGORITHMS
+from biobench.sink import EpochSink
 from biobench.spec import BenchmarkSpec
-from biobench.store import Store
-from biobench.train import Reporter, fit
+from biobench.store import Store, mask_url
+from biobench.store.store import heartbeat_interval
+from biobench.train import Diverged, Reporter, fit
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -71,7 +82,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "git_sha": _git_sha(),
-        "argv": sys.argv[1:],
+        "argv": [mask_url(arg) for arg in sys.argv[1:]],  # never a database password
     }
 
 
@@ -93,6 +104,29 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@dataclass
+class Job:
+    """Everything one run trains with, built from its spec."""
+
+    spec: BenchmarkSpec
+    data: Dataset
+    net: Stack
+    learner: Learner
+    generator: torch.Generator
+
+
+def prepare(spec: BenchmarkSpec, device: torch.device, data_dir: Path, download: bool) -> Job:
+    options = DataOptions(root=data_dir, download=download, settings=spec.data_settings)
+    data = load_dataset(spec.dataset, options)
+    torch.manual_seed(spec.seed)  # initialisation depends on the seed only
+    net = build_network(
+        spec.architecture, DataInfo(data.name, data.input_shape, data.num_classes)
+    ).to(device)
+    learner = ALGORITHMS.get(spec.algorithm)(net, spec.hparams)
+    generator = torch.Generator().manual_seed(spec.seed)  # data order depends on the seed only
+    return Job(spec, data.to(device), net, learner, generator)
+
+
 def execute(
     spec: BenchmarkSpec,
     *,
@@ -102,25 +136,21 @@ def execute(
     download: bool = False,
     reporter: Reporter | None = None,
     on_start: Any = None,
+    checkpoint_dir: Path | None = None,
 ) -> int:
     """Train `spec` and record it in `store`; returns the run id."""
-    options = DataOptions(root=data_dir, download=download, settings=spec.data_settings)
-    data = load_dataset(spec.dataset, options)
-    torch.manual_seed(spec.seed)  # initialisation depends on the seed only
-    net = build_network(
-        spec.architecture, DataInfo(data.name, data.input_shape, data.num_classes)
-    ).to(device)
-    learner = ALGORITHMS.get(spec.algorithm)(net, spec.hparams)
-    data = data.to(device)
-    generator = torch.Generator().manual_seed(spec.seed)  # data order depends on the seed only
-
+    job = prepare(spec, device, data_dir, download)
     env = environment(device)
     env.update(
-        dataset_source=data.source,
-        parameters=net.num_parameters(),
-        train_size=len(data.train),
-        test_size=len(data.test),
+        dataset_source=job.data.source,
+        parameters=job.net.num_parameters(),
+        train_size=len(job.data.train),
+        test_size=len(job.data.test),
         pid=os.getpid(),
+    )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = (checkpoint_dir or default_checkpoint_dir()) / (
+        f"{stamp}-{spec.algorithm}-{spec.architecture}-{spec.dataset}-{uuid.uuid4().hex[:8]}"
     )
     run_id = store.create_run(
         spec_hash=spec.spec_hash(),
@@ -139,25 +169,132 @@ def execute(
         torch_version=env["torch"],
         biobench_version=env["biobench"],
         environment=env,
+        checkpoint=str(folder),
     )
     if on_start is not None:
-        on_start(run_id, net)
+        on_start(run_id, job.net)
+    _train(run_id, job, store, folder, reporter, start_epoch=1)
+    return run_id
+
+
+RESUMABLE = ("interrupted", "failed", "lost")
+
+
+def resume(
+    run_id: int,
+    *,
+    store: Store,
+    device: torch.device,
+    data_dir: Path,
+    download: bool = False,
+    reporter: Reporter | None = None,
+    on_start: Any = None,
+) -> int:
+    """Continue a stopped run from its last complete epoch, into the same run row."""
+    run = store.run(run_id)
+    if run["status"] not in RESUMABLE:
+        why = {
+            "running": "is still running (its heartbeat is fresh)",
+            "finished": "already finished",
+            "diverged": "diverged; resuming repeats that",
+        }
+        raise BiobenchError(
+            f"run {run_id} {why.get(run['status'], run['status'])}; only "
+            f"{', '.join(RESUMABLE)} runs can be resumed"
+        )
+    spec = BenchmarkSpec(**run["spec"])
+    if spec.spec_hash() != run["spec_hash"]:
+        raise BiobenchError(f"run {run_id}'s stored spec does not match its hash; not resuming")
+    folder = Path(run["checkpoint"]) if run["checkpoint"] else None
+    if folder is None:
+        raise BiobenchError(f"run {run_id} was made before checkpoints existed; start it anew")
+    job = prepare(spec, device, data_dir, download)
+    payload = checkpoint.load(folder, device)
+    if payload is None and run["epochs_done"] > 0:
+        raise BiobenchError(
+            f"run {run_id} has {run['epochs_done']} epoch(s) but no checkpoint in {folder}; "
+            "it cannot be resumed exactly (was the folder moved or deleted?)"
+        )
+    start = 1
+    if payload is not None:
+        if payload["spec_hash"] != run["spec_hash"]:
+            raise BiobenchError(f"checkpoint in {folder} belongs to another spec; not resuming")
+        start = checkpoint.restore(payload, job.learner, job.generator) + 1
+    store.reopen(run_id)
+    if on_start is not None:
+        on_start(run_id, job.net)
+    _train(run_id, job, store, folder, reporter, start_epoch=start)
+    return run_id
+
+
+@contextmanager
+def _heartbeat(store: Store, run_id: int) -> Iterator[None]:
+    """Refresh the run's heartbeat from a thread, so a long epoch is not mistaken for a lost
+    run; a database hiccup here is harmless (the next beat or epoch row will do)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(heartbeat_interval()):
+            with suppress(BiobenchError):
+                store.heartbeat(run_id)
+
+    thread = threading.Thread(target=beat, name=f"biobench-heartbeat-{run_id}", daemon=True)
+    thread.start()
     try:
-        with _sigterm_as_interrupt():
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _train(
+    run_id: int,
+    job: Job,
+    store: Store,
+    folder: Path,
+    reporter: Reporter | None,
+    *,
+    start_epoch: int,
+) -> None:
+    spec = job.spec
+    sink = EpochSink(store, run_id, folder / "pending.json", spec.spec_hash())
+
+    def save(epoch: int) -> None:
+        checkpoint.save(
+            folder,
+            epoch=epoch,
+            spec_hash=spec.spec_hash(),
+            learner=job.learner,
+            generator=job.generator,
+        )
+
+    try:
+        with _sigterm_as_interrupt(), _heartbeat(store, run_id):
             fit(
-                learner,
-                data,
+                job.learner,
+                job.data,
                 epochs=spec.epochs,
                 batch_size=spec.batch_size,
-                generator=generator,
-                on_epoch=lambda epoch, row: store.write_epoch(run_id, epoch, row),
+                generator=job.generator,
+                on_epoch=sink.write,
+                on_checkpoint=save,
                 reporter=reporter,
+                start_epoch=start_epoch,
             )
+    except Diverged as diverged:
+        sink.close("diverged", str(diverged))
+        return
     except KeyboardInterrupt:
-        store.set_status(run_id, "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)")
+        sink.close("interrupted", "interrupted by the user (Ctrl-C or SIGTERM)")
         raise
+    except torch.OutOfMemoryError:
+        message = (
+            f"out of GPU memory with batch size {spec.batch_size}; lower it, e.g. "
+            f"--batch-size {max(1, spec.batch_size // 2)}"
+        )
+        sink.close("failed", message)
+        raise BiobenchError(message) from None
     except BaseException as error:
-        store.set_status(run_id, "failed", f"{type(error).__name__}: {error}")
+        sink.close("failed", f"{type(error).__name__}: {error}")
         raise
-    store.set_status(run_id, "finished")
-    return run_id
+    sink.close("finished")

@@ -4,11 +4,14 @@ Per epoch: one pass over the shuffled training set calling `learner.train_step` 
 the learner asks for: alternating target propagation makes an inverse and a forward pass), then
 a full evaluation of the train and test sets (top-1/top-5 error in percent, mean cross-entropy).
 Each epoch's row goes to `on_epoch` as soon as it exists, which commits it to the results
-database, so a crash loses at most the epoch in progress.
+database, so a crash loses at most the epoch in progress; then `on_checkpoint` saves the state
+to resume from. An epoch whose loss or weights are no longer finite (DTP and DFA can blow up)
+is recorded, then ends training with `Diverged`.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +36,25 @@ class Reporter:
 
     def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None:
         pass
+
+
+class Diverged(Exception):
+    """Training produced NaN or inf; the epoch that did is recorded, nothing after it."""
+
+    def __init__(self, epoch: int, reason: str) -> None:
+        super().__init__(f"diverged at epoch {epoch}: {reason}")
+        self.epoch = epoch
+
+
+def divergence(learner: Learner, row: dict[str, float]) -> str | None:
+    """Why this epoch counts as diverged, or None."""
+    for key in ("train_loss", "test_loss"):
+        if not math.isfinite(row[key]):
+            return f"{key.replace('_', ' ')} is {row[key]}"
+    for name, parameter in learner.net.named_parameters():
+        if not torch.isfinite(parameter).all():
+            return f"weights {name} are not finite"
+    return None
 
 
 @dataclass(frozen=True)
@@ -80,6 +102,7 @@ def fit(
     batch_size: int,
     generator: torch.Generator,
     on_epoch: Callable[[int, dict[str, float]], None],
+    on_checkpoint: Callable[[int], None] | None = None,
     reporter: Reporter | None = None,
     start_epoch: int = 1,
 ) -> None:
@@ -113,5 +136,10 @@ def fit(
             "wall_time": time.perf_counter() - started,
             "images_per_s": len(phases) * len(data.train) / train_seconds,
         }
+        reason = divergence(learner, row)
         on_epoch(epoch, row)
         reporter.epoch_done(epoch, epochs, row)
+        if reason is not None:
+            raise Diverged(epoch, reason)
+        if on_checkpoint is not None:
+            on_checkpoint(epoch)

@@ -100,6 +100,7 @@ class Run(Base):
     torch_version: Mapped[str | None] = mapped_column(String(64))
     biobench_version: Mapped[str | None] = mapped_column(String(64))
     environment: Mapped[dict] = mapped_column(JSON)
+    checkpoint: Mapped[str | None] = mapped_column(String(1024))  # folder of its checkpoints
 
     epoch_rows: Mapped[list[Epoch]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="Epoch.epoch"

@@ -12,6 +12,7 @@ Habits borrowed from optuna's RDB storage and MLflow's tracking store:
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import re
 import time
@@ -44,8 +45,20 @@ from biobench.paths import default_db_url
 from biobench.store.models import METRIC_COLUMNS, Epoch, Metric, Run
 
 DEFAULT_DB_ENV = "BIOBENCH_DB"
-RUN_STATUSES = ("running", "finished", "failed", "interrupted")
-TERMINAL_STATUSES = ("finished", "failed", "interrupted")
+RUN_STATUSES = ("running", "finished", "failed", "interrupted", "diverged")
+TERMINAL_STATUSES = ("finished", "failed", "interrupted", "diverged")
+# A `running` run whose heartbeat is older than this was lost (SIGKILL, machine gone): reads
+# show it as `lost`. Training refreshes the heartbeat every HEARTBEAT seconds.
+LOST_AFTER_ENV, HEARTBEAT_ENV = "BIOBENCH_LOST_AFTER", "BIOBENCH_HEARTBEAT"
+
+
+def lost_after() -> float:
+    return float(os.environ.get(LOST_AFTER_ENV, 300))
+
+
+def heartbeat_interval() -> float:
+    return float(os.environ.get(HEARTBEAT_ENV, 60))
+
 
 _RETRIES = 10
 _SQLITE_BUSY_MS = 30_000
@@ -341,6 +354,20 @@ class Store:
         runs = Run.__table__
         connection.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=now))
 
+    def heartbeat(self, run_id: int) -> None:
+        runs = Run.__table__
+        self._run(
+            lambda c: c.execute(
+                runs.update().where(runs.c.id == run_id).values(heartbeat_at=_now())
+            )
+        )
+
+    def reopen(self, run_id: int) -> None:
+        """Mark a run `running` again, for --resume."""
+        runs = Run.__table__
+        values = {"status": "running", "error": None, "finished_at": None, "heartbeat_at": _now()}
+        self._run(lambda c: c.execute(runs.update().where(runs.c.id == run_id).values(**values)))
+
     def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown status {status!r}")
@@ -384,8 +411,12 @@ class Store:
 
         def work(connection: Connection) -> list[dict]:
             rows = [dict(row._mapping) for row in connection.execute(query)]
+            stale = _now().timestamp() - lost_after()
             for row in rows:
                 row["epochs_done"] = row["epochs_done"] or 0
+                beat = row["heartbeat_at"]
+                if row["status"] == "running" and beat is not None and beat.timestamp() < stale:
+                    row["status"] = "lost"  # its process died without saying so
             return rows
 
         return self._run(work, write=False)

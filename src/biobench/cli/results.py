@@ -1,247 +1,29 @@
-"""The `biobench` command. Commands parse options, call the library, render; nothing more.
-
-Errors a user can fix arrive as `BiobenchError` and print as one red line with a non-zero exit;
-anything else is a bug, shown as one line too unless `--debug` asks for the traceback.
-"""
+"""Looking at results: runs, show, export, list, compare, check, plot."""
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from biobench.errors import BiobenchError
-
-app = typer.Typer(
-    help="Benchmark biologically-motivated learning rules against backprop.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+from biobench.cli.app import (
+    BiobenchError,
+    DbOption,
+    app,
+    console,
+    handle_errors,
 )
-db_app = typer.Typer(help="Manage the results database's schema.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
 
-console = Console()
-err_console = Console(stderr=True)
-_state = {"debug": False}
 COMPARE_WIDTH = 132
-F = TypeVar("F", bound=Callable[..., Any])
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="Results database URL (SQLAlchemy). Default: $BIOBENCH_DB, else "
-        "sqlite:///$BIOBENCH_HOME/results.db.",
-        show_default=False,
-    ),
-]
 
 
 class ExportFormat(str, Enum):
     csv = "csv"
     json = "json"
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def handle_errors(command: F) -> F:
-    """Turn exceptions into one line and an exit code (2: bad input, 1: bug, 130: Ctrl-C)."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except BiobenchError as error:
-            if _state["debug"]:
-                raise
-            raise _fail(str(error), 2) from None
-        except KeyboardInterrupt:
-            raise _fail("interrupted", 130) from None
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception as error:
-            if _state["debug"]:
-                raise
-            raise _fail(
-                f"internal error: {type(error).__name__}: {error} "
-                "(rerun with `biobench --debug ...` for the traceback)",
-                1,
-            ) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _version(value: bool) -> None:
-    if value:
-        from biobench import __version__
-
-        console.print(f"biobench {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main_options(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
-    ] = False,
-) -> None:
-    _state["debug"] = debug
-
-
-@app.command()
-@handle_errors
-def run(
-    algo: Annotated[
-        str | None,
-        typer.Option("--algo", help="Learning algorithm (default bp).", show_default=False),
-    ] = None,
-    arch: Annotated[
-        str | None, typer.Option("--arch", help="Architecture (default fc).", show_default=False)
-    ] = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            "--data",
-            help="Dataset (default digits: offline, no download).",
-            show_default=False,
-        ),
-    ] = None,
-    bench: Annotated[
-        str | None,
-        typer.Option(
-            "--bench",
-            help="Run a preset of benchmarks.yaml, e.g. mnist-fc-dtp-alt.",
-            show_default=False,
-        ),
-    ] = None,
-    suite: Annotated[
-        str | None,
-        typer.Option(
-            "--suite",
-            help="Run every preset of a group in turn, e.g. smoke or paper-mnist.",
-            show_default=False,
-        ),
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default: benchmarks.yaml).")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Minibatch size (default: benchmarks.yaml).")
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Seed for initialisation and data order.")
-    ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
-    db: DbOption = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir",
-            help="Dataset root. Default: $BIOBENCH_DATA_DIR, else $BIOBENCH_HOME/data.",
-            show_default=False,
-        ),
-    ] = None,
-    download: Annotated[bool, typer.Option(help="Download missing dataset files.")] = False,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            help="Hyperparameter or dataset setting name=value (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
-    """Train one algorithm x architecture x dataset (or a preset, or a suite of presets) and
-    stream each epoch to the database."""
-    from biobench.paths import default_data_dir
-    from biobench.runner import resolve_device
-    from biobench.spec import load_benchmarks, resolve
-    from biobench.store import Store
-
-    named = [
-        flag
-        for flag, value in (("--algo", algo), ("--arch", arch), ("--data", data))
-        if value is not None
-    ]
-    if bench and suite:
-        raise BiobenchError("give --bench or --suite, not both")
-    if (bench or suite) and named:
-        raise BiobenchError(
-            f"{bench and '--bench' or '--suite'} sets the algorithm, "
-            f"architecture and dataset; drop {', '.join(named)}"
-        )
-    options = dict(epochs=epochs, batch_size=batch_size, seed=seed, overrides=overrides or [])
-    if suite:
-        names = load_benchmarks().group(suite)
-        specs = [resolve(benchmark=name, **options) for name in names]
-    else:
-        specs = [
-            resolve(
-                benchmark=bench,
-                algorithm=None if bench else algo or "bp",
-                architecture=None if bench else arch or "fc",
-                dataset=None if bench else data or "digits",
-                **options,
-            )
-        ]
-    torch_device = resolve_device(device)
-    store = Store(db)
-    root = data_dir or default_data_dir()
-    if not suite:
-        _train(specs[0], store, torch_device, root, download)
-        return
-    failed = []
-    for index, spec in enumerate(specs, 1):
-        console.rule(f"[{index}/{len(specs)}] {spec.benchmark}")
-        try:
-            _train(spec, store, torch_device, root, download)
-        except Exception as error:  # one failed benchmark does not stop the suite
-            if _state["debug"]:
-                raise
-            err_console.print(f"[bold red]error:[/] {spec.benchmark}: {error}", highlight=False)
-            failed.append(spec.benchmark)
-    _print_comparison(store, {spec.dataset for spec in specs})
-    _print_check(store, [spec.benchmark for spec in specs], fail_missing=True)
-    if failed:
-        raise BiobenchError(
-            f"{len(failed)} of {len(specs)} benchmark(s) failed: {', '.join(failed)}"
-        )
-
-
-def _train(spec: Any, store: Any, device: Any, root: Path, download: bool) -> int:
-    from biobench.progress import RichReporter
-    from biobench.runner import execute
-
-    def started(run_id: int, net: Any) -> None:
-        name = f" [{spec.benchmark}]" if spec.benchmark else ""
-        console.print(
-            f"run {run_id}{name}: {spec.algorithm} / {spec.architecture} / {spec.dataset}, "
-            f"{net.num_parameters():,} parameters, {spec.epochs} epochs of batch "
-            f"{spec.batch_size} on {device}, seed {spec.seed} -> {store.display_url}",
-            highlight=False,
-        )
-
-    run_id = execute(
-        spec,
-        store=store,
-        device=device,
-        data_dir=root,
-        download=download,
-        reporter=RichReporter(console),
-        on_start=started,
-    )
-    best = store.run(run_id)["best_test_top1"]
-    console.print(f"run {run_id} finished: best test top-1 error {best:.2f}%", highlight=False)
-    return run_id
 
 
 @app.command("runs")
@@ -386,7 +168,7 @@ class CompareFormat(str, Enum):
     json = "json"
 
 
-def _print_comparison(
+def print_comparison(
     store: Any, datasets: set[str] | None = None, arch: str | None = None, final: bool = False
 ) -> None:
     from biobench.compare import load_comparison, rich_tables
@@ -430,7 +212,7 @@ def compare(
     arch = ARCHITECTURES.canonical(arch) if arch else None
     store = Store(db)
     if format == CompareFormat.table:
-        _print_comparison(store, {data} if data else None, arch, final)
+        print_comparison(store, {data} if data else None, arch, final)
         return
     frame = load_comparison(store, {data} if data else None, arch, final)
     renderer = {
@@ -441,7 +223,7 @@ def compare(
     sys.stdout.write(renderer(frame) if not frame.empty else "")
 
 
-def _print_check(
+def print_check(
     store: Any, names: list[str] | None, fail_missing: bool, junit: Path | None = None
 ) -> list[Any]:
     from biobench.compare import check_store, describe, junit_xml
@@ -476,8 +258,10 @@ def check(
     ] = (None),
     db: DbOption = None,
 ) -> None:
-    """Each preset's finished runs against its reference: exits 1 on a regression (and on a
-    missing result when presets are named with --bench or --suite)."""
+    """Check preset runs against their references; exit 1 on a regression.
+
+    Presets named with --bench or --suite that have no finished run also fail the check.
+    """
     from biobench.spec import load_benchmarks
     from biobench.store import Store
 
@@ -486,7 +270,7 @@ def check(
         names = load_benchmarks().group(suite)
     if bench:
         names = [*(names or []), *bench]
-    verdicts = _print_check(Store(db), names, fail_missing=names is not None, junit=junit)
+    verdicts = print_check(Store(db), names, fail_missing=names is not None, junit=junit)
     if not verdicts:
         console.print("no finished preset runs to check: `biobench run --suite smoke` makes some")
     counts = {
@@ -539,37 +323,3 @@ def plot(
         runs = [store.run(run_id) for run_id in run_ids]
         learning_curves(runs, store.epochs(run_ids), out)
     console.print(f"wrote {out}")
-
-
-@db_app.command("upgrade")
-@handle_errors
-def db_upgrade(db: DbOption = None) -> None:
-    """Create the schema, or migrate an existing database to this biobench's schema."""
-    from biobench.store import Store
-
-    store = Store(db, check=False)
-    before, after = store.upgrade()
-    if before == after:
-        console.print(f"{store.display_url} is already at schema {after}")
-    else:
-        console.print(f"{store.display_url}: schema {before or '(empty)'} -> {after}")
-
-
-@db_app.command("current")
-@handle_errors
-def db_current(db: DbOption = None) -> None:
-    """Show the database's schema revision and this biobench's."""
-    from biobench.store import Store
-
-    store = Store(db, check=False)
-    current, head = store.current_revision(), store.head_revision()
-    state = (
-        "up to date" if current == head else "run `biobench db upgrade`" if current else "empty"
-    )
-    console.print(
-        f"{store.display_url}: schema {current or '(none)'}, biobench head {head} ({state})"
-    )
-
-
-def main() -> None:
-    app()

@@ -1,0 +1,100 @@
+"""Per-epoch checkpoints: everything needed to continue a run exactly where it stopped.
+
+One file per run folder, `last.pt`, replaced atomically at the end of every epoch (written
+beside it, fsynced, renamed), holding the learner's full state (network, feedback matrices,
+inverses, every optimiser, the alternating phase), the RNG states of torch (CPU and CUDA),
+numpy and Python, and the data-order generator. It holds only tensors, numbers, strings,
+lists and dicts, so it loads with `torch.load(weights_only=True)`: opening a checkpoint never
+unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from biobench.errors import BiobenchError
+from biobench.learners.base import Learner
+
+FORMAT = 1
+FILE = "last.pt"
+
+
+def _rng_state() -> dict[str, Any]:
+    key, keys, pos, has_gauss, cached = np.random.get_state()
+    version, state, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "key": key,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "cached": cached,
+        },
+        "python": {"version": version, "state": list(state), "gauss_next": gauss_next},
+    }
+
+
+def _restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(
+        (n["key"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
+
+
+def save(
+    folder: Path, *, epoch: int, spec_hash: str, learner: Learner, generator: torch.Generator
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "epoch": epoch,
+        "spec_hash": spec_hash,
+        "learner": learner.state_dict(),
+        "rng": _rng_state(),
+        "generator": generator.get_state(),
+    }
+    target = folder / FILE
+    partial = folder / f".{FILE}.partial"
+    with partial.open("wb") as handle:
+        torch.save(payload, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    partial.replace(target)  # a crash leaves the previous checkpoint whole
+
+
+def load(folder: Path, device: torch.device) -> dict[str, Any] | None:
+    """The last checkpoint in `folder`, or None when the run never finished an epoch."""
+    target = folder / FILE
+    if not target.exists():
+        return None
+    try:
+        payload = torch.load(target, map_location=device, weights_only=True)
+    except Exception as error:  # a truncated or foreign file: say which and stop
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BiobenchError(
+            f"checkpoint {target} is unreadable ({first}); the run cannot be resumed"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise BiobenchError(f"{target} is not a biobench checkpoint of format {FORMAT}")
+    return payload
+
+
+def restore(payload: dict[str, Any], learner: Learner, generator: torch.Generator) -> int:
+    """Put the learner, the RNGs and the data order back; returns the last finished epoch."""
+    learner.load_state_dict(payload["learner"])
+    _restore_rng(payload["rng"])
+    generator.set_state(payload["generator"].cpu())
+    return int(payload["epoch"])

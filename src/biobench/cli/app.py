@@ -1,0 +1,90 @@
+"""The Typer app, its shared options and the one place errors become exit codes.
+
+Errors a user can fix arrive as `BiobenchError` and print as one red line with a non-zero exit;
+anything else is a bug, shown as one line too unless `--debug` asks for the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from biobench.errors import BiobenchError
+
+app = typer.Typer(
+    help="Benchmark biologically-motivated learning rules against backprop.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Manage the results database's schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Results database URL (SQLAlchemy). Default: $BIOBENCH_DB, else "
+        "sqlite:///$BIOBENCH_HOME/results.db.",
+        show_default=False,
+    ),
+]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(command: F) -> F:
+    """Turn exceptions into one line and an exit code (2: bad input, 1: bug, 130: Ctrl-C)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except BiobenchError as error:
+            if _state["debug"]:
+                raise
+            raise _fail(str(error), 2) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted", 130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as error:
+            if _state["debug"]:
+                raise
+            raise _fail(
+                f"internal error: {type(error).__name__}: {error} "
+                "(rerun with `biobench --debug ...` for the traceback)",
+                1,
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from biobench import __version__
+
+        console.print(f"biobench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug

@@ -1,0 +1,313 @@
+"""Never lose a result: checkpoints and exact resume, lost runs, divergence, out-of-memory,
+the database going away mid-run, concurrent writers, and schema upgrades."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from biobench.cli import app
+from biobench.errors import BiobenchError
+from biobench.learners.bp import Backprop
+from biobench.runner import execute
+from biobench.spec import resolve
+from biobench.store import Store
+from biobench.train import Reporter
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = Path(__file__).with_name("fixtures") / "schema-0001.db"
+TIMING = ("wall_time", "images_per_s", "recorded_at", "run_id")
+runner = CliRunner()
+
+
+def metrics(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+def train(url: str, epochs: int = 3, reporter: Reporter | None = None) -> int:
+    spec = resolve(algorithm="bp", architecture="fc", dataset="synthetic", epochs=epochs)
+    return execute(
+        spec,
+        store=Store(url),
+        device=torch.device("cpu"),
+        data_dir=Path("unused"),
+        reporter=reporter,
+    )
+
+
+# -- kill -9 and resume ----------------------------------------------------------------------
+
+
+def test_a_killed_run_is_lost_then_resumes_to_exactly_the_uninterrupted_metrics(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    env = {
+        **os.environ,
+        "BIOBENCH_DB": url,
+        "BIOBENCH_HEARTBEAT": "0.2",
+        "BIOBENCH_LOST_AFTER": "1.5",
+        "BIOBENCH_HOME": str(tmp_path / "home"),
+    }
+    args = ["run", "--algo", "dtp", "--data", "synthetic", "--epochs", "4", "--device", "cpu",
+            "--set", "mode=alternating", "--seed", "3", "--batch-size", "100"]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "biobench", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    store = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (tmp_path / "results.db").exists():
+            store = store or Store(url)
+            runs = store.runs()
+            if runs and runs[0]["epochs_done"] >= 2:
+                break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # mid-epoch: no chance to say goodbye
+    process.wait(timeout=30)
+    assert store is not None and store.run(1)["status"] == "running"
+    time.sleep(2.0)
+    listing = runner.invoke(app, ["runs", "--db", url], env={"BIOBENCH_LOST_AFTER": "1.5"})
+    assert "lost" in listing.stdout
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "biobench", "run", "--resume", "1", "--device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after epoch" in resumed.stdout
+    run = store.run(1)
+    assert run["status"] == "finished" and run["epochs_done"] == 4
+
+    whole = subprocess.run(
+        [sys.executable, "-m", "biobench", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert whole.returncode == 0, whole.stderr
+    assert metrics(store.epochs([1])) == metrics(store.epochs([2]))
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [("finished", "already finished"), ("running", "still running"), ("diverged", "diverged")],
+)
+def test_resume_refuses_runs_that_must_not_continue(
+    sqlite_url: str, status: str, message: str
+) -> None:
+    run_id = train(sqlite_url, epochs=1)
+    if status != "finished":
+        Store(sqlite_url).set_status(run_id, status) if status != "running" else Store(
+            sqlite_url
+        ).reopen(run_id)
+    result = runner.invoke(app, ["run", "--resume", str(run_id), "--db", sqlite_url])
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_resume_of_an_unknown_run_names_the_listing_command(sqlite_url: str) -> None:
+    result = runner.invoke(app, ["run", "--resume", "77", "--db", sqlite_url])
+    assert result.exit_code == 2 and "no run with id 77" in result.stderr
+
+
+def test_resume_with_spec_options_is_refused(sqlite_url: str) -> None:
+    result = runner.invoke(app, ["run", "--resume", "1", "--epochs", "9", "--db", sqlite_url])
+    assert result.exit_code == 2 and "drop --epochs" in result.stderr
+
+
+def test_a_checkpoint_that_is_not_plain_data_is_refused(sqlite_url: str) -> None:
+    run_id = train(sqlite_url, epochs=2)
+    store = Store(sqlite_url)
+    store.set_status(run_id, "interrupted")
+    # A pickle that would run code when unpickled: weights_only loading must refuse it.
+    target = Path(store.run(run_id)["checkpoint"]) / "last.pt"
+    torch.save({"format": 1, "payload": subprocess.Popen}, target)
+    result = runner.invoke(app, ["run", "--resume", str(run_id), "--db", sqlite_url])
+    assert result.exit_code == 2 and "is unreadable" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+# -- divergence and out of memory --------------------------------------------------------------
+
+
+def _poison_after(batches: int, exception: BaseException | None = None):
+    calls = {"n": 0}
+    original = Backprop.train_step
+
+    def train_step(self, x, y):
+        calls["n"] += 1
+        result = original(self, x, y)
+        if calls["n"] == batches:
+            if exception is not None:
+                raise exception
+            with torch.no_grad():
+                self.net.layers[0].op.weight[0, 0] = float("nan")
+        return result
+
+    return train_step
+
+
+def test_divergence_ends_the_run_as_diverged_and_keeps_its_rows(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Backprop, "train_step", _poison_after(32 + 5))  # during epoch 2
+    run_id = train(sqlite_url, epochs=5)
+    run = Store(sqlite_url).run(run_id)
+    assert run["status"] == "diverged" and run["epochs_done"] == 2
+    assert "diverged at epoch 2" in run["error"]
+    last = Store(sqlite_url).epochs([run_id])[-1]
+    assert last["test_loss"] != last["test_loss"]  # NaN, stored as such
+
+
+def test_a_suite_goes_on_after_a_diverged_benchmark(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(Backprop, "train_step", _poison_after(3))
+    result = runner.invoke(app, ["run", "--suite", "smoke", "--epochs", "1", "--db", sqlite_url])
+    statuses = [run["status"] for run in reversed(Store(sqlite_url).runs())]
+    assert (
+        statuses[0] == "diverged"
+        and len(statuses) == len(resolve_suite("smoke"))
+        and "finished" in statuses
+    )
+    assert result.exit_code == 0, result.output  # a diverged run ended properly
+    assert "diverged" in result.stdout
+
+
+def resolve_suite(name: str) -> list[str]:
+    from biobench.spec import load_benchmarks
+
+    return load_benchmarks().group(name)
+
+
+def test_out_of_memory_names_the_batch_size_to_lower(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        Backprop, "train_step", _poison_after(2, torch.OutOfMemoryError("CUDA out of memory"))
+    )
+    result = runner.invoke(
+        app, ["run", "--data", "synthetic", "--batch-size", "64", "--db", sqlite_url]
+    )
+    assert result.exit_code == 2
+    assert "out of GPU memory with batch size 64; lower it, e.g. --batch-size 32" in result.stderr
+    assert Store(sqlite_url).run(1)["status"] == "failed"
+
+
+# -- the database going away ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_postgres() -> tuple[str, str]:
+    """A PostgreSQL server of this test's own, which it may stop and start."""
+    if shutil.which("initdb") is None and not Path("/usr/lib/postgresql/15/bin/initdb").exists():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL 15 (initdb) is needed for the fault tests")
+        pytest.skip("PostgreSQL's initdb is not installed")
+    out = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "postgres"), "start"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    values = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+    yield values["BIOBENCH_TEST_POSTGRES_URL"], values["PGSTOP_DIR"]
+    subprocess.run(
+        ["bash", str(ROOT / ".ci" / "postgres"), "stop", values["PGSTOP_DIR"]], check=False
+    )
+
+
+def server(action: str, folder: str) -> None:
+    subprocess.run(["bash", str(ROOT / ".ci" / "postgres"), action, folder], check=True)
+
+
+class Outage(Reporter):
+    """Stops the database after epoch `down`, starts it again after epoch `up` (if any)."""
+
+    def __init__(self, folder: str, down: int, up: int | None) -> None:
+        self.folder, self.down, self.up = folder, down, up
+
+    def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None:
+        if epoch == self.down:
+            server("pause", self.folder)
+        if epoch == self.up:
+            server("resume", self.folder)
+
+
+def test_training_goes_on_while_the_database_is_down_and_rows_arrive_once(
+    private_postgres: tuple[str, str],
+) -> None:
+    url, folder = private_postgres
+    run_id = train(url, epochs=5, reporter=Outage(folder, down=1, up=3))
+    store = Store(url)
+    assert [row["epoch"] for row in store.epochs([run_id])] == [1, 2, 3, 4, 5]
+    assert store.run(run_id)["status"] == "finished"
+
+
+def test_a_database_that_never_returns_leaves_a_file_to_import(
+    private_postgres: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, folder = private_postgres
+    monkeypatch.setenv("BIOBENCH_DB_WAIT", "1")
+    with pytest.raises(BiobenchError, match="biobench import .*pending.json") as caught:
+        train(url, epochs=3, reporter=Outage(folder, down=1, up=None))
+    spool = Path(str(caught.value).split("`biobench import ")[1].split(" ")[0])
+    assert spool.exists()
+    server("resume", folder)
+    result = runner.invoke(app, ["import", str(spool), "--db", url])
+    assert result.exit_code == 0, result.output
+    (run,) = Store(url).runs()
+    assert run["status"] == "finished" and run["epochs_done"] == 3
+
+
+# -- migrations ----------------------------------------------------------------------------------
+
+
+def test_a_database_at_the_first_schema_upgrades_with_its_data_intact(tmp_path: Path) -> None:
+    copy = tmp_path / "old.db"
+    shutil.copy(FIXTURE, copy)
+    url = f"sqlite:///{copy}"
+    refused = runner.invoke(app, ["runs", "--db", url])
+    assert refused.exit_code == 2 and "run `biobench db upgrade" in refused.stderr
+    assert runner.invoke(app, ["db", "upgrade", "--db", url]).exit_code == 0
+    store = Store(url)
+    runs = {run["id"]: run for run in store.runs()}
+    assert {i: (r["algorithm"], r["status"], r["epochs_done"]) for i, r in runs.items()} == {
+        1: ("bp", "finished", 2),
+        2: ("dtp", "interrupted", 1),
+    }
+    assert [row["test_top1"] for row in store.epochs([1])] == [12.0, 6.0]
+    assert runs[1]["checkpoint"] is None  # the new column, empty for old runs
+
+
+def test_the_migrations_build_exactly_the_models(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from biobench.store.models import Base
+
+    store = Store(db_url)
+    with store._read_engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_passwords_never_reach_stored_run_rows(sqlite_url: str, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["biobench", "run", "--db", "postgresql://u:hunter2@h/db"])
+    run_id = train(sqlite_url, epochs=1)
+    assert "hunter2" not in str(Store(sqlite_url).run(run_id))
