@@ -340,6 +340,12 @@ def resolve(
     algorithm = ALGORITHMS.canonical(algorithm)
     architecture = ARCHITECTURES.canonical(architecture)
     dataset = DATASETS.canonical(dataset)
+    supported = getattr(ARCHITECTURES.get(architecture), "datasets", (dataset,))
+    if dataset not in supported:
+        raise SpecError(
+            f"architecture {architecture!r} has no network for dataset {dataset!r}; "
+            f"use it with: {', '.join(sorted(supported))}"
+        )
     schema = ALGORITHMS.get(algorithm).hparams
     data_schema = getattr(DATASETS.get(dataset), "settings", {})
 

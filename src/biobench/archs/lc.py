@@ -76,3 +76,7 @@ def convolutional(info: DataInfo) -> Stack:
         info,
         lambda c_in, c_out, k, s, size: SameConv2d(c_in, c_out, k, s, input_size=size),
     )
+
+
+locally_connected.datasets = tuple(SPECS)  # type: ignore[attr-defined]
+convolutional.datasets = tuple(SPECS)  # type: ignore[attr-defined]
