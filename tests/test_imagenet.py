@@ -386,3 +386,16 @@ def test_downsampled_augmentation_is_a_training_setting(tmp_path: Path) -> None:
     data = load_dataset("imagenet32", DataOptions(root, settings={"augment": True}))
     assert data.train.augment is random_crop_flip and data.test.augment is None
     assert load_dataset("imagenet32", DataOptions(root)).train.augment is None
+
+
+def test_train_error_is_measured_on_a_fixed_subset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import biobench.data.imagenet as imagenet
+
+    monkeypatch.setattr(imagenet, "TRAIN_EVAL_IMAGES", 4)
+    root = make_imagenet(tmp_path)
+    first, second = (load_dataset("imagenet", options(root)) for _ in range(2))
+    assert len(first.train_eval_split) == 4 and len(first.train) == 6
+    assert first.train_eval_split.paths.tolist() == second.train_eval_split.paths.tolist()
+    assert set(first.train_eval_split.paths.tolist()) <= set(first.train.paths.tolist())

@@ -145,6 +145,7 @@ def execute(
         dataset_source=job.data.source,
         parameters=job.net.num_parameters(),
         train_size=len(job.data.train),
+        train_eval_size=len(job.data.train_eval_split),
         test_size=len(job.data.test),
         pid=os.getpid(),
     )

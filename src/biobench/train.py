@@ -125,7 +125,7 @@ def fit(
                     advance(len(y))
             _sync(device)
         train_seconds = time.perf_counter() - started
-        train, test = evaluate(learner, data.train), evaluate(learner, data.test)
+        train, test = evaluate(learner, data.train_eval_split), evaluate(learner, data.test)
         row = {
             "train_top1": train.top1,
             "train_top5": train.top5,

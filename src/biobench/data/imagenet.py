@@ -43,6 +43,7 @@ from biobench.registry import DATASETS
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 RESIZE, CROP = 256, 224
+TRAIN_EVAL_IMAGES = 10_000  # train error is measured on this many fixed images
 EXTENSIONS = (".jpeg", ".jpg", ".png")
 
 
@@ -268,12 +269,16 @@ def load_imagenet(options: DataOptions) -> Dataset:
     classes = {wnid: index for index, wnid in enumerate(wnids)}
     workers = int(options.settings.get("workers", min(8, os.cpu_count() or 1)))
     augment = bool(options.settings.get("augment", False))
+    paths, labels = _scan(train_dir, classes)
+    # Train error is measured on a fixed subset (the same images every epoch and every run).
+    subset = np.sort(np.random.default_rng(0).permutation(len(labels))[:TRAIN_EVAL_IMAGES])
     return Dataset(
         name="imagenet",
-        train=FolderSplit(*_scan(train_dir, classes), workers, augment),
+        train=FolderSplit(paths, labels, workers, augment),
         test=FolderSplit(*_scan(val_dir, classes), workers),
         num_classes=len(classes),
         source=str(folder),
+        train_eval=FolderSplit(paths[subset], labels[subset], workers),
     )
 
 
