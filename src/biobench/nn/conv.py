@@ -12,14 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from biobench.nn.functional import same_padding
 from biobench.nn.init import glorot_uniform_
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
-    """(output size, zeros before, zeros after) of "same" padding along one dimension."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return out, total // 2, total - total // 2
 
 
 class SameConv2d(nn.Module):

@@ -121,8 +121,12 @@ class _Geometry:
         return cropped.permute(0, 3, 1, 2).contiguous()
 
     def by_position(self, grad_output: Tensor) -> Tensor:
-        """(N, O, out_h, out_w) -> (P, N, O), the layout the batched matmuls consume."""
-        return grad_output.permute(2, 3, 0, 1).reshape(self.p, grad_output.shape[0], self.o)
+        """(N, O, out_h, out_w) -> contiguous (P, N, O), the layout the batched matmuls consume.
+
+        A bare reshape can give a view with unit stride along P, which CPU bmm cannot hand to
+        a batched BLAS call (it then multiplies position by position, ~10x slower)."""
+        by_position = grad_output.permute(2, 3, 0, 1).reshape(self.p, grad_output.shape[0], self.o)
+        return by_position.contiguous()
 
     def check_output(self, grad_output: Tensor) -> None:
         expected = (self.o, self.oh, self.ow)
@@ -133,9 +137,7 @@ class _Geometry:
             )
 
 
-def _geometry_of_weight(
-    input_size: tuple[int, int], weight: Tensor, stride: IntPair
-) -> _Geometry:
+def _geometry_of_weight(input_size: tuple[int, int], weight: Tensor, stride: IntPair) -> _Geometry:
     if weight.dim() != 6:
         raise ValueError(
             "LC weight must have shape (out_h, out_w, k_h, k_w, in_channels, out_channels), "
@@ -184,14 +186,15 @@ def _no_autocast(device_type: str) -> contextlib.AbstractContextManager:
 
 
 class LocallyConnected2dFunction(torch.autograd.Function):
-    """y = LC(x; W) + b. Saves x and W only: the input gradient needs W (transposed op) and the
-    weight gradient needs x (patches are re-gathered, far cheaper than keeping them)."""
+    """y = LC(x; W) + b. Saves x only if W needs a gradient and W only if x does (the weight
+    gradient re-gathers x's patches, far cheaper than keeping k^2 / s^2 copies of x alive)."""
 
     @staticmethod
     def forward(
         ctx, x: Tensor, weight: Tensor, bias: Tensor | None, geometry: _Geometry
     ) -> Tensor:
-        ctx.save_for_backward(x, weight)
+        need_x, need_w, _, _ = ctx.needs_input_grad
+        ctx.save_for_backward(x if need_w else None, weight if need_x else None)
         ctx.geometry = geometry
         return _forward(x, weight, bias, geometry)
 
@@ -201,6 +204,8 @@ class LocallyConnected2dFunction(torch.autograd.Function):
         g = ctx.geometry
         need_x, need_w, need_b, _ = ctx.needs_input_grad
         with _no_autocast(grad.device.type):
+            if need_x and need_w:  # one (P, N, O) copy of grad, viewed as NCHW, serves both
+                grad = g.by_position(grad).view(g.oh, g.ow, -1, g.o).permute(2, 3, 0, 1)
             grad_x = TransposeFunction.apply(grad, weight, g) if need_x else None
             grad_w = WeightGradFunction.apply(x, grad, g) if need_w else None
             grad_b = grad.sum(0) if need_b else None
@@ -213,7 +218,8 @@ class TransposeFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, grad_output: Tensor, weight: Tensor, geometry: _Geometry) -> Tensor:
-        ctx.save_for_backward(grad_output, weight)
+        need_g, need_w, _ = ctx.needs_input_grad
+        ctx.save_for_backward(grad_output if need_w else None, weight if need_g else None)
         ctx.geometry = geometry
         return _transpose(grad_output, weight, geometry)
 
@@ -233,7 +239,8 @@ class WeightGradFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, grad_output: Tensor, geometry: _Geometry) -> Tensor:
-        ctx.save_for_backward(x, grad_output)
+        need_x, need_g, _ = ctx.needs_input_grad
+        ctx.save_for_backward(x if need_g else None, grad_output if need_x else None)
         ctx.geometry = geometry
         return _weight_grad(x, grad_output, geometry)
 
@@ -254,9 +261,7 @@ def _autocast(*tensors: Tensor | None) -> tuple[Tensor | None, ...]:
     if not _autocast_on(device_type):
         return tensors
     dtype = torch.get_autocast_dtype(device_type)
-    return tuple(
-        t.to(dtype) if t is not None and t.dtype == torch.float32 else t for t in tensors
-    )
+    return tuple(t.to(dtype) if t is not None and t.dtype == torch.float32 else t for t in tensors)
 
 
 def _run(function: type[torch.autograd.Function], *args: Tensor | _Geometry | None) -> Tensor:
@@ -300,7 +305,7 @@ def locally_connected2d_transpose(
     grad_output: (N, O, out_h, out_w); weight: any tensor of the LC weight's shape (W for
     backprop, fixed random B for feedback alignment, a learned V for a TP inverse);
     input_size: the forward input's (H, W), needed because ceil(H / stride) forgets H.
-    Returns (N, C, H, W), contiguous.
+    Returns (N, C, H, W), contiguous. Autocast applies as for `locally_connected2d`.
     """
     size = _pair(input_size, "input_size")
     geometry = _geometry_of_weight(size, weight, stride)
@@ -316,6 +321,7 @@ def locally_connected2d_weight_grad(
 
     weight_shape_or_kernel: the weight's full 6-dim shape (checked against x and g) or just
     the kernel size, an int or (k_h, k_w); everything else follows from x and grad_output.
+    Autocast applies as for `locally_connected2d`.
     """
     if x.dim() != 4 or grad_output.dim() != 4:
         raise ValueError(
@@ -323,18 +329,23 @@ def locally_connected2d_weight_grad(
             f"{tuple(grad_output.shape)}"
         )
     spec = weight_shape_or_kernel
-    kernel = spec[2:4] if not isinstance(spec, int) and len(spec) == 6 else spec
+    full_shape = not isinstance(spec, int) and len(spec) == 6
     geometry = _Geometry(
         (x.shape[2], x.shape[3]),
-        _pair(kernel, "kernel"),
+        _pair(tuple(spec[2:4]) if full_shape else spec, "kernel"),
         _pair(stride, "stride"),
         x.shape[1],
         grad_output.shape[1],
     )
-    if not isinstance(spec, int) and len(spec) == 6 and tuple(spec) != geometry.weight_shape:
+    if full_shape and tuple(spec) != geometry.weight_shape:
         raise ValueError(
             f"weight shape {tuple(spec)} does not fit input {tuple(x.shape)} and output "
             f"gradient {tuple(grad_output.shape)}: expected {geometry.weight_shape}"
+        )
+    if grad_output.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"LC input and output gradient disagree on the batch: {x.shape[0]} and "
+            f"{grad_output.shape[0]}"
         )
     geometry.check_output(grad_output)
     x, grad_output = _autocast(x, grad_output)
