@@ -33,20 +33,7 @@ def add_run(
         if benchmark
         else resolve(seed=seed, **spec_kw)
     )
-    run_id = store.create_run(
-        spec_hash=spec.spec_hash(),
-        benchmark=spec.benchmark,
-        algorithm=spec.algorithm,
-        architecture=spec.architecture,
-        dataset=spec.dataset,
-        hparams=spec.hparams,
-        spec=spec.to_dict(),
-        seed=seed,
-        epochs=spec.epochs,
-        batch_size=spec.batch_size,
-        device="cpu",
-        environment={},
-    )
+    run_id = store.create_run(**spec.run_fields(), device="cpu", environment={})
     for epoch, (train, test) in enumerate(errors, 1):
         store.write_epoch(
             run_id,

@@ -192,8 +192,6 @@ def load_comparison(
 
 # -- check ------------------------------------------------------------------------------------
 
-VERDICTS = ("pass", "improved", "regressed", "missing")
-
 
 @dataclass(frozen=True)
 class Verdict:

@@ -19,7 +19,14 @@ from rich.text import Text
 
 from biobench.store.models import METRIC_COLUMNS
 
-STATUS_STYLE = {"running": "cyan", "finished": "green", "failed": "red", "interrupted": "yellow"}
+STATUS_STYLE = {
+    "running": "cyan",
+    "finished": "green",
+    "failed": "red",
+    "interrupted": "yellow",
+    "diverged": "magenta",
+    "lost": "bold red",
+}
 RUN_EXPORT_COLUMNS = (
     "id",
     "benchmark",

@@ -154,16 +154,7 @@ def execute(
         f"{stamp}-{spec.algorithm}-{spec.architecture}-{spec.dataset}-{uuid.uuid4().hex[:8]}"
     )
     run_id = store.create_run(
-        spec_hash=spec.spec_hash(),
-        benchmark=spec.benchmark,
-        algorithm=spec.algorithm,
-        architecture=spec.architecture,
-        dataset=spec.dataset,
-        hparams=spec.hparams,
-        spec=spec.to_dict(),
-        seed=spec.seed,
-        epochs=spec.epochs,
-        batch_size=spec.batch_size,
+        **spec.run_fields(),
         device=env["device_name"] if device.type == "cuda" else "cpu",
         host=env["host"],
         git_sha=env["git_sha"],

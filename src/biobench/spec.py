@@ -59,6 +59,21 @@ class BenchmarkSpec:
         """sha256 of the canonical JSON of everything that defines the experiment."""
         return canonical_hash(self.to_dict())
 
+    def run_fields(self) -> dict[str, Any]:
+        """The columns of a run row that this spec determines."""
+        return {
+            "spec_hash": self.spec_hash(),
+            "benchmark": self.benchmark,
+            "algorithm": self.algorithm,
+            "architecture": self.architecture,
+            "dataset": self.dataset,
+            "hparams": self.hparams,
+            "spec": self.to_dict(),
+            "seed": self.seed,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+        }
+
 
 def canonical_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from biobench.errors import DataError
+
 # A batch transform applied on the training device to shuffled (training) batches only:
 # augment(x, generator) -> x, drawing its randomness from the run's seeded CPU generator.
 Augment = Callable[[Tensor, torch.Generator], Tensor]
@@ -144,6 +146,16 @@ class Dataset:
             test=self.test.to(device),
             train_eval=None if self.train_eval is None else self.train_eval.to(device),
         )
+
+
+def download_with(dataset_class: Any, root: Path, name: str, by_hand: str) -> None:
+    """Fetch a torchvision dataset's files (train and test) into `root`; torchvision verifies
+    their checksums. Any failure becomes one line saying what to do without internet."""
+    try:
+        for train in (True, False):
+            dataset_class(str(root), train=train, download=True)
+    except Exception as error:  # network errors come in many types; all mean the same here
+        raise DataError(f"downloading {name} into {root} failed ({error}); {by_hand}") from None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from biobench.data.augment import random_crop_flip
-from biobench.data.base import DataOptions, Dataset, TensorSplit, normalisation
+from biobench.data.base import DataOptions, Dataset, TensorSplit, download_with, normalisation
 from biobench.errors import DataError
 from biobench.params import HParam
 from biobench.registry import DATASETS
@@ -87,20 +87,6 @@ def _missing(root: Path) -> list[Path]:
     ]
 
 
-def _download(root: Path) -> None:
-    from torchvision.datasets import CIFAR10
-
-    try:
-        for train in (True, False):
-            CIFAR10(str(root), train=train, download=True)
-    except Exception as error:  # network errors come in many types; all mean the same here
-        raise DataError(
-            f"downloading CIFAR-10 into {batches_dir(root)} failed ({error}); without internet, "
-            "unpack cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
-            f"into {root} by hand"
-        ) from None
-
-
 def _split(root: Path, split: str, augment: bool) -> TensorSplit:
     parts = [read_batch(batches_dir(root) / name) for name in FILES[split]]
     x = torch.from_numpy(np.concatenate([images for images, _ in parts]))
@@ -113,7 +99,15 @@ def _split(root: Path, split: str, augment: bool) -> TensorSplit:
 def load_cifar10(options: DataOptions) -> Dataset:
     missing = _missing(options.root)
     if missing and options.download:
-        _download(options.root)
+        from torchvision.datasets import CIFAR10
+
+        download_with(
+            CIFAR10,
+            options.root,
+            "CIFAR-10",
+            "without internet, unpack cifar-10-python.tar.gz from "
+            f"https://www.cs.toronto.edu/~kriz/cifar.html into {options.root} by hand",
+        )
         missing = _missing(options.root)
     if missing:
         raise DataError(

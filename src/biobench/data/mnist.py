@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from biobench.data.base import DataOptions, Dataset, TensorSplit
+from biobench.data.base import DataOptions, Dataset, TensorSplit, download_with
 from biobench.errors import DataError
 from biobench.registry import DATASETS
 
@@ -74,19 +74,6 @@ def _missing(root: Path) -> list[Path]:
     ]
 
 
-def _download(root: Path) -> None:
-    from torchvision.datasets import MNIST
-
-    try:
-        for train in (True, False):
-            MNIST(str(root), train=train, download=True)
-    except Exception as error:  # network errors come in many types; all mean the same here
-        raise DataError(
-            f"downloading MNIST into {raw_dir(root)} failed ({error}); "
-            "without internet, copy the four *-ubyte files there by hand"
-        ) from None
-
-
 def _split(root: Path, split: str) -> TensorSplit:
     images_name, labels_name = FILES[split]
     images = read_idx(raw_dir(root) / images_name, _IMAGES_MAGIC, 3)
@@ -108,7 +95,14 @@ def _split(root: Path, split: str) -> TensorSplit:
 def load_mnist(options: DataOptions) -> Dataset:
     missing = _missing(options.root)
     if missing and options.download:
-        _download(options.root)
+        from torchvision.datasets import MNIST
+
+        download_with(
+            MNIST,
+            options.root,
+            "MNIST",
+            f"without internet, copy the four *-ubyte files into {raw_dir(options.root)} by hand",
+        )
         missing = _missing(options.root)
     if missing:
         raise DataError(
