@@ -200,7 +200,7 @@ def test_out_of_memory_names_the_batch_size_to_lower(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        Backprop, "train_step", _poison_after(2, torch.OutOfMemoryError("CUDA out of memory"))
+        Backprop, "train_step", _poison_after(2, torch.cuda.OutOfMemoryError("CUDA out of memory"))
     )
     result = runner.invoke(
         app, ["run", "--data", "synthetic", "--batch-size", "64", "--db", sqlite_url]

@@ -279,7 +279,7 @@ def _train(
     except KeyboardInterrupt:
         sink.close("interrupted", "interrupted by the user (Ctrl-C or SIGTERM)")
         raise
-    except torch.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError from 2.5 on
         message = (
             f"out of GPU memory with batch size {spec.batch_size}; lower it, e.g. "
             f"--batch-size {max(1, spec.batch_size // 2)}"
