@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from biobench.errors import BiobenchError
 
@@ -41,7 +42,7 @@ DbOption = Annotated[
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -76,7 +77,7 @@ def _version(value: bool) -> None:
     if value:
         from biobench import __version__
 
-        console.print(f"biobench {__version__}")
+        console.print(f"biobench {__version__}", markup=False)
         raise typer.Exit()
 
 

@@ -19,9 +19,11 @@ def db_upgrade(db: DbOption = None) -> None:
     store = Store(db, check=False)
     before, after = store.upgrade()
     if before == after:
-        console.print(f"{store.display_url} is already at schema {after}")
+        console.print(f"{store.display_url} is already at schema {after}", markup=False)
     else:
-        console.print(f"{store.display_url}: schema {before or '(empty)'} -> {after}")
+        console.print(
+            f"{store.display_url}: schema {before or '(empty)'} -> {after}", markup=False
+        )
 
 
 @db_app.command("current")
@@ -36,5 +38,6 @@ def db_current(db: DbOption = None) -> None:
         "up to date" if current == head else "run `biobench db upgrade`" if current else "empty"
     )
     console.print(
-        f"{store.display_url}: schema {current or '(none)'}, biobench head {head} ({state})"
+        f"{store.display_url}: schema {current or '(none)'}, biobench head {head} ({state})",
+        markup=False,
     )

@@ -38,7 +38,7 @@ def list_runs(
 
     runs = Store(db).runs(limit=limit)
     if not runs:
-        console.print("no runs yet: start one with `biobench run`")
+        console.print("no runs yet: start one with `biobench run`", markup=False)
         return
     console.print(runs_table(runs))
 
@@ -98,7 +98,7 @@ def export(
         raise BiobenchError(
             f"cannot write {out}: {error.strerror}; choose another --out"
         ) from None
-    console.print(f"wrote {len(runs)} run(s), {len(epochs)} epoch row(s) to {out}")
+    console.print(f"wrote {len(runs)} run(s), {len(epochs)} epoch row(s) to {out}", markup=False)
 
 
 class ListWhat(str, Enum):
@@ -175,7 +175,9 @@ def print_comparison(
 
     frame = load_comparison(store, datasets, arch, final)
     if frame.empty:
-        console.print("no finished runs to compare: run some with `biobench run --suite smoke`")
+        console.print(
+            "no finished runs to compare: run some with `biobench run --suite smoke`", markup=False
+        )
         return
     # The paper's layout is wide; below ~130 columns it would wrap inside cells, so print it
     # at that width at least and let a narrow terminal wrap whole lines instead.
@@ -272,7 +274,10 @@ def check(
         names = [*(names or []), *bench]
     verdicts = print_check(Store(db), names, fail_missing=names is not None, junit=junit)
     if not verdicts:
-        console.print("no finished preset runs to check: `biobench run --suite smoke` makes some")
+        console.print(
+            "no finished preset runs to check: `biobench run --suite smoke` makes some",
+            markup=False,
+        )
     counts = {
         k: sum(v.verdict == k for v in verdicts)
         for k in ("pass", "improved", "regressed", "missing")
@@ -322,4 +327,4 @@ def plot(
             )
         runs = [store.run(run_id) for run_id in run_ids]
         learning_curves(runs, store.epochs(run_ids), out)
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out}", markup=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from biobench.cli.app import (
     BiobenchError,
@@ -170,7 +171,7 @@ def run(
         return
     failed = []
     for index, spec in enumerate(specs, 1):
-        console.rule(f"[{index}/{len(specs)}] {spec.benchmark}")
+        console.rule(escape(f"[{index}/{len(specs)}] {spec.benchmark}"))
         try:
             _train(
                 store,
@@ -182,7 +183,9 @@ def run(
         except Exception as error:  # one failed benchmark does not stop the suite
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {spec.benchmark}: {error}", highlight=False)
+            err_console.print(
+                f"[bold red]error:[/] {spec.benchmark}: {escape(str(error))}", highlight=False
+            )
             failed.append(spec.benchmark)
     from biobench.cli.results import print_check, print_comparison
 
@@ -211,6 +214,7 @@ def _train(store: Any, start: Callable[..., int], device: Any, root: Path, downl
             f"of batch {spec['batch_size']} on {device}, seed {spec['seed']}{resumed} -> "
             f"{store.display_url}",
             highlight=False,
+            markup=False,
         )
 
     run_id = start(
@@ -228,6 +232,7 @@ def _train(store: Any, start: Callable[..., int], device: Any, root: Path, downl
         f"run {run_id} {run_row['status']}: best test top-1 error {best_text}"
         + (f" ({run_row['error']})" if run_row["error"] else ""),
         highlight=False,
+        markup=False,
     )
     return run_id
 
@@ -249,4 +254,5 @@ def import_rows(
     console.print(
         f"run {run_id}: wrote {rows} epoch row(s)" + (f", status {status}" if status else ""),
         highlight=False,
+        markup=False,
     )
