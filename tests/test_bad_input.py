@@ -345,6 +345,12 @@ CASES = [
         foreign_spool,
         "belongs to another run 1",
     ),
+    (
+        "a value that looks like terminal markup",
+        ["run", "--set", "lr=[red]1e-3"],
+        None,
+        "lr='[red]1e-3' is not a float",
+    ),
 ]
 
 
