@@ -1,7 +1,7 @@
 """Rendering stored results: run lists, one run's detail, and exports (pandas frames).
 
-Pure presentation over `Store` reads: no torch, no training. Compare, leaderboard and check
-tables against the paper's numbers will live here too.
+Pure presentation over `Store` reads: no torch, no training. The comparison with BP and the
+paper, and the check against references, are in compare.py.
 """
 
 from __future__ import annotations
@@ -173,6 +173,10 @@ def run_detail(run: dict[str, Any], epochs: list[dict[str, Any]]) -> Group:
     parts: list[Any] = [header]
     if run.get("error"):
         parts.append(Text(f"error: {run['error']}", style="red"))
+    if run.get("checkpoint"):
+        parts.append(Text(f"checkpoints: {run['checkpoint']}"))
+    if run["status"] in ("interrupted", "failed", "lost"):
+        parts.append(Text(f"continue it with `biobench run --resume {run['id']}`"))
     parts.append(_pairs("spec", {**run["spec"], "spec_hash": run["spec_hash"]}))
     parts.append(_pairs("environment", run["environment"]))
     parts.append(epochs_table(epochs) if epochs else Text("no epoch finished yet"))
