@@ -212,5 +212,6 @@ def test_a_run_that_stops_early_is_never_left_running(
     (run,) = Store(sqlite_url).runs()
     assert run["status"] == status and run["finished_at"] is not None
     assert run["epochs_done"] == 1  # the finished epoch is kept
+    assert "biobench run --resume 1" in invoke("show", "1", "--db", sqlite_url).stdout
     if status == "failed":
         assert run["error"] == "RuntimeError: exploded"
