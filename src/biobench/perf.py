@@ -35,30 +35,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from biobench.archs.lc import SPECS, build_spatial
+from biobench.archs.stack import DataInfo
+from biobench.nn.conv import SameConv2d
 from biobench.nn.functional import same_padding
-from biobench.nn.init import glorot_, glorot_uniform_
+from biobench.nn.init import glorot_uniform_
 from biobench.nn.locally_connected import LocallyConnected2d
 
-
-@dataclass(frozen=True)
-class NetSpec:
-    """A paper LC network: input (C, H, W), LC layers (kernel, channels, stride), dense widths."""
-
-    input_shape: tuple[int, int, int]
-    spatial: tuple[tuple[int, int, int], ...]
-    dense: tuple[int, ...]
-    classes: int
-
-
+# The paper's LC networks (archs/lc.py holds their layers): input shape and classes.
 NETS = {
-    "mnist": NetSpec((1, 28, 28), ((3, 32, 2), (3, 64, 2)), (1024,), 10),
-    "cifar10": NetSpec((3, 32, 32), ((5, 64, 2), (5, 128, 2), (3, 256, 1)), (1024,), 10),
-    "imagenet": NetSpec(
-        (3, 224, 224),
-        ((9, 48, 4), (3, 48, 2), (5, 96, 1), (3, 96, 2), (3, 192, 1), (3, 192, 2), (3, 384, 1)),
-        (),
-        1000,
-    ),
+    "mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+    "imagenet": ((3, 224, 224), 1000),
 }
 DEFAULT_BATCH = {
     "cpu": {"mnist": 16, "cifar10": 16, "imagenet": 4},
@@ -98,10 +86,10 @@ class LayerSpec:
         return f"{self.in_channels}->{self.out_channels} k{self.kernel} s{self.stride} {h}x{w}"
 
 
-def layers_of(spec: NetSpec) -> list[LayerSpec]:
-    channels, size = spec.input_shape[0], spec.input_shape[1:]
+def layers_of(dataset: str) -> list[LayerSpec]:
+    channels, size = NETS[dataset][0][0], NETS[dataset][0][1:]
     layers = []
-    for kernel, out_channels, stride in spec.spatial:
+    for kernel, out_channels, stride in SPECS[dataset][0]:
         layer = LayerSpec(channels, out_channels, kernel, stride, tuple(size))
         layers.append(layer)
         channels, size = out_channels, layer.output_size
@@ -120,6 +108,7 @@ class UnfoldEinsumLC(nn.Module):
         super().__init__()
         self.layer = layer
         p, k = math.prod(layer.output_size), layer.in_channels * layer.kernel**2
+        self.output_size = layer.output_size
         self.weight = nn.Parameter(torch.empty(p, k, layer.out_channels))
         self.bias = nn.Parameter(torch.zeros(layer.out_channels, p))
         glorot_uniform_(self.weight, *self.glorot_fans())
@@ -135,53 +124,23 @@ class UnfoldEinsumLC(nn.Module):
         return out.reshape(x.shape[0], layer.out_channels, *layer.output_size)
 
 
-class SameConv(nn.Module):
-    """conv2d with the LC layer's (possibly asymmetric) same-padding: one filter, shared."""
-
-    def __init__(self, layer: LayerSpec) -> None:
-        super().__init__()
-        left, right, top, bottom = layer.pads()
-        symmetric = left == right and top == bottom
-        self.pad = nn.Identity() if symmetric else nn.ZeroPad2d((left, right, top, bottom))
-        self.conv = nn.Conv2d(
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel,
-            layer.stride,
-            padding=(top, left) if symmetric else 0,
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(self.pad(x))
-
-
 def make_op(name: str, layer: LayerSpec) -> nn.Module:
+    args = (layer.in_channels, layer.out_channels, layer.kernel, layer.stride)
     if name == "ours":
-        return LocallyConnected2d(
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel,
-            layer.stride,
-            input_size=layer.size,
-        )
+        return LocallyConnected2d(*args, input_size=layer.size)
     if name == BASELINE:
         return UnfoldEinsumLC(layer)
-    return SameConv(layer)
+    return SameConv2d(*args, input_size=layer.size)
 
 
-def build_net(spec: NetSpec, op: str) -> nn.Sequential:
-    """LC layers -> dense layers -> logits, tanh after every hidden layer, Glorot init."""
-    modules: list[nn.Module] = []
-    for layer in layers_of(spec):
-        modules += [make_op(op, layer), nn.Tanh()]
-    last = layers_of(spec)[-1]
-    width = last.out_channels * math.prod(last.output_size)
-    modules.append(nn.Flatten())
-    for units in spec.dense:
-        modules += [nn.Linear(width, units), nn.Tanh()]
-        width = units
-    modules.append(nn.Linear(width, spec.classes))
-    return glorot_(nn.Sequential(*modules))
+def build_net(dataset: str, op: str) -> nn.Module:
+    """The paper's network for `dataset` (archs/lc.py) with `op` as its spatial layers."""
+    shape, classes = NETS[dataset]
+    return build_spatial(
+        op,
+        DataInfo(dataset, shape, classes),
+        lambda c_in, c_out, k, s, size: make_op(op, LayerSpec(c_in, c_out, k, s, size)),
+    )
 
 
 def ours_as_baseline_weight(weight: Tensor) -> Tensor:
@@ -331,13 +290,13 @@ class NetRow:
 def bench_net(dataset: str, op: str, args: argparse.Namespace, batch: int) -> NetRow:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    spec = NETS[dataset]
-    net = build_net(spec, op).to(device)
+    shape, classes = NETS[dataset]
+    net = build_net(dataset, op).to(device)
     # fused: one kernel per step instead of a dozen passes over every parameter (5x faster on
     # a CPU), so the step measures the network more than the optimiser; the same for all ops.
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4, fused=True)
-    x = torch.randn(batch, *spec.input_shape, device=device)
-    y = torch.randint(spec.classes, (batch,), device=device)
+    x = torch.randn(batch, *shape, device=device)
+    y = torch.randint(classes, (batch,), device=device)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -517,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[LayerRow] = []
     for dataset in args.datasets:
         batch = args.batch or DEFAULT_BATCH[args.device][dataset]
-        for index, layer in enumerate(layers_of(NETS[dataset])):
+        for index, layer in enumerate(layers_of(dataset)):
             rows += bench_layer(dataset, index, layer, args, batch)
     text, slow = layer_report(rows)
     print("\nPer layer\n" + text)

@@ -37,7 +37,9 @@ SPECS: dict[str, tuple[list[tuple[int, int, int]], list[int]]] = {
 SpatialOp = Callable[[int, int, int, int, tuple[int, int]], nn.Module]
 
 
-def _build(name: str, info: DataInfo, make_op: SpatialOp) -> Stack:
+def build_spatial(name: str, info: DataInfo, make_op: SpatialOp) -> Stack:
+    """Table 3's network for `info` with `make_op(c_in, c_out, kernel, stride, input_size)`
+    as its spatial layers (an op with an `output_size`); biobench.perf times other ops so."""
     if info.name not in SPECS:
         raise SpecError(
             f"architecture {name!r} has no network for dataset {info.name!r}; "
@@ -62,7 +64,7 @@ def _build(name: str, info: DataInfo, make_op: SpatialOp) -> Stack:
 def locally_connected(info: DataInfo) -> Stack:
     from biobench.nn.locally_connected import LocallyConnected2d
 
-    return _build(
+    return build_spatial(
         "lc",
         info,
         lambda c_in, c_out, k, s, size: LocallyConnected2d(c_in, c_out, k, s, input_size=size),
@@ -71,7 +73,7 @@ def locally_connected(info: DataInfo) -> Stack:
 
 @ARCHITECTURES.register("conv", aliases=("convolutional",))
 def convolutional(info: DataInfo) -> Stack:
-    return _build(
+    return build_spatial(
         "conv",
         info,
         lambda c_in, c_out, k, s, size: SameConv2d(c_in, c_out, k, s, input_size=size),
