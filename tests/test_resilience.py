@@ -3,6 +3,7 @@ the database going away mid-run, concurrent writers, and schema upgrades."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from biobench.cli import app
 from biobench.errors import BiobenchError
 from biobench.learners.bp import Backprop
 from biobench.runner import execute
+from biobench.sink import SPOOL
 from biobench.spec import resolve
 from biobench.store import Store
 from biobench.train import Reporter
@@ -311,3 +313,29 @@ def test_passwords_never_reach_stored_run_rows(sqlite_url: str, monkeypatch) -> 
     monkeypatch.setattr(sys, "argv", ["biobench", "run", "--db", "postgresql://u:hunter2@h/db"])
     run_id = train(sqlite_url, epochs=1)
     assert "hunter2" not in str(Store(sqlite_url).run(run_id))
+
+
+def test_resume_first_delivers_rows_the_database_missed(sqlite_url: str) -> None:
+    run_id = train(sqlite_url, epochs=2)
+    store = Store(sqlite_url)
+    folder = Path(store.run(run_id)["checkpoint"])
+    rows = store.epochs([run_id])
+    # As if the process had died with epoch 2 checkpointed but its row only in the spool file.
+    (folder / SPOOL).write_text(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "spec_hash": store.run(run_id)["spec_hash"],
+                "epochs": {"2": {k: rows[1][k] for k in ("train_top1", "test_top1", "test_loss")}},
+                "status": None,
+                "error": None,
+            }
+        )
+    )
+    with store._write_engine.begin() as connection:
+        connection.exec_driver_sql(f"DELETE FROM epochs WHERE run_id = {run_id} AND epoch = 2")
+    store.set_status(run_id, "interrupted")
+    result = runner.invoke(app, ["run", "--resume", str(run_id), "--db", sqlite_url])
+    assert result.exit_code == 0, result.output
+    assert [r["epoch"] for r in store.epochs([run_id])] == [1, 2]
+    assert not (folder / SPOOL).exists()

@@ -35,7 +35,7 @@ from biobench.errors import BiobenchError
 from biobench.learners.base import Learner
 from biobench.paths import default_checkpoint_dir
 from biobench.registry import ALGORITHMS
-from biobench.sink import EpochSink
+from biobench.sink import SPOOL, EpochSink, import_spool
 from biobench.spec import BenchmarkSpec
 from biobench.store import Store, mask_url
 from biobench.store.store import heartbeat_interval
@@ -212,6 +212,10 @@ def resume(
         if payload["spec_hash"] != run["spec_hash"]:
             raise BiobenchError(f"checkpoint in {folder} belongs to another spec; not resuming")
         start = checkpoint.restore(payload, job.learner, job.generator) + 1
+    spool = folder / SPOOL
+    if spool.exists():  # rows the database missed before the process died: deliver them first
+        import_spool(store, spool)
+        spool.unlink()
     store.reopen(run_id)
     if on_start is not None:
         on_start(run_id, job.net)
@@ -249,7 +253,7 @@ def _train(
     start_epoch: int,
 ) -> None:
     spec = job.spec
-    sink = EpochSink(store, run_id, folder / "pending.json", spec.spec_hash())
+    sink = EpochSink(store, run_id, folder / SPOOL, spec.spec_hash())
 
     def save(epoch: int) -> None:
         checkpoint.save(

@@ -21,6 +21,7 @@ from typing import Any
 from biobench.errors import BiobenchError, StoreError
 from biobench.store import Store
 
+SPOOL = "pending.json"  # in the run's checkpoint folder
 WAIT_ENV = "BIOBENCH_DB_WAIT"  # seconds `close` waits for an unreachable database (default 120)
 
 
