@@ -195,3 +195,13 @@ def test_plot_learning_curves_and_bars(store: Store, tmp_path: Path) -> None:
     )
     for path in (curves, bars):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_imagenet_cells_show_top1_and_top5(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    add_run(store, "imagenet-lc-bp", [(80.0, 72.0)])  # test top-5 is written as test / 4
+    add_run(store, "imagenet-lc-fa", [(95.0, 93.0)])
+    text = render_markdown(load_comparison(store, datasets={"imagenet"}))
+    assert "lc test top-1/5" in text
+    assert "| BP | 80.00 | 72.00 / 18.00 | 71.43 / 49.07 | +0.57 | +0.00 |" in text
+    assert "| FA | 95.00 | 93.00 / 23.25 | 93.08 / 82.54 | -0.08 | +21.00 |" in text
