@@ -351,6 +351,25 @@ CASES = [
         None,
         "lr='[red]1e-3' is not a float",
     ),
+    (
+        "an option value of the wrong type",
+        ["run", "--epochs", "ten"],
+        None,
+        "Invalid value for '--epochs': Input should be a valid integer",
+    ),
+    (
+        "a missing argument",
+        ["show", "--db", "{db}"],
+        None,
+        "Missing argument 'run_id'; see `biobench show --help`",
+    ),
+    (
+        "an option value not among the choices",
+        ["export", "--format", "xml", "--db", "{db}"],
+        None,
+        "'xml' is not one of 'csv', 'json'",
+    ),
+    ("an unknown command", ["trian"], None, "No such command 'trian'"),
 ]
 
 

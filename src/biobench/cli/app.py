@@ -16,7 +16,35 @@ from rich.markup import escape
 
 from biobench.errors import BiobenchError
 
+# The command-line parser's own error type (click's, vendored by recent Typer), found without
+# importing a private module: BadParameter derives from it in every Typer version.
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (a bad option value, a missing argument, an unknown command) as one line
+    naming the help to read, like every other biobench error, instead of a framed panel."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as error:
+            if type(error).__name__ == "NoArgsIsHelpError":  # the help was printed already
+                raise SystemExit(2) from None
+            context = getattr(error, "ctx", None)
+            where = f"; see `{context.command_path} --help`" if context is not None else ""
+            _fail(f"{error.format_message().rstrip('.')}{where}", error.exit_code)
+            raise SystemExit(error.exit_code) from None
+        except typer.Abort:
+            _fail("aborted", 1)
+            raise SystemExit(1) from None
+        raise SystemExit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Benchmark biologically-motivated learning rules against backprop.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
