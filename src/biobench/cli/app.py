@@ -34,7 +34,13 @@ class OneLineErrors(typer.core.TyperGroup):
             if type(error).__name__ == "NoArgsIsHelpError":  # the help was printed already
                 raise SystemExit(2) from None
             context = getattr(error, "ctx", None)
-            where = f"; see `{context.command_path} --help`" if context is not None else ""
+            where = ""
+            if context is not None:  # named as users type it, whatever the launcher's name
+                names = []
+                while context.parent is not None:
+                    names.insert(0, context.info_name)
+                    context = context.parent
+                where = f"; see `{' '.join(['biobench', *names])} --help`"
             _fail(f"{error.format_message().rstrip('.')}{where}", error.exit_code)
             raise SystemExit(error.exit_code) from None
         except typer.Abort:
