@@ -92,7 +92,7 @@ def test_a_killed_run_is_lost_then_resumes_to_exactly_the_uninterrupted_metrics(
         timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming after epoch" in resumed.stdout
+    assert "resuming at epoch" in resumed.stdout
     run = store.run(1)
     assert run["status"] == "finished" and run["epochs_done"] == 4
 

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +135,7 @@ def execute(
     data_dir: Path,
     download: bool = False,
     reporter: Reporter | None = None,
-    on_start: Any = None,
+    on_start: Callable[[int, Job, int], None] | None = None,
     checkpoint_dir: Path | None = None,
 ) -> int:
     """Train `spec` and record it in `store`; returns the run id."""
@@ -164,7 +164,7 @@ def execute(
         checkpoint=str(folder),
     )
     if on_start is not None:
-        on_start(run_id, job.net)
+        on_start(run_id, job, 1)
     _train(run_id, job, store, folder, reporter, start_epoch=1)
     return run_id
 
@@ -180,7 +180,7 @@ def resume(
     data_dir: Path,
     download: bool = False,
     reporter: Reporter | None = None,
-    on_start: Any = None,
+    on_start: Callable[[int, Job, int], None] | None = None,
 ) -> int:
     """Continue a stopped run from its last complete epoch, into the same run row."""
     run = store.run(run_id)
@@ -218,7 +218,7 @@ def resume(
         spool.unlink()
     store.reopen(run_id)
     if on_start is not None:
-        on_start(run_id, job.net)
+        on_start(run_id, job, start)
     _train(run_id, job, store, folder, reporter, start_epoch=start)
     return run_id
 

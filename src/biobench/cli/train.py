@@ -201,18 +201,14 @@ def _train(store: Any, start: Callable[..., int], device: Any, root: Path, downl
     """Run `start` (execute a spec, or resume a run) with progress display, then summarise."""
     from biobench.progress import RichReporter
 
-    def started(run_id: int, net: Any) -> None:
-        run_row = store.run(run_id)
-        spec = run_row["spec"]
-        name = f" [{spec['benchmark']}]" if spec.get("benchmark") else ""
-        resumed = (
-            f", resuming after epoch {run_row['epochs_done']}" if run_row["epochs_done"] else ""
-        )
+    def started(run_id: int, job: Any, first_epoch: int) -> None:
+        spec = job.spec
+        name = f" [{spec.benchmark}]" if spec.benchmark else ""
+        resumed = f", resuming at epoch {first_epoch}" if first_epoch > 1 else ""
         console.print(
-            f"run {run_id}{name}: {spec['algorithm']} / {spec['architecture']} / "
-            f"{spec['dataset']}, {net.num_parameters():,} parameters, {spec['epochs']} epochs "
-            f"of batch {spec['batch_size']} on {device}, seed {spec['seed']}{resumed} -> "
-            f"{store.display_url}",
+            f"run {run_id}{name}: {spec.algorithm} / {spec.architecture} / {spec.dataset}, "
+            f"{job.net.num_parameters():,} parameters, {spec.epochs} epochs of batch "
+            f"{spec.batch_size} on {device}, seed {spec.seed}{resumed} -> {store.display_url}",
             highlight=False,
             markup=False,
         )
