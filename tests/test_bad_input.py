@@ -370,6 +370,18 @@ CASES = [
         "'xml' is not one of 'csv', 'json'",
     ),
     ("an unknown command", ["trian"], None, "No such command 'trian'"),
+    (
+        "seeds that are not integers",
+        ["run", "--seeds", "0,one"],
+        None,
+        "--seeds '0,one' is not a list of distinct non-negative integers",
+    ),
+    (
+        "--seed and --seeds",
+        ["run", "--seed", "1", "--seeds", "0,1"],
+        None,
+        "give --seed or --seeds, not both",
+    ),
 ]
 
 

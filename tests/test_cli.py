@@ -215,3 +215,12 @@ def test_a_run_that_stops_early_is_never_left_running(
     assert "biobench run --resume 1" in invoke("show", "1", "--db", sqlite_url).stdout
     if status == "failed":
         assert run["error"] == "RuntimeError: exploded"
+
+
+def test_several_seeds_give_a_mean_and_std(sqlite_url: str) -> None:
+    result = invoke(
+        "run", "--data", "synthetic", "--epochs", "1", "--seeds", "0,1,2", "--db", sqlite_url
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(run["seed"] for run in Store(sqlite_url).runs()) == [0, 1, 2]
+    assert "(n=3)" in result.stdout  # the comparison printed at the end averages the seeds

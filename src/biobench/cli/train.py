@@ -62,6 +62,14 @@ def run(
     seed: Annotated[
         int | None, typer.Option(help="Seed for initialisation and data order.")
     ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--seeds",
+            help="Run each spec once per seed, e.g. 0,1,2 (compare then shows mean ± std).",
+            show_default=False,
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     db: DbOption = None,
     data_dir: Annotated[
@@ -146,21 +154,24 @@ def run(
             f"{bench and '--bench' or '--suite'} sets the algorithm, "
             f"architecture and dataset; drop {', '.join(named[:-1])}"
         )
-    options = dict(epochs=epochs, batch_size=batch_size, seed=seed, overrides=overrides or [])
-    if suite:
-        specs = [resolve(benchmark=name, **options) for name in load_benchmarks().group(suite)]
-    else:
-        specs = [
-            resolve(
-                benchmark=bench,
-                algorithm=None if bench else algo or "bp",
-                architecture=None if bench else arch or "fc",
-                dataset=None if bench else data or "digits",
-                **options,
-            )
-        ]
+    if seed is not None and seeds is not None:
+        raise BiobenchError("give --seed or --seeds, not both")
+    options = dict(epochs=epochs, batch_size=batch_size, overrides=overrides or [])
+    names = load_benchmarks().group(suite) if suite else [bench]
+    specs = [
+        resolve(
+            benchmark=name,
+            algorithm=None if name else algo or "bp",
+            architecture=None if name else arch or "fc",
+            dataset=None if name else data or "digits",
+            seed=one_seed,
+            **options,
+        )
+        for name in names
+        for one_seed in (_parse_seeds(seeds) if seeds is not None else [seed])
+    ]
     store = Store(db)
-    if not suite:
+    if len(specs) == 1:
         _train(
             store,
             partial(execute, specs[0], checkpoint_dir=checkpoint_dir),
@@ -171,7 +182,8 @@ def run(
         return
     failed = []
     for index, spec in enumerate(specs, 1):
-        console.rule(escape(f"[{index}/{len(specs)}] {spec.benchmark}"))
+        name = spec.benchmark or f"{spec.algorithm} / {spec.architecture} / {spec.dataset}"
+        console.rule(escape(f"[{index}/{len(specs)}] {name}, seed {spec.seed}"))
         try:
             _train(
                 store,
@@ -184,17 +196,32 @@ def run(
             if _state["debug"]:
                 raise
             err_console.print(
-                f"[bold red]error:[/] {spec.benchmark}: {escape(str(error))}", highlight=False
+                f"[bold red]error:[/] {escape(name)}: {escape(str(error))}", highlight=False
             )
-            failed.append(spec.benchmark)
+            failed.append(f"{name} (seed {spec.seed})")
     from biobench.cli.results import print_check, print_comparison
 
     print_comparison(store, {spec.dataset for spec in specs})
-    print_check(store, [spec.benchmark for spec in specs], fail_missing=True)
+    presets = list(dict.fromkeys(spec.benchmark for spec in specs if spec.benchmark))
+    if presets:
+        print_check(store, presets, fail_missing=True)
     if failed:
         raise BiobenchError(
-            f"{len(failed)} of {len(specs)} benchmark(s) failed: {', '.join(failed)}"
+            f"{len(failed)} of {len(specs)} run(s) failed: {', '.join(failed)}"
         )
+
+
+def _parse_seeds(text: str) -> list[int]:
+    """ "0,1,2" -> [0, 1, 2]; each a non-negative integer, none twice."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise BiobenchError(
+            f"--seeds {text!r} is not a list of distinct non-negative integers; e.g. --seeds 0,1,2"
+        )
+    return seeds
 
 
 def _train(store: Any, start: Callable[..., int], device: Any, root: Path, download: bool) -> int:
