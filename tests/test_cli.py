@@ -224,3 +224,15 @@ def test_several_seeds_give_a_mean_and_std(sqlite_url: str) -> None:
     assert result.exit_code == 0, result.output
     assert sorted(run["seed"] for run in Store(sqlite_url).runs()) == [0, 1, 2]
     assert "(n=3)" in result.stdout  # the comparison printed at the end averages the seeds
+
+
+def test_runs_can_be_filtered(sqlite_url: str) -> None:
+    train(sqlite_url)
+    train(sqlite_url, "--algo", "fa")
+    only_fa = invoke("runs", "--algo", "fa", "--db", sqlite_url).stdout
+    assert " fa " in only_fa and " bp " not in only_fa
+    assert "no run matches" in invoke("runs", "--status", "failed", "--db", sqlite_url).stdout
+    assert invoke("runs", "--status", "done", "--db", sqlite_url).exit_code == 2
+    store = Store(sqlite_url)
+    assert [r["algorithm"] for r in store.runs(status="finished", limit=1)] == ["fa"]
+    assert [r["id"] for r in store.runs(dataset="synthetic", algorithm="bp")] == [1]

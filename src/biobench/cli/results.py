@@ -31,14 +31,54 @@ class ExportFormat(str, Enum):
 def list_runs(
     db: DbOption = None,
     limit: Annotated[int, typer.Option(help="Show the newest N runs.", min=1)] = 50,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            help="Only runs in this status: running, finished, failed, interrupted, diverged "
+            "or lost.",
+            show_default=False,
+        ),
+    ] = None,
+    algo: Annotated[
+        str | None, typer.Option("--algo", help="Only this algorithm.", show_default=False)
+    ] = None,
+    arch: Annotated[
+        str | None, typer.Option("--arch", help="Only this architecture.", show_default=False)
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Only this dataset.", show_default=False)
+    ] = None,
+    bench: Annotated[
+        str | None, typer.Option("--bench", help="Only runs of this preset.", show_default=False)
+    ] = None,
 ) -> None:
     """List runs, newest first, with their progress and best test error."""
     from biobench.report import runs_table
     from biobench.store import Store
+    from biobench.store.store import RUN_STATUSES
 
-    runs = Store(db).runs(limit=limit)
+    if status is not None and status not in (*RUN_STATUSES, "lost"):
+        raise BiobenchError(
+            f"unknown status {status!r}; choose one of: {', '.join((*RUN_STATUSES, 'lost'))}"
+        )
+    columns = {
+        key: value
+        for key, value in (
+            ("algorithm", algo),
+            ("architecture", arch),
+            ("dataset", data),
+            ("benchmark", bench),
+        )
+        if value
+    }
+    runs = Store(db).runs(limit=limit, status=status, **columns)
     if not runs:
-        console.print("no runs yet: start one with `biobench run`", markup=False)
+        console.print(
+            "no runs yet: start one with `biobench run`"
+            if not (columns or status)
+            else "no run matches",
+            markup=False,
+        )
         return
     console.print(runs_table(runs))
 

@@ -206,9 +206,7 @@ def run(
     if presets:
         print_check(store, presets, fail_missing=True)
     if failed:
-        raise BiobenchError(
-            f"{len(failed)} of {len(specs)} run(s) failed: {', '.join(failed)}"
-        )
+        raise BiobenchError(f"{len(failed)} of {len(specs)} run(s) failed: {', '.join(failed)}")
 
 
 def _parse_seeds(text: str) -> list[int]:

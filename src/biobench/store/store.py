@@ -379,8 +379,16 @@ class Store:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def runs(self, run_ids: list[int] | None = None, limit: int | None = None) -> list[dict]:
-        """Runs, newest first, each with epochs_done and best/last test errors."""
+    def runs(
+        self,
+        run_ids: list[int] | None = None,
+        limit: int | None = None,
+        *,
+        status: str | None = None,
+        **columns: str,
+    ) -> list[dict]:
+        """Runs, newest first, each with epochs_done and best test errors; optionally only
+        those with this status (`lost` included) and these column values (algorithm=...)."""
         runs, epochs = Run.__table__, Epoch.__table__
         summary = (
             select(
@@ -406,7 +414,9 @@ class Store:
         )
         if run_ids is not None:
             query = query.where(runs.c.id.in_(run_ids))
-        if limit is not None:
+        for column, value in columns.items():
+            query = query.where(runs.c[column] == value)
+        if limit is not None and status is None:  # a status filter applies after `lost` is known
             query = query.limit(limit)
 
         def work(connection: Connection) -> list[dict]:
@@ -417,6 +427,8 @@ class Store:
                 beat = row["heartbeat_at"]
                 if row["status"] == "running" and beat is not None and beat.timestamp() < stale:
                     row["status"] = "lost"  # its process died without saying so
+            if status is not None:
+                rows = [row for row in rows if row["status"] == status][:limit]
             return rows
 
         return self._run(work, write=False)
