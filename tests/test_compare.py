@@ -11,7 +11,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from biobench.cli import app
-from biobench.compare import check_store, load_comparison, render_markdown, rich_tables
+from biobench.results.compare import check_store, load_comparison, render_markdown, rich_tables
 from biobench.spec import resolve
 from biobench.store import Store
 

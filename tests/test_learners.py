@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from biobench.archs import ARCHITECTURES, DataInfo, build_network
 from biobench.learners.base import local_forward
 from biobench.registry import ALGORITHMS
-from biobench.runner import execute
+from biobench.training.runner import execute
 from biobench.spec import resolve
 from biobench.store import Store
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from biobench.metrics import accuracy, topk_correct
+from biobench.training.metrics import accuracy, topk_correct
 
 
 def test_top1_and_top5_count_the_label_among_the_best_logits() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from biobench.runner import execute
+from biobench.training.runner import execute
 from biobench.spec import resolve
 from biobench.store import Store
 

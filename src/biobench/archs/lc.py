@@ -39,7 +39,7 @@ SpatialOp = Callable[[int, int, int, int, tuple[int, int]], nn.Module]
 
 def build_spatial(name: str, info: DataInfo, make_op: SpatialOp) -> Stack:
     """Table 3's network for `info` with `make_op(c_in, c_out, kernel, stride, input_size)`
-    as its spatial layers (an op with an `output_size`); biobench.perf times other ops so."""
+    as its spatial layers (an op with an `output_size`); tools/perf.py times other ops so."""
     if info.name not in SPECS:
         raise SpecError(
             f"architecture {name!r} has no network for dataset {info.name!r}; "

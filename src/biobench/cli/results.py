@@ -53,7 +53,7 @@ def list_runs(
     ] = None,
 ) -> None:
     """List runs, newest first, with their progress and best test error."""
-    from biobench.report import runs_table
+    from biobench.results.render import runs_table
     from biobench.store import Store
     from biobench.store.store import RUN_STATUSES
 
@@ -90,7 +90,7 @@ def show(
     db: DbOption = None,
 ) -> None:
     """Show one run: its resolved spec, environment and per-epoch table."""
-    from biobench.report import run_detail
+    from biobench.results.render import run_detail
     from biobench.store import Store
 
     store = Store(db)
@@ -113,7 +113,7 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Export runs and their epochs: CSV (one row per epoch) or nested JSON."""
-    from biobench.report import export_csv, export_json
+    from biobench.results.render import export_csv, export_json
     from biobench.store import Store
 
     store = Store(db)
@@ -211,7 +211,7 @@ class CompareFormat(str, Enum):
 def print_comparison(
     store: Any, datasets: set[str] | None = None, arch: str | None = None, final: bool = False
 ) -> None:
-    from biobench.compare import load_comparison, rich_tables
+    from biobench.results.compare import load_comparison, rich_tables
 
     frame = load_comparison(store, datasets, arch, final)
     if frame.empty:
@@ -245,7 +245,7 @@ def compare(
     db: DbOption = None,
 ) -> None:
     """Every algorithm against BP and against the paper, in the paper's table layout."""
-    from biobench.compare import load_comparison, render_csv, render_json, render_markdown
+    from biobench.results.compare import load_comparison, render_csv, render_json, render_markdown
     from biobench.registry import ARCHITECTURES, DATASETS, load_all
     from biobench.store import Store
 
@@ -268,7 +268,7 @@ def compare(
 def print_check(
     store: Any, names: list[str] | None, fail_missing: bool, junit: Path | None = None
 ) -> list[Any]:
-    from biobench.compare import check_store, describe, junit_xml
+    from biobench.results.compare import check_store, describe, junit_xml
 
     verdicts = check_store(store, names)
     style = {"pass": "green", "improved": "cyan", "regressed": "bold red", "missing": "yellow"}
@@ -350,8 +350,8 @@ def plot(
     db: DbOption = None,
 ) -> None:
     """Learning curves of runs, or a bar chart of a comparison table."""
-    from biobench.compare import load_comparison
-    from biobench.plot import comparison_bars, learning_curves
+    from biobench.results.compare import load_comparison
+    from biobench.results.plot import comparison_bars, learning_curves
     from biobench.store import Store
 
     store = Store(db)

@@ -22,7 +22,7 @@ import torch
 from biobench.data.augment import random_crop_flip
 from biobench.data.base import DataOptions, Dataset, TensorSplit, download_with, normalisation
 from biobench.errors import DataError
-from biobench.params import HParam
+from biobench.spec.params import HParam
 from biobench.registry import DATASETS
 
 FOLDER = "cifar-10-batches-py"

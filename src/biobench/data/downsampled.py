@@ -33,7 +33,7 @@ from biobench.data.augment import random_crop_flip
 from biobench.data.base import DataOptions, Dataset, TensorSplit, normalisation
 from biobench.data.imagenet import MEAN, STD
 from biobench.errors import DataError
-from biobench.params import HParam
+from biobench.spec.params import HParam
 from biobench.registry import DATASETS
 
 NUM_CLASSES = 1000

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 
 from biobench.data.base import DataOptions, Dataset, normalisation
 from biobench.errors import DataError
-from biobench.params import HParam
+from biobench.spec.params import HParam
 from biobench.registry import DATASETS
 
 MEAN = (0.485, 0.456, 0.406)

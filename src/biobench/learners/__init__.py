@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from biobench.learners import bp, feedback_alignment, target_prop
 from biobench.learners.base import ADAM, Learner
-from biobench.params import HParam
+from biobench.spec.params import HParam
 from biobench.registry import ALGORITHMS
 
 __all__ = ["ADAM", "ALGORITHMS", "HParam", "Learner", "bp", "feedback_alignment", "target_prop"]

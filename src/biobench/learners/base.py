@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from biobench.archs.stack import Stack
-from biobench.params import HParam
+from biobench.spec.params import HParam
 
 # Adam, the paper's optimiser for every method (Table 4 gives its search space).
 ADAM: dict[str, HParam] = {

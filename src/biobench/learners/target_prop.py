@@ -50,7 +50,7 @@ from biobench.learners.base import (
 )
 from biobench.nn import glorot_like, glorot_uniform_
 from biobench.nn.ops import transpose
-from biobench.params import HParam
+from biobench.spec.params import HParam
 from biobench.registry import ALGORITHMS
 
 INVERSE_ADAM = {f"inverse_{name}": param for name, param in ADAM.items()}

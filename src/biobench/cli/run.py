@@ -110,8 +110,8 @@ def run(
 ) -> None:
     """Train a spec, a preset or a suite of presets, streaming each epoch to the database."""
     from biobench.paths import default_data_dir
-    from biobench.runner import execute, resolve_device
-    from biobench.runner import resume as resume_run
+    from biobench.training.runner import execute, resolve_device
+    from biobench.training.runner import resume as resume_run
     from biobench.spec import load_benchmarks, resolve
     from biobench.store import Store
 
@@ -224,7 +224,7 @@ def _parse_seeds(text: str) -> list[int]:
 
 def _train(store: Any, start: Callable[..., int], device: Any, root: Path, download: bool) -> int:
     """Run `start` (execute a spec, or resume a run) with progress display, then summarise."""
-    from biobench.progress import RichReporter
+    from biobench.cli.progress import RichReporter
 
     def started(run_id: int, job: Any, first_epoch: int) -> None:
         spec = job.spec
@@ -268,7 +268,7 @@ def import_rows(
     db: DbOption = None,
 ) -> None:
     """Write the epoch rows and final status that a run could not deliver."""
-    from biobench.sink import import_spool
+    from biobench.training.sink import import_spool
     from biobench.store import Store
 
     run_id, rows, status = import_spool(Store(db), spool)

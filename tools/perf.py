@@ -1,6 +1,6 @@
 """How fast is the locally-connected op? Per paper layer, and per whole-network training step.
 
-    python -m biobench.perf [--device cpu|cuda] [--batch N] [--repeat R]
+    python tools/perf.py [--device cpu|cuda] [--batch N] [--repeat R]
                             [--layers mnist,cifar10,imagenet] [--no-nets] [--stat min|median]
 
 Three implementations of each of the paper's LC layers (Table 3) are timed side by side:
@@ -416,7 +416,7 @@ def net_report(rows: list[NetRow], stat: str) -> str:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m biobench.perf", description=__doc__.split("\n")[0]
+        prog="python tools/perf.py", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available"

@@ -15,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from biobench.train import Reporter
+from biobench.training.loop import Reporter
 
 
 def epoch_line(epoch: int, epochs: int, row: dict[str, float]) -> str:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from biobench.data.base import Dataset, Split
 from biobench.learners.base import Learner
-from biobench.metrics import topk_correct
+from biobench.training.metrics import topk_correct
 
 EVAL_BATCH = 1024
 
