@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from biobench.archs import ARCHITECTURES, DataInfo, build_network
 from biobench.learners.base import local_forward
 from biobench.registry import ALGORITHMS
-from biobench.training.runner import execute
 from biobench.spec import resolve
 from biobench.store import Store
+from biobench.training.runner import execute
 
 TINY = DataInfo("synthetic", (1, 8, 8), 10)
 ADAM = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}

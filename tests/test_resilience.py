@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from biobench.cli import app
 from biobench.errors import BiobenchError
 from biobench.learners.bp import Backprop
-from biobench.training.runner import execute
-from biobench.training.sink import SPOOL
 from biobench.spec import resolve
 from biobench.store import Store
 from biobench.training.loop import Reporter
+from biobench.training.runner import execute
+from biobench.training.sink import SPOOL
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).with_name("fixtures") / "schema-0001.db"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from biobench.training.runner import execute
 from biobench.spec import resolve
 from biobench.store import Store
+from biobench.training.runner import execute
 
 TIMING = ("wall_time", "images_per_s", "recorded_at", "run_id")
 

@@ -245,8 +245,8 @@ def compare(
     db: DbOption = None,
 ) -> None:
     """Every algorithm against BP and against the paper, in the paper's table layout."""
-    from biobench.results.compare import load_comparison, render_csv, render_json, render_markdown
     from biobench.registry import ARCHITECTURES, DATASETS, load_all
+    from biobench.results.compare import load_comparison, render_csv, render_json, render_markdown
     from biobench.store import Store
 
     load_all()

@@ -110,10 +110,10 @@ def run(
 ) -> None:
     """Train a spec, a preset or a suite of presets, streaming each epoch to the database."""
     from biobench.paths import default_data_dir
-    from biobench.training.runner import execute, resolve_device
-    from biobench.training.runner import resume as resume_run
     from biobench.spec import load_benchmarks, resolve
     from biobench.store import Store
+    from biobench.training.runner import execute, resolve_device
+    from biobench.training.runner import resume as resume_run
 
     named = [
         flag
@@ -268,8 +268,8 @@ def import_rows(
     db: DbOption = None,
 ) -> None:
     """Write the epoch rows and final status that a run could not deliver."""
-    from biobench.training.sink import import_spool
     from biobench.store import Store
+    from biobench.training.sink import import_spool
 
     run_id, rows, status = import_spool(Store(db), spool)
     console.print(

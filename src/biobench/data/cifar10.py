@@ -22,8 +22,8 @@ import torch
 from biobench.data.augment import random_crop_flip
 from biobench.data.base import DataOptions, Dataset, TensorSplit, download_with, normalisation
 from biobench.errors import DataError
-from biobench.spec.params import HParam
 from biobench.registry import DATASETS
+from biobench.spec.params import HParam
 
 FOLDER = "cifar-10-batches-py"
 FILES = {

@@ -33,8 +33,8 @@ from biobench.data.augment import random_crop_flip
 from biobench.data.base import DataOptions, Dataset, TensorSplit, normalisation
 from biobench.data.imagenet import MEAN, STD
 from biobench.errors import DataError
-from biobench.spec.params import HParam
 from biobench.registry import DATASETS
+from biobench.spec.params import HParam
 
 NUM_CLASSES = 1000
 TRAIN_FILE = re.compile(r"train_data_batch_(\d+)\.npz")

@@ -37,8 +37,8 @@ from torch.utils.data import DataLoader
 
 from biobench.data.base import DataOptions, Dataset, normalisation
 from biobench.errors import DataError
-from biobench.spec.params import HParam
 from biobench.registry import DATASETS
+from biobench.spec.params import HParam
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

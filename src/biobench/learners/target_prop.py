@@ -50,8 +50,8 @@ from biobench.learners.base import (
 )
 from biobench.nn import glorot_like, glorot_uniform_
 from biobench.nn.ops import transpose
-from biobench.spec.params import HParam
 from biobench.registry import ALGORITHMS
+from biobench.spec.params import HParam
 
 INVERSE_ADAM = {f"inverse_{name}": param for name, param in ADAM.items()}
 SIGMA = HParam(float, "std of the inverse loss's noise", low=0.0)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from biobench.spec.params import HParam
 from biobench.spec.presets import (
-    BenchmarkSpec,
     Benchmarks,
+    BenchmarkSpec,
     Preset,
     canonical_hash,
     load_benchmarks,

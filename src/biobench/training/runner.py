@@ -28,18 +28,18 @@ from typing import Any
 import torch
 
 import biobench
-from biobench.training import checkpoint
 from biobench.archs import DataInfo, Stack, build_network
 from biobench.data import DataOptions, Dataset, load_dataset
 from biobench.errors import BiobenchError
 from biobench.learners.base import Learner
 from biobench.paths import default_checkpoint_dir
 from biobench.registry import ALGORITHMS
-from biobench.training.sink import SPOOL, EpochSink, import_spool
 from biobench.spec import BenchmarkSpec
 from biobench.store import Store, mask_url
 from biobench.store.store import heartbeat_interval
+from biobench.training import checkpoint
 from biobench.training.loop import Diverged, Reporter, fit
+from biobench.training.sink import SPOOL, EpochSink, import_spool
 
 DEVICES = ("auto", "cpu", "cuda")
 
