@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from biobench.archs import DataInfo, build_network
+from biobench.archs import ARCHITECTURES, DataInfo, build_network
 from biobench.cli import app
 from biobench.errors import SpecError
-from biobench.nn.conv import SameConv2d
+from biobench.learners import ALGORITHMS
+from biobench.nn import Identity, SameConv2d, Tanh
 from biobench.store import Store
 from conftest import make_mnist
 
@@ -74,12 +75,82 @@ def test_layer_shapes_follow_table_3_with_same_padding(
     with torch.device("meta"):
         net = build_network(arch, DataInfo(dataset, shape, classes))
     assert [layer.output_shape for layer in net.layers] == [tuple(s) for s in layers]
-    assert all(layer.hidden for layer in net.layers[:-1]) and not net.layers[-1].hidden
+    assert all(isinstance(layer.activation, Tanh) for layer in net.layers[:-1])
+    assert isinstance(net.layers[-1].activation, Identity)
 
 
 def test_the_paper_has_no_fully_connected_imagenet_net() -> None:
+    info = DataInfo("imagenet", (3, 224, 224), 1000)
+    assert "no fully-connected net on 224x224 images" in ARCHITECTURES.entry("fc").refuses(info)
     with pytest.raises(SpecError, match="no network for dataset 'imagenet'"):
-        build_network("fc", DataInfo("imagenet", (3, 224, 224), 1000))
+        build_network("fc", info)
+
+
+# biobench's own datasets outside Table 3, and a plugin's: (C, H, W) -> per-layer output shapes.
+@pytest.mark.parametrize(
+    ("arch", "shape", "layers"),
+    [
+        ("lc", (3, 32, 32), [(64, 16, 16), (128, 8, 8), (256, 8, 8), (1024,), (7,)]),  # IN32
+        ("lc", (3, 64, 64), [(64, 32, 32), (128, 16, 16), (256, 8, 8), (1024,), (7,)]),  # IN64
+        ("lc", (1, 8, 8), [(16, 8, 8), (32, 4, 4), (256,), (7,)]),  # digits, synthetic
+        ("conv", (1, 8, 8), [(16, 8, 8), (32, 4, 4), (256,), (7,)]),
+        ("fc", (3, 32, 32), [(1024,)] * 3 + [(7,)]),
+        ("fc", (3, 64, 64), [(1024,)] * 3 + [(7,)]),
+        ("fc", (1, 8, 8), [(256,)] * 5 + [(7,)]),
+        # A plugin dataset of a shape biobench has never seen needs no edit anywhere.
+        ("lc", (3, 48, 48), [(64, 24, 24), (128, 12, 12), (256, 6, 6), (1024,), (7,)]),
+        ("conv", (3, 48, 48), [(64, 24, 24), (128, 12, 12), (256, 6, 6), (1024,), (7,)]),
+        ("fc", (3, 48, 48), [(1024,)] * 3 + [(7,)]),
+        (
+            "lc",
+            (1, 96, 80),
+            [(48, 24, 20), (48, 12, 10), (96, 12, 10), (96, 6, 5)]
+            + [(192, 6, 5), (192, 3, 3), (384, 3, 3), (7,)],
+        ),
+    ],
+)
+def test_the_network_follows_the_input_shape(arch: str, shape: tuple, layers: list) -> None:
+    with torch.device("meta"):
+        net = build_network(arch, DataInfo("plugin", shape, 7))
+    assert [layer.output_shape for layer in net.layers] == layers
+
+
+@pytest.mark.parametrize("algorithm", ["bp", "fa", "dtp"])
+def test_a_plugin_shape_trains_with_every_family(algorithm: str) -> None:
+    torch.manual_seed(0)
+    net = build_network("conv", DataInfo("plugin", (3, 48, 48), 7))
+    learner_class = ALGORITHMS.get(algorithm)
+    learner = learner_class(net, {k: p.default for k, p in learner_class.hparams.items()})
+    x, y = torch.randn(4, 3, 48, 48), torch.arange(4)
+    learner.start_phase("train")
+    assert torch.isfinite(learner.train_step(x, y)["loss"])
+    assert learner.logits(x).shape == (4, 7)
+
+
+@pytest.mark.parametrize(
+    ("arch", "shape", "reason"),
+    [
+        ("fc", (1, 128, 128), "no fully-connected net on 128x128 images"),
+        ("lc", (3, 300, 200), "no locally-connected recipe fits 300x200 images"),
+        ("conv", (3, 512, 512), "no locally-connected recipe fits 512x512 images"),
+    ],
+)
+def test_a_shape_no_rule_fits_is_refused_before_building(
+    arch: str, shape: tuple, reason: str
+) -> None:
+    info = DataInfo("plugin", shape, 7)
+    assert reason in ARCHITECTURES.entry(arch).refuses(info)
+    with pytest.raises(SpecError, match=reason):
+        build_network(arch, info)
+
+
+@pytest.mark.parametrize(
+    ("arch", "label", "order"), [("fc", "FC", 10), ("lc", "LC", 20), ("conv", "Conv", 30)]
+)
+def test_architectures_describe_themselves(arch: str, label: str, order: int) -> None:
+    entry = ARCHITECTURES.entry(arch)
+    assert (entry.label, entry.order, entry.families) == (label, order, None)
+    assert entry.help and entry.refuses(DataInfo("mnist", (1, 28, 28), 10)) is None
 
 
 def test_same_conv_is_conv2d_with_tensorflow_same_padding() -> None:
@@ -181,4 +252,4 @@ def test_every_pair_of_table_3_trains_with_bp(arch: str, dataset: str, tmp_path:
     )
     assert result.exit_code == 0, result.output
     (run,) = Store(url).runs()
-    assert run["status"] == "finished" and run["epochs_done"] == 1
+    assert run.status == "finished" and run.epochs_done == 1

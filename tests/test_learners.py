@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from biobench.archs import ARCHITECTURES, DataInfo, build_network
+from biobench.archs import ARCHITECTURES, DataInfo, Layer, Stack, build_network
 from biobench.learners.base import local_forward
+from biobench.nn import Activation, Dense, Identity, LocallyConnected2d, ReLU, Tanh, glorot_
 from biobench.registry import ALGORITHMS
 from biobench.spec import resolve
 from biobench.store import Store
@@ -67,6 +68,58 @@ def test_fa_with_feedback_equal_to_the_forward_weights_is_backprop(arch: str) ->
     expected = bp_grads(net64(arch), x, y)
     for got, want in zip(grads_after_step(learner, x, y), expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13)
+
+
+class ValidConv2d(torch.nn.Conv2d):
+    """An op biobench does not ship: a convolution without padding, with its own transpose."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, *, input_size: tuple[int, int]) -> None:
+        super().__init__(c_in, c_out, kernel)
+        self.input_size = input_size
+
+    def transpose(self, signal: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        shape = (signal.shape[0], weight.shape[1], *self.input_size)
+        return torch.nn.grad.conv2d_input(shape, weight, signal, self.stride)
+
+
+def custom_net(activation: type[Activation], seed: int = 0) -> Stack:
+    """8x8 -> valid 3x3 conv (4 x 6x6) -> locally connected, stride 2 (5 x 3x3) -> 12 -> 10."""
+    torch.manual_seed(seed)
+    layers = [
+        Layer(ValidConv2d(1, 4, 3, input_size=(8, 8)), activation()),
+        Layer(LocallyConnected2d(4, 5, 3, 2, input_size=(6, 6)), activation()),
+        Layer(Dense(45, 12), activation(), flatten=True),
+        Layer(Dense(12, 10), Identity()),
+    ]
+    return glorot_(Stack(layers, TINY)).double()
+
+
+@pytest.mark.parametrize("activation", [Tanh, ReLU])
+def test_fa_equals_backprop_on_any_op_and_activation_that_bring_their_own(
+    activation: type[Activation],
+) -> None:
+    x, y = batch()
+    learner = ALGORITHMS.get("fa")(custom_net(activation), ADAM)
+    for feedback, layer in zip(learner.feedback, learner.net.layers[1:], strict=True):
+        feedback.copy_(layer.op.weight.detach())
+    expected = bp_grads(custom_net(activation), x, y)
+    got = grads_after_step(learner, x, y)
+    assert all(bool(g.abs().sum() > 0) for g in got)  # ReLU left every layer some signal
+    for g, want in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, want, rtol=1e-10, atol=1e-13)
+
+
+def test_an_op_without_a_transpose_is_named_with_the_method_to_add() -> None:
+    layers = [
+        Layer(Dense(64, 12), Tanh(), flatten=True),
+        Layer(torch.nn.Linear(12, 10), Identity()),  # FA needs the output op's transpose
+    ]
+    learner = ALGORITHMS.get("fa")(Stack(layers, TINY), ADAM)
+    x, y = batch()
+    with pytest.raises(
+        TypeError, match=r"Linear has no transposed op.*transpose\(signal, weight\)"
+    ):
+        learner.train_step(x.float(), y)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES.names())
@@ -162,4 +215,4 @@ def test_every_algorithm_learns_the_offline_digits(
     spec = resolve(algorithm=algorithm, architecture="fc", dataset="digits", epochs=epochs)
     store = Store(sqlite_url)
     run_id = execute(spec, store=store, device=torch.device("cpu"), data_dir=Path("unused"))
-    assert store.run(run_id)["best_test_top1"] < threshold
+    assert store.run(run_id).best_test_top1 < threshold

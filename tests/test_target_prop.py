@@ -11,11 +11,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from biobench.archs.stack import DataInfo, Layer, Stack
 from biobench.learners.base import WeightTransportError, local_backward, local_forward
-from biobench.nn import glorot_
+from biobench.nn import Dense, Identity, ReLU, Tanh, glorot_
 from biobench.registry import ALGORITHMS
 
 HP = {
@@ -35,7 +34,7 @@ WIDTHS = [4, 5, 5, 4, 3]
 def tiny_net() -> Stack:
     torch.manual_seed(0)
     layers = [
-        Layer(nn.Linear(a, b), hidden=i < 3, flatten=i == 0)
+        Layer(Dense(a, b), Tanh() if i < 3 else Identity(), flatten=i == 0)
         for i, (a, b) in enumerate(zip(WIDTHS[:-1], WIDTHS[1:], strict=True))
     ]
     net = glorot_(Stack(layers, DataInfo("tiny", (1, 2, 2), 3))).double()
@@ -211,3 +210,39 @@ def test_simplified_dtp_takes_no_gradient_beyond_one_layer(
     monkeypatch.setattr(tp, "local_grad", forbidden)
     learner = make(algorithm, "parallel")
     learner.train_step(*batch())
+
+
+@pytest.mark.parametrize("algorithm", ["dtp", "sdtp"])
+def test_an_inverse_ends_in_the_activation_of_the_space_it_maps_into(algorithm: str) -> None:
+    torch.manual_seed(0)
+    activations = [ReLU(), Tanh(), ReLU(), Identity()]
+    layers = [
+        Layer(Dense(a, b), activation, flatten=i == 0)
+        for i, (a, b, activation) in enumerate(
+            zip(WIDTHS[:-1], WIDTHS[1:], activations, strict=True)
+        )
+    ]
+    net = glorot_(Stack(layers, DataInfo("tiny", (1, 2, 2), 3))).double()
+    hp = {**HP, "mode": "parallel", "alpha": 0.1}
+    learner = ALGORITHMS.get(algorithm)(net, hp)
+    for key, inverse in learner.inverses.items():
+        assert inverse.activation is net.layers[int(key) - 1].activation
+    h = torch.randn(6, 5, dtype=torch.float64)
+    assert (learner.g(1, h) >= 0).all()  # layers[1]'s inverse maps into layers[0]'s ReLU space
+    learner.train_step(*batch())
+
+
+@pytest.mark.parametrize(
+    ("mode", "phase", "keys"),
+    [
+        ("parallel", "train", {"inverse_loss", "loss"}),
+        ("alternating", "inverse", {"inverse_loss"}),
+        ("alternating", "forward", {"loss"}),
+    ],
+)
+def test_a_step_reports_only_the_losses_it_computed(mode: str, phase: str, keys: set) -> None:
+    learner = make("dtp", mode)
+    learner.start_phase(phase)
+    metrics = learner.train_step(*batch())
+    assert set(metrics) == keys
+    assert all(not m.requires_grad and torch.isfinite(m) for m in metrics.values())

@@ -1,14 +1,22 @@
-"""The paper's networks, built as Stacks. Each module registers a builder in ARCHITECTURES."""
+"""The paper's networks, built as Stacks. Each module registers a builder in ARCHITECTURES,
+with `refuses(info)` saying which input shapes it cannot build a network for."""
 
 from __future__ import annotations
 
 from biobench.archs import fc, lc
-from biobench.archs.stack import DataInfo, Layer, Stack
-from biobench.registry import ARCHITECTURES
+from biobench.archs.stack import Layer, Stack
+from biobench.errors import SpecError
+from biobench.registry import ARCHITECTURES, DataInfo
 
 
 def build_network(name: str, info: DataInfo) -> Stack:
-    return ARCHITECTURES.get(name)(info)
+    entry = ARCHITECTURES.entry(name)
+    reason = entry.refuses(info) if entry.refuses is not None else None
+    if reason is not None:
+        raise SpecError(
+            f"architecture {entry.name!r} has no network for dataset {info.name!r}: {reason}"
+        )
+    return entry.target(info)
 
 
 __all__ = ["ARCHITECTURES", "DataInfo", "Layer", "Stack", "build_network", "fc", "lc"]

@@ -1,42 +1,52 @@
-"""Fully-connected networks (paper Table 3): tanh hidden layers, softmax output."""
+"""Fully-connected networks (paper Table 3): tanh hidden layers, softmax output.
+
+The hidden widths follow from the input's shape, so any dataset gets a network:
+
+| input                      | hidden layers | the paper's / biobench's                      |
+|----------------------------|---------------|-----------------------------------------------|
+| one channel (grayscale)    | 5 x 256       | MNIST 1x28x28; the 8x8 offline data           |
+| more channels (colour)     | 3 x 1024      | CIFAR-10 3x32x32; downsampled ImageNet 32, 64 |
+| over 12,288 input values   | refused       | ImageNet 3x224x224 (the paper runs none)      |
+
+The limit is downsampled ImageNet 64's 3x64x64 (biobench's largest dense input): above it the
+first layer alone would dwarf the rest of the network (ImageNet's 150,528 inputs x 1024 units
+is 154 M weights) while the paper shows such nets are not worth running.
+"""
 
 from __future__ import annotations
 
 import math
 
-from torch import nn
+from biobench.archs.stack import Layer, Stack
+from biobench.nn import Dense, Identity, Tanh, glorot_
+from biobench.registry import ARCHITECTURES, DataInfo
 
-from biobench.archs.stack import DataInfo, Layer, Stack
-from biobench.errors import SpecError
-from biobench.nn import glorot_
-from biobench.registry import ARCHITECTURES
-
-# Hidden widths per dataset. MNIST and CIFAR-10 are the paper's (it runs no FC net on ImageNet);
-# downsampled ImageNet takes the CIFAR-10 recipe and the small offline datasets the MNIST one,
-# which trains in seconds on their 8x8 images (biobench choices).
-HIDDEN = {
-    "mnist": [256] * 5,
-    "cifar10": [1024] * 3,
-    "imagenet32": [1024] * 3,
-    "imagenet64": [1024] * 3,
-    "digits": [256] * 5,
-    "synthetic": [256] * 5,
-}
+MAX_INPUTS = 3 * 64 * 64
 
 
-@ARCHITECTURES.register("fc", aliases=("fully-connected",))
+def hidden_widths(info: DataInfo) -> list[int]:
+    """The paper's MNIST widths for grayscale inputs, its CIFAR-10 widths for colour ones."""
+    return [256] * 5 if info.input_shape[0] == 1 else [1024] * 3
+
+
+def refuses(info: DataInfo) -> str | None:
+    inputs = math.prod(info.input_shape)
+    if inputs <= MAX_INPUTS:
+        return None
+    _, height, width = info.input_shape
+    return (
+        f"the paper runs no fully-connected net on {height}x{width} images; fc takes at most "
+        f"{MAX_INPUTS:,} input values (3x64x64) and these have {inputs:,}: use lc or conv"
+    )
+
+
+@ARCHITECTURES.register("fc", aliases=("fully-connected",), label="FC", order=10, refuses=refuses)
 def fully_connected(info: DataInfo) -> Stack:
-    if info.name not in HIDDEN:
-        raise SpecError(
-            f"architecture 'fc' has no network for dataset {info.name!r} (the paper runs no "
-            f"fully-connected net there); use it with: {', '.join(sorted(HIDDEN))}"
-        )
-    widths = [math.prod(info.input_shape), *HIDDEN[info.name], info.num_classes]
+    """Fully connected: tanh hidden layers (5 x 256 grayscale, 3 x 1024 colour), softmax."""
+    widths = [math.prod(info.input_shape), *hidden_widths(info), info.num_classes]
+    last = len(widths) - 2
     layers = [
-        Layer(nn.Linear(n_in, n_out), hidden=i < len(widths) - 2, flatten=i == 0)
+        Layer(Dense(n_in, n_out), Tanh() if i < last else Identity(), flatten=i == 0)
         for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=False))
     ]
     return glorot_(Stack(layers, info))
-
-
-fully_connected.datasets = tuple(HIDDEN)  # type: ignore[attr-defined]

@@ -1,40 +1,34 @@
-"""A network as a Stack: an ordered list of layers, each an op followed by an activation.
+"""A network as a Stack: an ordered list of layers, each an op followed by its activation.
 
 Learners other than backprop need to walk the network layer by layer (feedback alignment sends
 a signal down through each layer, target propagation builds an inverse per layer), so the paper's
 networks are not opaque `nn.Sequential`s but a list of `Layer`s with the pre-activation exposed
-and each layer's input and output shapes known.
+and each layer's input and output shapes known. A layer's op brings its transpose
+(`biobench.nn.ops`) and its activation brings its derivative (`biobench.nn.activations`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-
-@dataclass(frozen=True)
-class DataInfo:
-    """What an architecture needs to know about its dataset."""
-
-    name: str
-    input_shape: tuple[int, int, int]  # (C, H, W)
-    num_classes: int
+from biobench.nn.activations import Activation
+from biobench.registry import DataInfo
 
 
 class Layer(nn.Module):
-    """h_l = f(op(h_{l-1})) with f = tanh for hidden layers and the identity for the output.
+    """h_l = f_l(op_l(h_{l-1})): the paper's hidden layers take f = Tanh(), the output Identity().
 
     A dense op after image-shaped layers flattens its input (`flatten`); `input_shape` and
     `output_shape` are per sample and are filled in by the Stack.
     """
 
-    def __init__(self, op: nn.Module, *, hidden: bool, flatten: bool = False) -> None:
+    def __init__(self, op: nn.Module, activation: Activation, *, flatten: bool = False) -> None:
         super().__init__()
         self.op = op
-        self.hidden = hidden
+        self.activation = activation
         self.flatten = flatten
         self.input_shape: tuple[int, ...] = ()
         self.output_shape: tuple[int, ...] = ()
@@ -42,20 +36,12 @@ class Layer(nn.Module):
     def preactivation(self, h: Tensor) -> Tensor:
         return self.op(h.flatten(1) if self.flatten else h)
 
-    def activate(self, a: Tensor) -> Tensor:
-        return torch.tanh(a) if self.hidden else a
-
     def forward(self, h: Tensor) -> Tensor:
-        return self.activate(self.preactivation(h))
+        return self.activation(self.preactivation(h))
 
     @property
     def units(self) -> int:
         return math.prod(self.output_shape)
-
-
-def tanh_derivative(h: Tensor) -> Tensor:
-    """tanh'(a) from h = tanh(a), without keeping a."""
-    return 1 - h * h
 
 
 class Stack(nn.Module):

@@ -24,11 +24,12 @@ from biobench.archs.stack import Stack
 from biobench.spec.params import HParam
 
 # Adam, the paper's optimiser for every method (Table 4 gives its search space).
+# The defaults are what a run takes where neither a preset nor --set gives a value.
 ADAM: dict[str, HParam] = {
-    "lr": HParam(float, "Adam learning rate", low=0.0, low_open=True),
-    "beta1": HParam(float, "Adam beta1", low=0.0, high=1.0, high_open=True),
-    "beta2": HParam(float, "Adam beta2", low=0.0, high=1.0, high_open=True),
-    "eps": HParam(float, "Adam epsilon", low=0.0, low_open=True),
+    "lr": HParam(float, "Adam learning rate", low=0.0, low_open=True, default=1e-3),
+    "beta1": HParam(float, "Adam beta1", low=0.0, high=1.0, high_open=True, default=0.9),
+    "beta2": HParam(float, "Adam beta2", low=0.0, high=1.0, high_open=True, default=0.999),
+    "eps": HParam(float, "Adam epsilon", low=0.0, low_open=True, default=1e-8),
 }
 
 
@@ -50,11 +51,16 @@ def adam(parameters: Any, hp: Mapping[str, Any], prefix: str = "") -> torch.opti
 class Learner(ABC):
     """One learning rule applied to one network.
 
-    Subclasses declare `hparams` (name -> HParam) and implement `train_step`. Every
-    hyperparameter they declare arrives in `hp`, validated; none other does.
+    Subclasses declare `hparams` (name -> HParam, each with its default) and implement
+    `train_step` and `optimizers`. Every hyperparameter they declare arrives in `hp`,
+    validated; none other does. `label`, `family` and `order` describe the rule in tables; a
+    registration (decorator or entry point) reads them when it does not give its own.
     """
 
     hparams: ClassVar[dict[str, HParam]] = {}
+    label: ClassVar[str] = ""  # how tables name the rule (default: its registered name)
+    family: ClassVar[str] = "other"  # backprop, feedback, target-propagation or other
+    order: ClassVar[int] = 1000  # position in tables (BP is 70, the paper's rules below it)
 
     def __init__(self, net: Stack, hp: Mapping[str, Any]) -> None:
         self.net = net
@@ -62,7 +68,8 @@ class Learner(ABC):
 
     @abstractmethod
     def train_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        """Update the network on one minibatch; return detached scalars, at least "loss"."""
+        """Update the network on one minibatch; return detached scalars of what the step
+        computed (e.g. "loss"). The loop does not read them: they are for callers and tests."""
 
     @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
@@ -154,7 +161,7 @@ def local_forward(net: Stack, x: Tensor) -> Trace:
     for layer in net.layers:
         h_in = h.detach()
         a = layer.preactivation(h_in)
-        h = layer.activate(a)
+        h = layer.activation(a)
         trace.inputs.append(h_in)
         trace.pre.append(a)
         trace.out.append(h)

@@ -17,7 +17,7 @@ from biobench.learners.base import ADAM, Learner, adam
 from biobench.registry import ALGORITHMS
 
 
-@ALGORITHMS.register("bp", aliases=("backprop",))
+@ALGORITHMS.register("bp", aliases=("backprop",), label="BP", family="backprop", order=70)
 class Backprop(Learner):
     hparams = ADAM
 

@@ -1,16 +1,18 @@
 """Feedback alignment (FA) and direct feedback alignment (DFA).
 
 Both keep backprop's local weight update, dW_l = delta_l h_{l-1}^T, but replace how the error
-reaches a hidden layer. With e = dL/dlogits (the output layer's delta):
+reaches a hidden layer. With e = dL/dlogits (the output layer's delta) and f_l layer l's
+activation (tanh in the paper's nets):
 
-    BP:   delta_{l-1} = (W_l^T delta_l) * tanh'(a_{l-1})
-    FA:   delta_{l-1} = (B_l^T delta_l) * tanh'(a_{l-1})    B_l fixed random, W_l's shape
-    DFA:  delta_l     = (D_l e)         * tanh'(a_l)        D_l fixed random, units_l x classes
+    BP:   delta_{l-1} = (W_l^T delta_l) * f_{l-1}'(a_{l-1})
+    FA:   delta_{l-1} = (B_l^T delta_l) * f_{l-1}'(a_{l-1})    B_l fixed random, W_l's shape
+    DFA:  delta_l     = (D_l e)         * f_l'(a_l)            D_l fixed random, units_l x classes
 
-"B_l^T delta" is the layer op's transpose with B_l in place of W_l: a matrix product for a dense
-layer, a transposed convolution for a conv layer, the transposed LC op for a locally-connected
-layer, so the feedback has the forward layer's own sparsity. B and D are drawn once with the
-forward weights' Glorot initialisation and never trained (paper-notes §2).
+"B_l^T delta" is the layer op's own transpose with B_l in place of W_l: a matrix product for a
+dense layer, a transposed convolution for a conv layer, the transposed LC op for a
+locally-connected layer, so the feedback has the forward layer's own sparsity. f' comes from the
+layer's activation. B and D are drawn once with the forward weights' Glorot initialisation and
+never trained (paper-notes §2).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from biobench.archs.stack import Stack, tanh_derivative
+from biobench.archs.stack import Stack
 from biobench.learners.base import (
     ADAM,
     Learner,
@@ -52,6 +54,12 @@ class _FeedbackLearner(Learner):
     def delta_below(self, l: int, delta: Tensor, e: Tensor, trace: Trace) -> Tensor:
         """The delta of layer l-1 (0-based) from layer l's delta and the output error e."""
 
+    def through_activation(self, l: int, signal: Tensor, trace: Trace) -> Tensor:
+        """delta_l = signal * f_l'(a_l) for a signal arriving at layer l's output."""
+        layer = self.net.layers[l]
+        slope = layer.activation.derivative(trace.pre[l].detach(), trace.out[l].detach())
+        return signal.reshape(-1, *layer.output_shape) * slope
+
     def train_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         trace = local_forward(self.net, x)
         logits = trace.pre[-1]
@@ -78,7 +86,9 @@ class _FeedbackLearner(Learner):
             mine.copy_(saved)
 
 
-@ALGORITHMS.register("fa", aliases=("feedback-alignment",))
+@ALGORITHMS.register(
+    "fa", aliases=("feedback-alignment",), label="FA", family="feedback", order=50
+)
 class FeedbackAlignment(_FeedbackLearner):
     def __init__(self, net: Stack, hp: Mapping[str, Any]) -> None:
         super().__init__(net, hp)
@@ -86,12 +96,13 @@ class FeedbackAlignment(_FeedbackLearner):
         self.feedback = [glorot_like(layer.op) for layer in net.layers[1:]]
 
     def delta_below(self, l: int, delta: Tensor, e: Tensor, trace: Trace) -> Tensor:
-        below = self.net.layers[l - 1]
         signal = transpose(self.net.layers[l].op, delta, self.feedback[l - 1])
-        return signal.reshape(-1, *below.output_shape) * tanh_derivative(trace.out[l - 1].detach())
+        return self.through_activation(l - 1, signal, trace)
 
 
-@ALGORITHMS.register("dfa", aliases=("direct-feedback-alignment",))
+@ALGORITHMS.register(
+    "dfa", aliases=("direct-feedback-alignment",), label="DFA", family="feedback", order=60
+)
 class DirectFeedbackAlignment(_FeedbackLearner):
     def __init__(self, net: Stack, hp: Mapping[str, Any]) -> None:
         super().__init__(net, hp)
@@ -104,6 +115,5 @@ class DirectFeedbackAlignment(_FeedbackLearner):
         ]
 
     def delta_below(self, l: int, delta: Tensor, e: Tensor, trace: Trace) -> Tensor:
-        below = self.net.layers[l - 1]
         signal = e @ self.feedback[l - 1].T  # straight from the output error, skipping layer l
-        return signal.reshape(-1, *below.output_shape) * tanh_derivative(trace.out[l - 1].detach())
+        return self.through_activation(l - 1, signal, trace)

@@ -4,9 +4,10 @@ Every hidden layer l (1-based) is trained to move its output toward a target:
     local loss_l = || f_l(h_{l-1}) - h^_l ||^2   (summed over units, averaged over the batch;
                                                   h_{l-1} and the target are constants)
 and the output layer on the task loss. Targets travel down through learned inverses
-    g_l(h_l) = tanh(V_l^T h_l + c_l),
-where "V_l^T h" is the layer op's transpose with V_l (W_l's shape) in place of W_l: the
-transposed LC op for an LC layer, so the inverse has W_l^T's sparsity. Layer 1 has no inverse:
+    g_l(h_l) = f_{l-1}(V_l^T h_l + c_l),
+where "V_l^T h" is the layer op's own transpose with V_l (W_l's shape) in place of W_l: the
+transposed LC op for an LC layer, so the inverse has W_l^T's sparsity; f_{l-1} is the activation
+of the space g_l maps into, layer l-1's (tanh in the paper's nets). Layer 1 has no inverse:
 nothing needs a target below it.
 
 Penultimate target h^_{L-1}, and the rule that carries targets down:
@@ -32,6 +33,7 @@ so alpha is a per-sample step whatever the batch size (the paper does not say).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
@@ -48,29 +50,39 @@ from biobench.learners.base import (
     local_forward,
     local_grad,
 )
-from biobench.nn import glorot_like, glorot_uniform_
+from biobench.nn import Activation, glorot_like, glorot_uniform_
 from biobench.nn.ops import transpose
 from biobench.registry import ALGORITHMS
-from biobench.spec.params import HParam
+from biobench.spec.params import HParam, with_defaults
 
-INVERSE_ADAM = {f"inverse_{name}": param for name, param in ADAM.items()}
-SIGMA = HParam(float, "std of the inverse loss's noise", low=0.0)
-ALPHA = HParam(float, "step size of the penultimate target", low=0.0, low_open=True)
-MODE = HParam(str, "when forward and inverse weights learn", choices=("parallel", "alternating"))
-AUX_UNITS = HParam(int, "fixed random output features of AO-SDTP", low=1)
+INVERSE_ADAM = {
+    f"inverse_{name}": replace(param, help=f"inverses' {param.help}")
+    for name, param in ADAM.items()
+}
+SIGMA = HParam(float, "std of the inverse loss's noise", low=0.0, default=0.1)
+ALPHA = HParam(float, "step size of the penultimate target", low=0.0, low_open=True, default=0.1)
+MODE = HParam(
+    str,
+    "when forward and inverse weights learn",
+    choices=("parallel", "alternating"),
+    default="alternating",
+)
+AUX_UNITS = HParam(int, "fixed random output features of AO-SDTP", low=1, default=512)
 
 
 class Inverse(nn.Module):
-    """g(h) = tanh(transpose(op, h, V) + c): maps a layer's output space back to its input."""
+    """g(h) = f(transpose(op, h, V) + c): maps a layer's output space back to its input, with
+    f the activation of that input space (the activation of the layer below)."""
 
-    def __init__(self, layer: Layer, weight: Tensor) -> None:
+    def __init__(self, layer: Layer, weight: Tensor, activation: Activation) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(weight.new_zeros(layer.input_shape))
+        self.activation = activation
 
     def forward(self, h: Tensor, layer: Layer) -> Tensor:
         back = transpose(layer.op, h, self.weight)
-        return torch.tanh(back.reshape(-1, *self.bias.shape) + self.bias)
+        return self.activation(back.reshape(-1, *self.bias.shape) + self.bias)
 
 
 def _sq_error(a: Tensor, b: Tensor) -> Tensor:
@@ -79,7 +91,12 @@ def _sq_error(a: Tensor, b: Tensor) -> Tensor:
 
 
 class _TargetProp(Learner):
-    hparams: ClassVar[dict[str, HParam]] = {**ADAM, **INVERSE_ADAM, "sigma": SIGMA, "mode": MODE}
+    hparams: ClassVar[dict[str, HParam]] = {
+        **with_defaults(ADAM, lr=3e-4),
+        **INVERSE_ADAM,
+        "sigma": SIGMA,
+        "mode": MODE,
+    }
     top_inverse: ClassVar[bool] = False  # does the output layer get an inverse g_L?
     noise_preserving: ClassVar[bool] = False  # inverse loss: DTP's if True, else de-noising
 
@@ -89,7 +106,10 @@ class _TargetProp(Learner):
         top = len(layers) - 1
         # inverses[i] inverts layers[i]; layers[0] never needs one.
         self.inverses = nn.ModuleDict(
-            {str(i): Inverse(layers[i], self._inverse_weight(i)) for i in self._inverted(top)}
+            {
+                str(i): Inverse(layers[i], self._inverse_weight(i), layers[i - 1].activation)
+                for i in self._inverted(top)
+            }
         )
         self.forward_optimizer = adam(net.parameters(), self.hp)
         self.inverse_optimizer = adam(self.inverses.parameters(), self.hp, "inverse_")
@@ -113,14 +133,18 @@ class _TargetProp(Learner):
         self.phase = phase
 
     def train_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        trace = local_forward(self.net, x)
+        """One minibatch of the current phase. Returns the detached losses the step computed
+        anyway: "inverse_loss" (the inverse losses' sum) when the inverses learned, "loss" (the
+        task cross-entropy) when the forward weights did; nothing is computed only to report."""
+        learns_forward = self.phase in ("train", "forward")
+        # The inverse pass needs each layer's input, not the forward graphs: build none.
+        with torch.set_grad_enabled(learns_forward):
+            trace = local_forward(self.net, x)
         metrics: dict[str, Tensor] = {}
         if self.phase in ("train", "inverse"):
             metrics["inverse_loss"] = self.inverse_step(trace)
-        if self.phase in ("train", "forward"):
+        if learns_forward:
             metrics["loss"] = self.forward_step(trace, y)
-        else:
-            metrics["loss"] = F.cross_entropy(trace.pre[-1].detach(), y)
         return metrics
 
     # -- inverses ----------------------------------------------------------------------------
@@ -202,13 +226,21 @@ class _TargetProp(Learner):
         self.phase = state["phase"]
 
 
-@ALGORITHMS.register("dtp", aliases=("difference-target-propagation",))
+@ALGORITHMS.register(
+    "dtp",
+    aliases=("difference-target-propagation",),
+    label="DTP",
+    family="target-propagation",
+    order=10,
+)
 class DifferenceTargetProp(_TargetProp):
     hparams = {**_TargetProp.hparams, "alpha": ALPHA}
     noise_preserving = True
 
 
-@ALGORITHMS.register("tp", aliases=("target-propagation",))
+@ALGORITHMS.register(
+    "tp", aliases=("target-propagation",), label="TP", family="target-propagation", order=40
+)
 class VanillaTargetProp(DifferenceTargetProp):
     """Described but not run in the paper: targets go down through the inverses alone."""
 
@@ -217,7 +249,9 @@ class VanillaTargetProp(DifferenceTargetProp):
         return self.g(i, target)
 
 
-@ALGORITHMS.register("sdtp", aliases=("simplified-dtp",))
+@ALGORITHMS.register(
+    "sdtp", aliases=("simplified-dtp",), label="SDTP", family="target-propagation", order=20
+)
 class SimplifiedDTP(_TargetProp):
     top_inverse = True
 
@@ -233,7 +267,9 @@ class SimplifiedDTP(_TargetProp):
         return onehot
 
 
-@ALGORITHMS.register("ao-sdtp", aliases=("aosdtp",))
+@ALGORITHMS.register(
+    "ao-sdtp", aliases=("aosdtp",), label="AO-SDTP", family="target-propagation", order=30
+)
 class AuxiliaryOutputSDTP(SimplifiedDTP):
     """SDTP with h_L = [o, z]: z = tanh(R h_{L-1}) are fixed random features of the
     penultimate layer (R Glorot, never trained) that give the targets more diversity."""

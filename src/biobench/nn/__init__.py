@@ -1,7 +1,11 @@
-"""Ops shared by every learner: initialisation and the locally-connected op."""
+"""What every learner builds networks from: ops that bring their transpose, activations that
+bring their derivative, Glorot initialisation, and the locally-connected op."""
 
 from __future__ import annotations
 
+from biobench.nn.activations import Activation, Identity, ReLU, Tanh
+from biobench.nn.conv import SameConv2d
+from biobench.nn.dense import Dense
 from biobench.nn.functional import (
     locally_connected2d,
     locally_connected2d_transpose,
@@ -10,9 +14,16 @@ from biobench.nn.functional import (
 )
 from biobench.nn.init import glorot_, glorot_fans, glorot_like, glorot_uniform_
 from biobench.nn.locally_connected import LocallyConnected2d
+from biobench.nn.ops import transpose
 
 __all__ = [
+    "Activation",
+    "Dense",
+    "Identity",
     "LocallyConnected2d",
+    "ReLU",
+    "SameConv2d",
+    "Tanh",
     "glorot_",
     "glorot_fans",
     "glorot_like",
@@ -21,4 +32,5 @@ __all__ = [
     "locally_connected2d_transpose",
     "locally_connected2d_weight_grad",
     "same_output_size",
+    "transpose",
 ]

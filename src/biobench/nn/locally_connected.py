@@ -75,12 +75,12 @@ class LocallyConnected2d(nn.Module):
         self._check_size(tuple(x.shape[-2:]), self.input_size, "input")
         return locally_connected2d(x, self.weight, self.bias, self.stride)
 
-    def transpose(self, y: Tensor, weight: Tensor | None = None) -> Tensor:
-        """LC^T(y; weight): this layer's transposed op, with its own weight by default or with
-        any tensor of the weight's shape (feedback weights, a target-propagation inverse)."""
-        self._check_size(tuple(y.shape[-2:]), self.output_size, "output")
+    def transpose(self, signal: Tensor, weight: Tensor | None = None) -> Tensor:
+        """LC^T(signal; weight): this layer's transposed op, with its own weight by default or
+        with any tensor of the weight's shape (feedback weights, a target-propagation inverse)."""
+        self._check_size(tuple(signal.shape[-2:]), self.output_size, "output")
         weight = self.weight if weight is None else weight
-        return locally_connected2d_transpose(y, weight, self.input_size, self.stride)
+        return locally_connected2d_transpose(signal, weight, self.input_size, self.stride)
 
     def _check_size(self, got: tuple[int, ...], expected: tuple[int, int], what: str) -> None:
         if got != expected:

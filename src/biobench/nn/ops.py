@@ -4,6 +4,10 @@
 `weight` (any tensor of the op's weight shape), as the vector-Jacobian product of the op would
 with that weight. With the op's own weight it is backprop's input gradient; with a fixed random
 B it is feedback alignment's feedback; with a learned V it is a target-propagation inverse.
+
+Each op brings its own as a method `transpose(signal, weight)`: `Dense` (a matrix product),
+`SameConv2d` (a transposed convolution), `LocallyConnected2d` (the transposed LC op). A new op
+does the same; backprop alone trains a network whose ops lack it.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ from torch import Tensor, nn
 
 
 def transpose(op: nn.Module, signal: Tensor, weight: Tensor) -> Tensor:
-    if isinstance(op, nn.Linear):
-        return signal @ weight  # (N, out) @ (out, in): W^T applied to each row
-    if hasattr(op, "transpose"):
-        return op.transpose(signal, weight)
-    raise TypeError(f"{type(op).__name__} has no transpose")
+    method = getattr(op, "transpose", None)
+    if not callable(method):
+        raise TypeError(
+            f"{type(op).__name__} has no transposed op, which this learning rule needs: give it "
+            "a method transpose(signal, weight) returning the op's vector-Jacobian product for "
+            "the output-space signal with `weight` in place of its own (see biobench.nn.ops)"
+        )
+    return method(signal, weight)

@@ -1,0 +1,17 @@
+"""The dense (fully-connected) op: nn.Linear that brings its own transposed op."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class Dense(nn.Linear):
+    """y = x W^T + b, with W of shape (out, in); parameters and state_dict keys as nn.Linear."""
+
+    def transpose(self, signal: Tensor, weight: Tensor) -> Tensor:
+        """The input-space image of an output-space signal under `weight`: signal @ weight.
+
+        `weight` is (out, in) like W for the VJP, or any (rows, in) matrix whose rows match the
+        signal's width (AO-SDTP's top inverse reads the logits and its auxiliary features).
+        """
+        return signal @ weight
