@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +15,9 @@ import torch.nn.functional as F
 
 from biobench.data import DataOptions, load_dataset
 from biobench.data.augment import random_crop_flip
-from biobench.data.cifar10 import MEAN, STD, load_cifar10
+from biobench.data.cifar10 import MEAN, STD
 from biobench.errors import DataError
+from biobench.registry import DATASETS
 
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 
@@ -162,9 +164,50 @@ def test_corrupt_or_malformed_batches_are_named_with_the_fix(
     assert str(target) in text and "--download" in text and "\n" not in text
 
 
+class Planted:
+    """What a hostile batch file holds: unpickling it would run a shell command."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("name", [*TRAIN_FILES, "test_batch"])
+@pytest.mark.parametrize("where", ["whole file", "inside the batch dict"])
+def test_a_batch_file_that_would_run_code_is_refused_without_running_it(
+    tmp_path: Path, name: str, where: str
+) -> None:
+    root = make_cifar(tmp_path)
+    marker = tmp_path / "pwned"
+    planted = Planted(f"touch {marker}")
+    payload = planted if where == "whole file" else {b"data": planted, b"labels": [0]}
+    batch_path(root, name).write_bytes(pickle.dumps(payload))
+    with pytest.raises(DataError) as caught:
+        load_dataset("cifar10", DataOptions(root))
+    message = str(caught.value)
+    assert not marker.exists()
+    assert str(batch_path(root, name)) in message and "\n" not in message
+    assert f"{os.system.__module__}.system" in message and "refuses to run" in message
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_batches_load_whatever_pickle_protocol_wrote_them(tmp_path: Path, protocol: int) -> None:
+    # The original files are Python 2 pickles (protocol 2); re-pickled copies use any protocol,
+    # and numpy spells its arrays differently in each (_reconstruct, _frombuffer, _codecs).
+    root = make_cifar(tmp_path)
+    images = np.arange(2 * 3072).astype(np.uint8).reshape(2, 3072)
+    batch = {b"data": images, b"labels": np.array([3, 4]), b"filenames": ["a", "b"]}
+    batch_path(root).write_bytes(pickle.dumps(batch, protocol=protocol))
+    data = load_dataset("cifar10", DataOptions(root))
+    assert data.train.y[3:5].tolist() == [3, 4]
+    assert data.train.x[3:5].reshape(2, -1).numpy().tolist() == images.tolist()
+
+
 def test_augment_is_a_declared_setting_for_the_training_set_only(tmp_path: Path) -> None:
     root = make_cifar(tmp_path)
-    assert load_cifar10.settings["augment"].parse("augment", "true") is True
+    assert DATASETS.entry("cifar10").settings["augment"].parse("augment", "true") is True
     plain = load_dataset("cifar10", DataOptions(root))
     augmented = load_dataset("cifar10", DataOptions(root, settings={"augment": True}))
     assert plain.train.augment is None and plain.test.augment is None

@@ -5,6 +5,10 @@ red, green and blue 32x32 planes in turn, and b"labels" (N ints in 0-9). Any num
 per file loads, so a hand-made or subsampled CIFAR-10 directory works like the real one.
 `--download` fetches the real files with torchvision, which verifies their checksums.
 
+A pickle can name any importable callable and have the reader call it, so the files are read by
+an unpickler that admits only what a batch holds (dicts, lists, strings, bytes, numbers and
+numpy arrays) and refuses any other global: a planted `data_batch_1` cannot run code.
+
 Images stay uint8 (N, 3, 32, 32) in memory and are normalised per batch with the usual
 per-channel CIFAR-10 mean and std. The `augment` setting adds a random 32x32 crop of the
 4-padded image and a horizontal flip to training batches.
@@ -36,6 +40,38 @@ STD = (0.2470, 0.2435, 0.2616)
 _FIX = "delete it and rerun with --download, or restore the original file"
 
 
+# Every global a batch file may name: numpy's array and scalar reconstructors (numpy.core in
+# 1.x and in the original files, numpy._core in 2.x; _frombuffer for pickle protocol 5) and
+# _codecs.encode, which Python 3's protocol 2 uses to spell bytes.
+_ALLOWED_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+        *(
+            (f"numpy.{core}.{module}", name)
+            for core in ("core", "_core")
+            for module, name in (
+                ("multiarray", "_reconstruct"),
+                ("multiarray", "scalar"),
+                ("numeric", "_frombuffer"),
+            )
+        ),
+    }
+)
+
+
+class _Refused(pickle.UnpicklingError):
+    """The file names a global no batch holds: code, not data."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise _Refused(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def batches_dir(root: Path) -> Path:
     return root / FOLDER
 
@@ -51,7 +87,12 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 3, 32, 32) uint8 and labels (N,) int64 of one pickled batch file, validated."""
     try:
         with path.open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _BatchUnpickler(f, encoding="bytes").load()
+    except _Refused as refused:
+        raise DataError(
+            f"CIFAR-10 file {path} is not a batch file: it asks to call {refused}, which "
+            f"biobench refuses to run; {_FIX}"
+        ) from None
     except Exception as error:  # a damaged pickle can fail in many ways; all mean the same here
         raise DataError(f"CIFAR-10 file {path} is unreadable ({error!r}); {_FIX}") from None
     if not isinstance(batch, dict):
@@ -95,7 +136,19 @@ def _split(root: Path, split: str, augment: bool) -> TensorSplit:
     return TensorSplit(x, y, scale, shift, augment=random_crop_flip if augment else None)
 
 
-@DATASETS.register("cifar10")
+AUGMENT = HParam(
+    bool, "random crop of the 4-padded image + horizontal flip, training set only", default=False
+)
+
+
+@DATASETS.register(
+    "cifar10",
+    label="CIFAR-10",
+    input_shape=(3, 32, 32),
+    num_classes=10,
+    settings={"augment": AUGMENT},
+    order=20,
+)
 def load_cifar10(options: DataOptions) -> Dataset:
     missing = _missing(options.root)
     if missing and options.download:
@@ -123,10 +176,3 @@ def load_cifar10(options: DataOptions) -> Dataset:
         num_classes=10,
         source=str(batches_dir(options.root)),
     )
-
-
-load_cifar10.settings = {  # type: ignore[attr-defined]
-    "augment": HParam(
-        bool, "random crop of the 4-padded image + horizontal flip, training set only"
-    ),
-}

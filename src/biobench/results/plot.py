@@ -9,6 +9,8 @@ from typing import Any
 import pandas as pd
 
 from biobench.errors import BiobenchError
+from biobench.files import atomic_write
+from biobench.store.records import RunRecord
 
 
 def _pyplot() -> Any:
@@ -21,27 +23,30 @@ def _pyplot() -> Any:
 
 
 def _save(figure: Any, out: Path) -> None:
+    # Written to a file object, so the format comes from --out's suffix (png without one).
+    kind = out.suffix[1:].lower() or None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-        figure.savefig(tmp, dpi=120, bbox_inches="tight")
-        tmp.replace(out)
-    except (OSError, ValueError) as error:
+        atomic_write(
+            out,
+            lambda handle: figure.savefig(handle, format=kind, dpi=120, bbox_inches="tight"),
+            fix="choose another --out",
+        )
+    except ValueError as error:  # a format matplotlib cannot write
         raise BiobenchError(f"cannot write {out}: {error}; choose another --out") from None
 
 
-def learning_curves(runs: list[dict[str, Any]], epochs: list[dict[str, Any]], out: Path) -> None:
+def learning_curves(runs: list[RunRecord], epochs: list[dict[str, Any]], out: Path) -> None:
     """Test (solid) and train (dashed) top-1 error against epochs, one colour per run; top-5
     dotted where the runs have 1000 classes (ImageNet)."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(8, 5))
     for index, run in enumerate(runs):
-        rows = [r for r in epochs if r["run_id"] == run["id"]]
+        rows = [r for r in epochs if r["run_id"] == run.id]
         if not rows:
             continue
         x = [r["epoch"] for r in rows]
         colour = f"C{index % 10}"
-        label = f"#{run['id']} {run['algorithm']} / {run['architecture']} / {run['dataset']}"
+        label = f"#{run.id} {run.algorithm} / {run.architecture} / {run.dataset}"
         axis.plot(x, [r["test_top1"] for r in rows], color=colour, label=f"{label} test")
         axis.plot(
             x,
@@ -50,7 +55,7 @@ def learning_curves(runs: list[dict[str, Any]], epochs: list[dict[str, Any]], ou
             linestyle="--",
             label=f"{label} train",
         )
-        if run["dataset"].startswith("imagenet"):
+        if run.dataset.startswith("imagenet"):
             axis.plot(
                 x,
                 [r["test_top5"] for r in rows],

@@ -10,7 +10,6 @@ unpickles arbitrary objects.
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from biobench.errors import BiobenchError
+from biobench.files import atomic_write
 from biobench.learners.base import Learner
 
 FORMAT = 1
@@ -57,7 +57,6 @@ def _restore_rng(state: dict[str, Any]) -> None:
 def save(
     folder: Path, *, epoch: int, spec_hash: str, learner: Learner, generator: torch.Generator
 ) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "epoch": epoch,
@@ -66,13 +65,12 @@ def save(
         "rng": _rng_state(),
         "generator": generator.get_state(),
     }
-    target = folder / FILE
-    partial = folder / f".{FILE}.partial"
-    with partial.open("wb") as handle:
-        torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    partial.replace(target)  # a crash leaves the previous checkpoint whole
+    # A crash or a full disk leaves the previous checkpoint whole.
+    atomic_write(
+        folder / FILE,
+        lambda handle: torch.save(payload, handle),
+        fix="free some space or pass --checkpoint-dir on another disk",
+    )
 
 
 def load(folder: Path, device: torch.device) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from biobench.errors import BiobenchError, StoreError
+from biobench.files import atomic_write
 from biobench.store import Store
 
 SPOOL = "pending.json"  # in the run's checkpoint folder
@@ -61,7 +62,6 @@ class EpochSink:
         return True
 
     def _spool(self, status: str | None, error: str | None) -> None:
-        self.spool.parent.mkdir(parents=True, exist_ok=True)
         content = {
             "run_id": self.run_id,
             "spec_hash": self.spec_hash,
@@ -72,9 +72,8 @@ class EpochSink:
             "status": status,
             "error": error,
         }
-        partial = self.spool.with_suffix(".partial")
-        partial.write_text(json.dumps(content, indent=1))
-        partial.replace(self.spool)
+        # The rows may exist nowhere else: never leave them half-written.
+        atomic_write(self.spool, json.dumps(content, indent=1))
 
     def close(self, status: str, error: str | None = None) -> None:
         """Write what is pending and the final status, waiting for the database if need be."""
@@ -112,10 +111,10 @@ def import_spool(store: Store, path: Path) -> tuple[int, int, str | None]:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise BiobenchError(f"{path} is not a biobench spool file ({error})") from None
     run = store.run(run_id)
-    if run["spec_hash"] != spec_hash:
+    if run.spec_hash != spec_hash:
         raise BiobenchError(
             f"{path} belongs to another run {run_id} (spec {spec_hash[:12]}, "
-            f"the database's is {run['spec_hash'][:12]}); is this the right --db?"
+            f"the database's is {run.spec_hash[:12]}); is this the right --db?"
         )
     for epoch in sorted(epochs):
         store.write_epoch(run_id, epoch, epochs[epoch])
