@@ -6,6 +6,7 @@ traceback, no password, and must leave the results database exactly as it was.
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 from pathlib import Path
@@ -36,12 +37,24 @@ def mnist(tmp: Path, damage=None, name: str = "train-images-idx3-ubyte") -> dict
     return {}
 
 
-def cifar(tmp: Path, columns: int = 3072, corrupt: bool = False) -> dict[str, str]:
+class Planted:
+    """What a hostile CIFAR-10 batch holds: unpickling it would run a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def cifar(
+    tmp: Path, columns: int = 3072, corrupt: bool = False, planted: bool = False
+) -> dict[str, str]:
     folder = tmp / "data" / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
         batch = {
-            b"data": np.zeros((4, columns), np.uint8),
+            b"data": Planted(tmp / "pwned") if planted else np.zeros((4, columns), np.uint8),
             b"labels": [0, 1, 2, 3],
             b"batch_label": b"x",
             b"filenames": [b"a"] * 4,
@@ -116,7 +129,7 @@ CASES = [
         "a network the paper does not have",
         ["run", "--arch", "fc", "--data", "imagenet"],
         None,
-        "no network for dataset 'imagenet'",
+        "architecture 'fc' cannot take dataset 'imagenet': the paper runs no fully-connected",
     ),
     ("--set without =", ["run", "--set", "lr"], None, "--set 'lr' is not name=value"),
     (
@@ -170,9 +183,9 @@ CASES = [
     ("negative seed", ["run", "--seed", "-1"], None, "--seed must be >= 0, got -1"),
     (
         "unknown preset",
-        ["run", "--bench", "mnist-fc-dtp"],
+        ["run", "--preset", "mnist-fc-dtp"],
         None,
-        "unknown benchmark 'mnist-fc-dtp' (did you mean mnist-fc-dtp-par",
+        "unknown preset 'mnist-fc-dtp' (did you mean mnist-fc-dtp-par",
     ),
     (
         "unknown suite",
@@ -181,16 +194,16 @@ CASES = [
         "unknown suite 'paper-svhn'; choose one of",
     ),
     (
-        "--bench with --algo",
-        ["run", "--bench", "mnist-fc-bp", "--algo", "fa"],
+        "--preset with --algo",
+        ["run", "--preset", "mnist-fc-bp", "--algo", "fa"],
         None,
-        "--bench sets the algorithm, architecture and dataset; drop --algo",
+        "--preset sets the algorithm, architecture and dataset; drop --algo",
     ),
     (
-        "--bench and --suite",
-        ["run", "--bench", "mnist-fc-bp", "--suite", "smoke"],
+        "--preset and --suite",
+        ["run", "--preset", "mnist-fc-bp", "--suite", "smoke"],
         None,
-        "give --bench or --suite, not both",
+        "give --preset or --suite, not both",
     ),
     (
         "benchmarks.yaml not YAML",
@@ -253,6 +266,12 @@ CASES = [
         "data_batch_1",
     ),
     (
+        "CIFAR-10 file that would run code",
+        ["run", "--data", "cifar10", "--data-dir", "{tmp}/data"],
+        lambda t: cifar(t, planted=True),
+        "data_batch_1 is not a batch file: it asks to call",
+    ),
+    (
         "ImageNet32 with the wrong channel count",
         ["run", "--data", "imagenet32", "--data-dir", "{tmp}/data"],
         imagenet32,
@@ -282,12 +301,30 @@ CASES = [
         None,
         "cannot reach database postgresql+psycopg://u:***@127.0.0.1:1/db",
     ),
+    (
+        "a database password with an unencoded /",
+        ["runs", "--db", "postgresql://u:hunter2/hunter2@127.0.0.1:1/db"],
+        None,
+        "cannot reach database postgresql+psycopg://u:***@127.0.0.1:1/db",
+    ),
+    (
+        "a database password with an unencoded @",
+        ["runs", "--db", "postgresql://u:hunter2@hunter2@127.0.0.1:1/db"],
+        None,
+        "the password in database URL postgresql://u:***@127.0.0.1:1/db holds an '@'; write it",
+    ),
+    (
+        "a database password as a URL parameter",
+        ["runs", "--db", "postgresql://u@127.0.0.1:1/db?password=hunter2"],
+        None,
+        "cannot reach database postgresql+psycopg://u@127.0.0.1:1/db?password=***",
+    ),
     ("in-memory database", ["runs", "--db", "sqlite://"], None, "in-memory SQLite"),
     (
         "database newer than biobench",
         ["runs", "--db", "sqlite:///{tmp}/newer.db"],
         newer_schema,
-        "newer than this biobench knows (head 0002); upgrade biobench",
+        "newer than this biobench knows (head 0003); upgrade biobench",
     ),
     (
         "unknown run id for --resume",
@@ -321,10 +358,28 @@ CASES = [
         "cannot write /proc/biobench/x.csv",
     ),
     (
-        "unknown preset for check",
-        ["check", "--bench", "mnist-mlp-bp", "--db", "{db}"],
+        "export to a device",
+        ["export", "--out", "/dev/full", "--db", "{db}"],
         None,
-        "unknown benchmark 'mnist-mlp-bp'",
+        "cannot write /dev/full: it is a character device, not a regular file; choose another",
+    ),
+    (
+        "export to a folder",
+        ["export", "--out", "{tmp}", "--db", "{db}"],
+        None,
+        "cannot write {tmp}: it is a directory, not a regular file; choose another --out",
+    ),
+    (
+        "unknown preset for check",
+        ["check", "--preset", "mnist-mlp-bp", "--db", "{db}"],
+        None,
+        "unknown preset 'mnist-mlp-bp'",
+    ),
+    (
+        "JUnit report to a device",
+        ["check", "--junit", "/dev/full", "--db", "{db}"],
+        None,
+        "cannot write /dev/full: it is a character device, not a regular file; choose another",
     ),
     (
         "unknown dataset for compare",
@@ -333,6 +388,12 @@ CASES = [
         "unknown dataset 'svhn'",
     ),
     ("plot without runs", ["plot", "--db", "{db}"], None, "name the runs to plot"),
+    (
+        "plot to a folder",
+        ["plot", "1", "--out", "{tmp}", "--db", "{db}"],
+        None,
+        "cannot write {tmp}: it is a directory, not a regular file; choose another --out",
+    ),
     (
         "import of a missing file",
         ["import", "{tmp}/nothing.json", "--db", "{db}"],

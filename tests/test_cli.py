@@ -51,14 +51,14 @@ def test_mnist_end_to_end_streams_epochs_into_the_database(mnist_dir: Path, db_u
     assert "epoch 2/2" in result.stdout and "finished" in result.stdout
     store = Store(db_url)
     (run,) = store.runs()
-    assert (run["status"], run["algorithm"], run["dataset"], run["epochs"]) == (
+    assert (run.status, run.algorithm, run.dataset, run.epochs) == (
         "finished",
         "bp",
         "mnist",
         2,
     )
-    assert run["spec"]["batch_size"] == 32 and run["spec_hash"] and run["environment"]["torch"]
-    rows = store.epochs([run["id"]])
+    assert run.spec["batch_size"] == 32 and run.spec_hash and run.environment["torch"]
+    rows = store.epochs([run.id])
     assert [row["epoch"] for row in rows] == [1, 2]
     for row in rows:
         assert all(0.0 <= row[key] <= 100.0 for key in METRICS)
@@ -70,18 +70,18 @@ def test_runs_show_and_export_agree_with_the_database(sqlite_url: str, tmp_path:
     train(sqlite_url)
     train(sqlite_url, "--seed", "3", "--set", "lr=0.002")
     store = Store(sqlite_url)
-    runs = {run["id"]: run for run in store.runs()}
+    runs = {run.id: run for run in store.runs()}
     epochs = store.epochs()
 
     listing = invoke("runs", "--db", sqlite_url)
     assert listing.exit_code == 0
     for run in runs.values():
-        assert f"{run['best_test_top1']:.2f}" in listing.stdout
+        assert f"{run.best_test_top1:.2f}" in listing.stdout
     assert listing.stdout.count("finished") == 2 and "2/2" in listing.stdout
 
     shown = invoke("show", "2", "--db", sqlite_url)
     assert shown.exit_code == 0
-    assert '"lr": 0.002' in shown.stdout and runs[2]["spec_hash"][:20] in shown.stdout
+    assert '"lr": 0.002' in shown.stdout and runs[2].spec_hash[:20] in shown.stdout
     for row in (r for r in epochs if r["run_id"] == 2):
         assert f"{row['test_top1']:.2f}" in shown.stdout
 
@@ -210,11 +210,11 @@ def test_a_run_that_stops_early_is_never_left_running(
     result = invoke("run", "--data", "synthetic", "--epochs", "3", "--db", sqlite_url)
     assert result.exit_code == code and line in result.stderr
     (run,) = Store(sqlite_url).runs()
-    assert run["status"] == status and run["finished_at"] is not None
-    assert run["epochs_done"] == 1  # the finished epoch is kept
+    assert run.status == status and run.finished_at is not None
+    assert run.epochs_done == 1  # the finished epoch is kept
     assert "biobench run --resume 1" in invoke("show", "1", "--db", sqlite_url).stdout
     if status == "failed":
-        assert run["error"] == "RuntimeError: exploded"
+        assert run.error == "RuntimeError: exploded"
 
 
 def test_several_seeds_give_a_mean_and_std(sqlite_url: str) -> None:
@@ -222,7 +222,7 @@ def test_several_seeds_give_a_mean_and_std(sqlite_url: str) -> None:
         "run", "--data", "synthetic", "--epochs", "1", "--seeds", "0,1,2", "--db", sqlite_url
     )
     assert result.exit_code == 0, result.output
-    assert sorted(run["seed"] for run in Store(sqlite_url).runs()) == [0, 1, 2]
+    assert sorted(run.seed for run in Store(sqlite_url).runs()) == [0, 1, 2]
     assert "(n=3)" in result.stdout  # the comparison printed at the end averages the seeds
 
 
@@ -234,5 +234,5 @@ def test_runs_can_be_filtered(sqlite_url: str) -> None:
     assert "no run matches" in invoke("runs", "--status", "failed", "--db", sqlite_url).stdout
     assert invoke("runs", "--status", "done", "--db", sqlite_url).exit_code == 2
     store = Store(sqlite_url)
-    assert [r["algorithm"] for r in store.runs(status="finished", limit=1)] == ["fa"]
-    assert [r["id"] for r in store.runs(dataset="synthetic", algorithm="bp")] == [1]
+    assert [r.algorithm for r in store.runs(status="finished", limit=1)] == ["fa"]
+    assert [r.id for r in store.runs(dataset="synthetic", algorithm="bp")] == [1]

@@ -14,9 +14,9 @@ from torchvision.transforms import functional as TF
 
 from biobench.data import DataOptions, load_dataset
 from biobench.data.augment import random_crop_flip
-from biobench.data.downsampled import load_imagenet32
-from biobench.data.imagenet import MEAN, STD, FolderSplit, load_imagenet
+from biobench.data.imagenet import MEAN, STD, FolderSplit
 from biobench.errors import DataError, SpecError
+from biobench.registry import DATASETS
 
 # Created out of sorted order: class k must still be the k-th wnid in sorted order.
 TRAIN: dict[str, list[tuple[int, int, str]]] = {
@@ -252,9 +252,9 @@ def test_a_malformed_folder_tree_is_named_with_the_fix(
 
 
 def test_imagenet_declares_its_settings_and_defaults_to_some_workers(tmp_path: Path) -> None:
-    assert load_imagenet.settings["workers"].parse("workers", "4") == 4
+    assert DATASETS.entry("imagenet").settings["workers"].parse("workers", "4") == 4
     with pytest.raises(SpecError, match="out of range"):
-        load_imagenet.settings["workers"].parse("workers", "-1")
+        DATASETS.entry("imagenet").settings["workers"].parse("workers", "-1")
     data = load_dataset("imagenet", DataOptions(make_imagenet(tmp_path)))
     assert 1 <= data.train.workers <= 8 and data.test.augment is False
 
@@ -382,7 +382,7 @@ def test_a_batch_present_twice_is_refused(tmp_path: Path) -> None:
 
 def test_downsampled_augmentation_is_a_training_setting(tmp_path: Path) -> None:
     root = make_downsampled(tmp_path)
-    assert load_imagenet32.settings["augment"].parse("augment", "yes") is True
+    assert DATASETS.entry("imagenet32").settings["augment"].parse("augment", "yes") is True
     data = load_dataset("imagenet32", DataOptions(root, settings={"augment": True}))
     assert data.train.augment is random_crop_flip and data.test.augment is None
     assert load_dataset("imagenet32", DataOptions(root)).train.augment is None

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from biobench.spec import load_benchmarks, resolve
+from biobench.spec import load_presets, resolve
 
 TABLE_1A = """
 | DTP parallel | 0.44 / 2.86 | 0.00 / 1.52 |
@@ -147,7 +147,7 @@ HPARAMS = {k: v for k, v in expected_hparams().items() if k in REFERENCES}
 
 
 def test_there_is_one_preset_per_cell_of_tables_1_and_2() -> None:
-    presets = load_benchmarks().presets
+    presets = load_presets().presets
     paper = {k for k in presets if not k.startswith("smoke-")}
     assert paper == set(REFERENCES)
     assert len(paper) == 44
@@ -155,25 +155,25 @@ def test_there_is_one_preset_per_cell_of_tables_1_and_2() -> None:
 
 @pytest.mark.parametrize("preset", sorted(REFERENCES))
 def test_reference_numbers_are_the_papers(preset: str) -> None:
-    assert load_benchmarks().presets[preset].reference == REFERENCES[preset]
+    assert load_presets().presets[preset].reference == REFERENCES[preset]
 
 
 @pytest.mark.parametrize("preset", sorted(HPARAMS))
 def test_hyperparameters_are_table_5(preset: str) -> None:
-    assert load_benchmarks().presets[preset].hparams == HPARAMS[preset]
+    assert load_presets().presets[preset].hparams == HPARAMS[preset]
 
 
-@pytest.mark.parametrize("preset", sorted(load_benchmarks().presets))
+@pytest.mark.parametrize("preset", sorted(load_presets().presets))
 def test_every_preset_resolves_to_a_valid_spec(preset: str) -> None:
-    spec = resolve(benchmark=preset)
-    assert spec.benchmark == preset
+    spec = resolve(preset=preset)
+    assert spec.preset == preset
     if not preset.startswith("smoke-"):
         assert spec.epochs == (50 if preset.startswith("imagenet") else 500)
         assert spec.batch_size == (256 if preset.startswith("imagenet") else 128)
 
 
 def test_groups() -> None:
-    groups = load_benchmarks().groups
+    groups = load_presets().suites
     assert len(groups["paper-mnist"]) == len(groups["paper-cifar10"]) == 19
     assert len(groups["paper-imagenet"]) == 6 and len(groups["paper"]) == 44
     assert groups["smoke"] and all(p.startswith("smoke-") for p in groups["smoke"])
@@ -184,11 +184,11 @@ def test_a_plain_run_takes_the_papers_values_for_its_cell_and_mode() -> None:
     parallel = resolve(
         algorithm="dtp", architecture="fc", dataset="mnist", overrides=["mode=parallel"]
     )
-    assert alternating.hparams == HPARAMS["mnist-fc-dtp-alt"] and alternating.benchmark is None
+    assert alternating.hparams == HPARAMS["mnist-fc-dtp-alt"] and alternating.preset is None
     assert parallel.hparams == HPARAMS["mnist-fc-dtp-par"]
 
 
 def test_command_line_options_override_a_preset() -> None:
-    spec = resolve(benchmark="cifar10-lc-fa", epochs=3, seed=4, overrides=["lr=1e-3"])
+    spec = resolve(preset="cifar10-lc-fa", epochs=3, seed=4, overrides=["lr=1e-3"])
     assert (spec.epochs, spec.seed, spec.hparams["lr"]) == (3, 4, 1e-3)
-    assert spec.hparams["eps"] == 1e-8 and spec.benchmark == "cifar10-lc-fa"
+    assert spec.hparams["eps"] == 1e-8 and spec.preset == "cifar10-lc-fa"

@@ -74,12 +74,12 @@ def test_a_killed_run_is_lost_then_resumes_to_exactly_the_uninterrupted_metrics(
         if (tmp_path / "results.db").exists():
             store = store or Store(url)
             runs = store.runs()
-            if runs and runs[0]["epochs_done"] >= 2:
+            if runs and runs[0].epochs_done >= 2:
                 break
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)  # mid-epoch: no chance to say goodbye
     process.wait(timeout=30)
-    assert store is not None and store.run(1)["status"] == "running"
+    assert store is not None and store.run(1).status == "running"
     time.sleep(2.0)
     listing = runner.invoke(app, ["runs", "--db", url], env={"BIOBENCH_LOST_AFTER": "1.5"})
     assert "lost" in listing.stdout
@@ -94,7 +94,7 @@ def test_a_killed_run_is_lost_then_resumes_to_exactly_the_uninterrupted_metrics(
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at epoch" in resumed.stdout
     run = store.run(1)
-    assert run["status"] == "finished" and run["epochs_done"] == 4
+    assert run.status == "finished" and run.epochs_done == 4
 
     whole = subprocess.run(
         [sys.executable, "-m", "biobench", *args],
@@ -138,7 +138,7 @@ def test_a_checkpoint_that_is_not_plain_data_is_refused(sqlite_url: str) -> None
     store = Store(sqlite_url)
     store.set_status(run_id, "interrupted")
     # A pickle that would run code when unpickled: weights_only loading must refuse it.
-    target = Path(store.run(run_id)["checkpoint"]) / "last.pt"
+    target = Path(store.run(run_id).checkpoint) / "last.pt"
     torch.save({"format": 1, "payload": subprocess.Popen}, target)
     result = runner.invoke(app, ["run", "--resume", str(run_id), "--db", sqlite_url])
     assert result.exit_code == 2 and "is unreadable" in result.stderr
@@ -171,8 +171,8 @@ def test_divergence_ends_the_run_as_diverged_and_keeps_its_rows(
     monkeypatch.setattr(Backprop, "train_step", _poison_after(32 + 5))  # during epoch 2
     run_id = train(sqlite_url, epochs=5)
     run = Store(sqlite_url).run(run_id)
-    assert run["status"] == "diverged" and run["epochs_done"] == 2
-    assert "diverged at epoch 2" in run["error"]
+    assert run.status == "diverged" and run.epochs_done == 2
+    assert "diverged at epoch 2" in run.error
     last = Store(sqlite_url).epochs([run_id])[-1]
     assert last["test_loss"] != last["test_loss"]  # NaN, stored as such
 
@@ -182,7 +182,7 @@ def test_a_suite_goes_on_after_a_diverged_benchmark(
 ) -> None:
     monkeypatch.setattr(Backprop, "train_step", _poison_after(3))
     result = runner.invoke(app, ["run", "--suite", "smoke", "--epochs", "1", "--db", sqlite_url])
-    statuses = [run["status"] for run in reversed(Store(sqlite_url).runs())]
+    statuses = [run.status for run in reversed(Store(sqlite_url).runs())]
     assert (
         statuses[0] == "diverged"
         and len(statuses) == len(resolve_suite("smoke"))
@@ -193,9 +193,9 @@ def test_a_suite_goes_on_after_a_diverged_benchmark(
 
 
 def resolve_suite(name: str) -> list[str]:
-    from biobench.spec import load_benchmarks
+    from biobench.spec import load_presets
 
-    return load_benchmarks().group(name)
+    return load_presets().suite(name)
 
 
 def test_out_of_memory_names_the_batch_size_to_lower(
@@ -209,7 +209,7 @@ def test_out_of_memory_names_the_batch_size_to_lower(
     )
     assert result.exit_code == 2
     assert "out of GPU memory with batch size 64; lower it, e.g. --batch-size 32" in result.stderr
-    assert Store(sqlite_url).run(1)["status"] == "failed"
+    assert Store(sqlite_url).run(1).status == "failed"
 
 
 # -- the database going away ---------------------------------------------------------------------
@@ -259,7 +259,7 @@ def test_training_goes_on_while_the_database_is_down_and_rows_arrive_once(
     run_id = train(url, epochs=5, reporter=Outage(folder, down=1, up=3))
     store = Store(url)
     assert [row["epoch"] for row in store.epochs([run_id])] == [1, 2, 3, 4, 5]
-    assert store.run(run_id)["status"] == "finished"
+    assert store.run(run_id).status == "finished"
 
 
 def test_a_database_that_never_returns_leaves_a_file_to_import(
@@ -275,7 +275,7 @@ def test_a_database_that_never_returns_leaves_a_file_to_import(
     result = runner.invoke(app, ["import", str(spool), "--db", url])
     assert result.exit_code == 0, result.output
     (run,) = Store(url).runs()
-    assert run["status"] == "finished" and run["epochs_done"] == 3
+    assert run.status == "finished" and run.epochs_done == 3
 
 
 # -- migrations ----------------------------------------------------------------------------------
@@ -289,13 +289,44 @@ def test_a_database_at_the_first_schema_upgrades_with_its_data_intact(tmp_path: 
     assert refused.exit_code == 2 and "run `biobench db upgrade" in refused.stderr
     assert runner.invoke(app, ["db", "upgrade", "--db", url]).exit_code == 0
     store = Store(url)
-    runs = {run["id"]: run for run in store.runs()}
-    assert {i: (r["algorithm"], r["status"], r["epochs_done"]) for i, r in runs.items()} == {
+    runs = {run.id: run for run in store.runs()}
+    assert {i: (r.algorithm, r.status, r.epochs_done) for i, r in runs.items()} == {
         1: ("bp", "finished", 2),
         2: ("dtp", "interrupted", 1),
     }
     assert [row["test_top1"] for row in store.epochs([1])] == [12.0, 6.0]
-    assert runs[1]["checkpoint"] is None  # the new column, empty for old runs
+    assert runs[1].checkpoint is None  # the new column, empty for old runs
+    assert runs[1].preset is None and "preset" not in runs[1].spec  # 0003 left them alone
+
+
+def test_migration_0003_renames_benchmark_to_preset_and_rehashes_the_spec(
+    tmp_path: Path,
+) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from biobench.spec import canonical_hash
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store(url, check=False)
+    spec = {"algorithm": "bp", "benchmark": "smoke-digits-fc-bp", "seed": 0}
+    with old._write_engine.begin() as connection:
+        command.upgrade(old.alembic_config(connection), "0002")
+        connection.execute(
+            text(
+                "INSERT INTO runs (id, spec_hash, benchmark, algorithm, architecture, dataset,"
+                " hparams, spec, seed, epochs, batch_size, device, status, created_at,"
+                " environment) VALUES (1, :hash, 'smoke-digits-fc-bp', 'bp', 'fc', 'digits',"
+                " '{}', :spec, 0, 6, 32, 'cpu', 'finished', '2026-11-28 10:00:00', '{}')"
+            ),
+            {"hash": canonical_hash(spec), "spec": json.dumps(spec)},
+        )
+    old.dispose()
+    assert runner.invoke(app, ["db", "upgrade", "--db", url]).exit_code == 0
+    run = Store(url).run(1)
+    assert run.preset == "smoke-digits-fc-bp"
+    assert run.spec == {"algorithm": "bp", "preset": "smoke-digits-fc-bp", "seed": 0}
+    assert run.spec_hash == canonical_hash(run.spec)
 
 
 def test_the_migrations_build_exactly_the_models(db_url: str) -> None:
@@ -318,14 +349,14 @@ def test_passwords_never_reach_stored_run_rows(sqlite_url: str, monkeypatch) -> 
 def test_resume_first_delivers_rows_the_database_missed(sqlite_url: str) -> None:
     run_id = train(sqlite_url, epochs=2)
     store = Store(sqlite_url)
-    folder = Path(store.run(run_id)["checkpoint"])
+    folder = Path(store.run(run_id).checkpoint)
     rows = store.epochs([run_id])
     # As if the process had died with epoch 2 checkpointed but its row only in the spool file.
     (folder / SPOOL).write_text(
         json.dumps(
             {
                 "run_id": run_id,
-                "spec_hash": store.run(run_id)["spec_hash"],
+                "spec_hash": store.run(run_id).spec_hash,
                 "epochs": {"2": {k: rows[1][k] for k in ("train_top1", "test_top1", "test_loss")}},
                 "status": None,
                 "error": None,
@@ -339,3 +370,29 @@ def test_resume_first_delivers_rows_the_database_missed(sqlite_url: str) -> None
     assert result.exit_code == 0, result.output
     assert [r["epoch"] for r in store.epochs([run_id])] == [1, 2]
     assert not (folder / SPOOL).exists()
+
+
+def test_a_checkpoint_copied_from_another_run_is_refused(sqlite_url: str) -> None:
+    first, second = train(sqlite_url), train(sqlite_url)  # the same spec
+    store = Store(sqlite_url)
+    copied = Path(store.run(first).checkpoint) / "last.pt"
+    shutil.copy(copied, Path(store.run(second).checkpoint) / "last.pt")
+    store.set_status(second, "interrupted")
+    result = runner.invoke(app, ["run", "--resume", str(second), "--db", sqlite_url])
+    assert result.exit_code == 2
+    assert f"is run {first}'s, not run {second}'s; not resuming" in result.stderr
+
+
+def test_a_checkpoint_whose_epoch_does_not_meet_the_rows_is_refused(sqlite_url: str) -> None:
+    run_id = train(sqlite_url)
+    store = Store(sqlite_url)
+    target = Path(store.run(run_id).checkpoint) / "last.pt"
+    payload = torch.load(target, weights_only=True)
+    del payload["run_id"]  # as written before checkpoints named their run
+    payload["epoch"] = 1  # an older checkpoint, while the rows reach epoch 3
+    torch.save(payload, target)
+    store.set_status(run_id, "interrupted")
+    result = runner.invoke(app, ["run", "--resume", str(run_id), "--db", sqlite_url])
+    assert result.exit_code == 2
+    assert "is at epoch 1 but run 1 has 3 epoch row(s)" in result.stderr
+    assert store.run(run_id).epochs_done == 3 and store.run(run_id).status == "interrupted"

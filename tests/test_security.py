@@ -280,6 +280,7 @@ def test_a_saved_checkpoint_loads_and_nothing_else_is_left(tmp_path: Path) -> No
     for epoch in (1, 2):
         checkpoint.save(
             folder,
+            run_id=1,
             epoch=epoch,
             spec_hash=spec.spec_hash(),
             learner=job.learner,

@@ -60,53 +60,51 @@ def test_bad_specs_say_what_is_wrong(kwargs: dict, message: str) -> None:
 
 
 BASE = "defaults: {seed: 0, epochs: 1, batch_size: 8}\n"
-BP = "hparams: {bp: {default: {lr: 1, beta1: .9, beta2: .9, eps: 1}}}\n"
 PRESET = "presets:\n  p1: {algorithm: bp, architecture: fc, dataset: digits, "
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (BASE + "preset: {}\n", "unknown key.*preset; allowed: defaults, datasets, hparams"),
+        (BASE + "preset: {}\n", "unknown key.*preset; allowed: defaults, presets, suites"),
         ("defaults: {seed: 0, epochs: 1, batchsize: 8}\n", "unknown key.*batchsize"),
         ("defaults: {seed: 0, epochs: one, batch_size: 8}\n", "must be an integer"),
         ("defaults: {seed: 0, epochs: 1}\n", "must set batch_size"),
         ("defaults: [1, 2\n", "not valid YAML"),
-        (BASE + "datasets: {cifar: {}}\n", "datasets: unknown key.*cifar"),
-        (BASE + "hparams: {bp: {default: {lr: 1}}}\n", "bp needs beta1, beta2, eps"),
+        (BASE + "hparams: {bp: {default: {lr: 1}}}\n", "unknown key.*hparams"),
         (
-            BASE + "hparams: {bp: {default: {lr: 1, momentum: 1}}}\n",
-            "hparams.bp.default: bp has no hyperparameter 'momentum'",
+            BASE + PRESET + "hparams: {momentum: 1}, reference: {test_top1: 1}, tolerance: 1}\n",
+            "presets.p1.hparams: bp has no hyperparameter 'momentum'",
         ),
-        (BASE + "hparams: {bp: {default: {lr: -1}}}\n", "lr=-1 is out of range"),
         (
-            BASE + BP + PRESET + "reference: {test_top1: 1}, tolerance: 1, lr: 3}\n",
+            BASE + PRESET + "hparams: {lr: -1}, reference: {test_top1: 1}, tolerance: 1}\n",
+            "lr=-1 is out of range",
+        ),
+        (
+            BASE + PRESET + "reference: {test_top1: 1}, tolerance: 1, lr: 3}\n",
             "presets.p1: unknown key.*lr",
         ),
         (
-            BASE
-            + BP
-            + PRESET.replace("bp,", "bpp,")
-            + "reference: {test_top1: 1}, tolerance: 1}\n",
+            BASE + PRESET.replace("bp,", "bpp,") + "reference: {test_top1: 1}, tolerance: 1}\n",
             "presets.p1: unknown algorithm 'bpp'",
         ),
         (
-            BASE + BP + PRESET + "reference: {train_top1: 1}, tolerance: 1}\n",
+            BASE + PRESET + "reference: {train_top1: 1}, tolerance: 1}\n",
             "must give test_top1",
         ),
-        (BASE + BP + PRESET + "reference: {test_top1: 101}, tolerance: 1}\n", "0-100"),
+        (BASE + PRESET + "reference: {test_top1: 101}, tolerance: 1}\n", "0-100"),
         (
-            BASE + BP + PRESET + "reference: {test_top1: 1}, tolerance: -1}\n",
+            BASE + PRESET + "reference: {test_top1: 1}, tolerance: -1}\n",
             "tolerance must be a positive",
         ),
-        (BASE + BP + PRESET + "reference: {test_top1: 1}}\n", "missing 'tolerance'"),
+        (BASE + PRESET + "reference: {test_top1: 1}}\n", "missing 'tolerance'"),
         (
-            BASE + BP + PRESET + "reference: {test_top1: 1}, tolerance: 1}\ngroups: {g: [p2]}\n",
-            "groups.g names 'p2', neither a preset nor a group",
+            BASE + PRESET + "reference: {test_top1: 1}, tolerance: 1}\nsuites: {g: [p2]}\n",
+            "suites.g names 'p2', neither a preset nor a suite",
         ),
         (
-            BASE + BP + PRESET + "reference: {test_top1: 1}, tolerance: 1}\n"
-            "groups: {g: [p1, h], h: [g]}\n",
+            BASE + PRESET + "reference: {test_top1: 1}, tolerance: 1}\n"
+            "suites: {g: [p1, h], h: [g]}\n",
             "includes itself",
         ),
     ],
@@ -133,3 +131,24 @@ def test_dataset_settings_travel_with_the_spec() -> None:
 def test_a_setting_of_another_dataset_is_refused() -> None:
     with pytest.raises(SpecError, match="has no hyperparameter 'augment'"):
         spec(overrides=["augment=true"])
+
+
+def test_an_architecture_refuses_rules_outside_its_families_before_data_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from biobench.registry import ARCHITECTURES, ArchitectureEntry
+
+    def build(info):  # never called: the pair is refused first
+        raise AssertionError("built a network for an unsupported pair")
+
+    entry = ArchitectureEntry(
+        name="residual", target=build, families=("backprop", "feedback"), order=40
+    )
+    monkeypatch.setitem(ARCHITECTURES._entries, "residual", entry)
+    with pytest.raises(SpecError) as refused:
+        resolve(algorithm="dtp", architecture="residual", dataset="digits")
+    assert str(refused.value) == (
+        "architecture 'residual' supports backprop, feedback alignment rules only, not dtp "
+        "(target propagation); use one of: fa, dfa, bp"
+    )
+    assert resolve(algorithm="fa", architecture="residual", dataset="digits").algorithm == "fa"

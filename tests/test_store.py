@@ -58,10 +58,10 @@ def test_create_write_and_read_back(db_url: str) -> None:
     store.write_epoch(run_id, 1, metrics(10.0))
     store.write_epoch(run_id, 2, metrics(5.0))
     run = store.run(run_id)
-    assert run["status"] == "running"
-    assert run["hparams"] == {"lr": 3e-4, "beta1": 0.9}
-    assert run["epochs_done"] == 2
-    assert run["best_test_top1"] == 6.0
+    assert run.status == "running"
+    assert run.hparams == {"lr": 3e-4, "beta1": 0.9}
+    assert run.epochs_done == 2
+    assert run.best_test_top1 == 6.0
     rows = store.epochs([run_id])
     assert [row["epoch"] for row in rows] == [1, 2]
     assert {k: rows[0][k] for k in metrics(10.0)} == metrics(10.0)
@@ -90,7 +90,7 @@ def test_nan_and_inf_are_stored_explicitly(db_url: str) -> None:
     assert math.isnan(first["train_loss"]) and first["test_loss"] == math.inf
     assert second["train_loss"] == -math.inf and math.isnan(second["test_top1"])
     assert second["test_top5"] is None  # not measured stays distinct from NaN
-    assert store.run(run_id)["best_test_top1"] == 90.0  # NaN never counts as the best
+    assert store.run(run_id).best_test_top1 == 90.0  # NaN never counts as the best
 
 
 @pytest.mark.parametrize("status", ["finished", "failed", "interrupted"])
@@ -99,9 +99,9 @@ def test_terminal_status_records_the_end(db_url: str, status: str) -> None:
     run_id = new_run(store)
     store.set_status(run_id, status, error="boom" if status == "failed" else None)
     run = store.run(run_id)
-    assert run["status"] == status
-    assert run["finished_at"] is not None and run["finished_at"] >= run["started_at"]
-    assert run["error"] == ("boom" if status == "failed" else None)
+    assert run.status == status
+    assert run.finished_at is not None and run.finished_at >= run.started_at
+    assert run.error == ("boom" if status == "failed" else None)
 
 
 def test_an_epoch_of_an_unknown_run_is_refused(db_url: str) -> None:
@@ -135,10 +135,8 @@ def test_four_processes_writing_at_once_lose_no_row(db_url: str) -> None:
     run_ids = sorted(run_id for ids in results for run_id in ids)
     assert len(set(run_ids)) == 4 * RUNS_PER_WRITER
     runs = store.runs()
-    assert sorted(run["id"] for run in runs) == run_ids
-    assert all(
-        run["status"] == "finished" and run["epochs_done"] == EPOCHS_PER_RUN for run in runs
-    )
+    assert sorted(run.id for run in runs) == run_ids
+    assert all(run.status == "finished" and run.epochs_done == EPOCHS_PER_RUN for run in runs)
     assert len(store.epochs()) == 4 * RUNS_PER_WRITER * EPOCHS_PER_RUN
 
 
@@ -207,4 +205,4 @@ def test_many_processes_streaming_epochs_lose_no_row(
     store = Store(url)
     assert len({run_id for ids in results for run_id in ids}) == writers * RUNS_PER_WRITER
     assert len(store.epochs()) == writers * RUNS_PER_WRITER * EPOCHS_PER_RUN
-    assert all(run["status"] == "finished" for run in store.runs())
+    assert all(run.status == "finished" for run in store.runs())

@@ -59,15 +59,15 @@ def test_sigterm_marks_the_run_interrupted(tmp_path: Path) -> None:
         if (tmp_path / "results.db").exists():
             store = store or Store(url)
             runs = store.runs()
-            if runs and runs[0]["epochs_done"] >= 1:
+            if runs and runs[0].epochs_done >= 1:
                 break
         time.sleep(0.2)
     else:
         process.kill()
         raise AssertionError("the run never finished an epoch")
-    assert runs[0]["status"] == "running"  # visible live, from another process
+    assert runs[0].status == "running"  # visible live, from another process
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in stderr
     (run,) = store.runs()
-    assert run["status"] == "interrupted" and run["epochs_done"] >= 1
+    assert run.status == "interrupted" and run.epochs_done >= 1

@@ -1,11 +1,14 @@
-"""Terminal progress for training: a bar during each epoch, one summary line after it."""
+"""What `biobench run` shows: a banner per run, a bar during each epoch, one summary line after
+each epoch and each run, a rule between the presets of a suite."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,6 +19,10 @@ from rich.progress import (
 )
 
 from biobench.training.loop import Reporter
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def epoch_line(epoch: int, epochs: int, row: dict[str, float]) -> str:
@@ -29,8 +36,38 @@ def epoch_line(epoch: int, epochs: int, row: dict[str, float]) -> str:
 
 
 class RichReporter(Reporter):
-    def __init__(self, console: Console) -> None:
-        self.console = console
+    def __init__(self, console: Console, errors: Console, db_url: str, device: Any) -> None:
+        self.console, self.errors = console, errors
+        self.db_url, self.device = db_url, device
+
+    def _say(self, text: str) -> None:
+        self.console.print(text, highlight=False, markup=False)
+
+    def spec_started(self, index: int, total: int, spec: Any) -> None:
+        name = spec.preset or f"{spec.algorithm} / {spec.architecture} / {spec.dataset}"
+        self.console.rule(escape(f"[{index}/{total}] {name}, seed {spec.seed}"))
+
+    def run_started(self, run_id: int, spec: Any, parameters: int, first_epoch: int) -> None:
+        name = f" [{spec.preset}]" if spec.preset else ""
+        resumed = f", resuming at epoch {first_epoch}" if first_epoch > 1 else ""
+        self._say(
+            f"run {run_id}{name}: {spec.algorithm} / {spec.architecture} / {spec.dataset}, "
+            f"{plural(parameters, 'parameter')}, {plural(spec.epochs, 'epoch')} of batch "
+            f"{spec.batch_size} on {self.device}, seed {spec.seed}{resumed} -> {self.db_url}"
+        )
+
+    def run_ended(self, run: Any) -> None:
+        best = run.best_test_top1
+        best_text = f"{best:.2f}%" if best is not None else "-"
+        self._say(
+            f"run {run.id} {run.status}: best test top-1 error {best_text}"
+            + (f" ({run.error})" if run.error else "")
+        )
+
+    def spec_failed(self, name: str, error: BaseException) -> None:
+        self.errors.print(
+            f"[bold red]error:[/] {escape(name)}: {escape(str(error))}", highlight=False
+        )
 
     @contextmanager
     def epoch(self, epoch: int, epochs: int, batches: int) -> Iterator[Callable[[int], None]]:
@@ -49,4 +86,4 @@ class RichReporter(Reporter):
             yield lambda images: progress.advance(task)
 
     def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None:
-        self.console.print(epoch_line(epoch, epochs, row), highlight=False)
+        self._say(epoch_line(epoch, epochs, row))

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from biobench.cli.app import (
     BiobenchError,
@@ -17,8 +16,6 @@ from biobench.cli.app import (
     console,
     handle_errors,
 )
-
-COMPARE_WIDTH = 132
 
 
 class ExportFormat(str, Enum):
@@ -48,26 +45,29 @@ def list_runs(
     data: Annotated[
         str | None, typer.Option("--data", help="Only this dataset.", show_default=False)
     ] = None,
-    bench: Annotated[
-        str | None, typer.Option("--bench", help="Only runs of this preset.", show_default=False)
+    preset: Annotated[
+        str | None,
+        typer.Option("--preset", "--bench", help="Only runs of this preset.", show_default=False),
     ] = None,
 ) -> None:
     """List runs, newest first, with their progress and best test error."""
+    from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, load_all
     from biobench.results.render import runs_table
-    from biobench.store import Store
-    from biobench.store.store import RUN_STATUSES
+    from biobench.store import RunStatus, Store
 
-    if status is not None and status not in (*RUN_STATUSES, "lost"):
+    if status is not None and status not in {s.value for s in RunStatus}:
         raise BiobenchError(
-            f"unknown status {status!r}; choose one of: {', '.join((*RUN_STATUSES, 'lost'))}"
+            f"unknown status {status!r}; choose one of: {', '.join(s.value for s in RunStatus)}"
         )
+    if algo or arch or data:  # filter by the canonical name, whichever alias the user typed
+        load_all()
     columns = {
         key: value
         for key, value in (
-            ("algorithm", algo),
-            ("architecture", arch),
-            ("dataset", data),
-            ("benchmark", bench),
+            ("algorithm", algo and ALGORITHMS.canonical(algo)),
+            ("architecture", arch and ARCHITECTURES.canonical(arch)),
+            ("dataset", data and DATASETS.canonical(data)),
+            ("preset", preset),
         )
         if value
     }
@@ -113,69 +113,76 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Export runs and their epochs: CSV (one row per epoch) or nested JSON."""
+    from biobench.files import atomic_write
     from biobench.results.render import export_csv, export_json
     from biobench.store import Store
 
     store = Store(db)
     runs = store.runs(run_ids or None)
     if run_ids:
-        missing = sorted(set(run_ids) - {run["id"] for run in runs})
+        missing = sorted(set(run_ids) - {run.id for run in runs})
         if missing:
             raise BiobenchError(
                 f"no run with id {missing[0]} in {store.display_url}; `biobench runs` lists them"
             )
-    epochs = store.epochs([run["id"] for run in runs])
+    epochs = store.epochs([run.id for run in runs])
     text = (export_csv if format == ExportFormat.csv else export_json)(runs, epochs)
     if out is None:
         sys.stdout.write(text)
         return
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(out)  # never leave a half-written export behind
-    except OSError as error:
-        raise BiobenchError(
-            f"cannot write {out}: {error.strerror}; choose another --out"
-        ) from None
+    atomic_write(out, text, fix="choose another --out")
     console.print(f"wrote {len(runs)} run(s), {len(epochs)} epoch row(s) to {out}", markup=False)
 
 
 class ListWhat(str, Enum):
-    benchmarks = "benchmarks"
+    presets = "presets"
+    benchmarks = "benchmarks"  # the old name of presets, kept as an alias
     suites = "suites"
     algorithms = "algorithms"
     architectures = "architectures"
     datasets = "datasets"
 
 
+def _add_row(table: Any, *cells: str) -> None:
+    """Cells shown verbatim: a name or a plugin's text is never read as terminal markup."""
+    from rich.text import Text
+
+    table.add_row(*(Text(cell) for cell in cells))
+
+
+def _key_column(table: Any, title: str, names: list[str]) -> None:
+    """A column of names users copy: never wrapped or cut, whatever the width."""
+    table.add_column(title, no_wrap=True, min_width=max([len(title), *map(len, names)]))
+
+
 @app.command("list")
 @handle_errors
 def list_entries(
-    what: Annotated[ListWhat, typer.Argument(help="What to list.")] = ListWhat.benchmarks,
+    what: Annotated[ListWhat, typer.Argument(help="What to list.")] = ListWhat.presets,
 ) -> None:
-    """List presets, suites, algorithms, architectures or datasets."""
+    """List presets, suites, algorithms (with their hyperparameters), architectures or
+    datasets, plugins included."""
     from rich.table import Table
 
-    from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS
-    from biobench.spec import load_benchmarks
+    from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, FAMILIES
+    from biobench.spec import load_presets
 
-    config = load_benchmarks()
+    config = load_presets()
     table = Table(box=None, pad_edge=False)
-    if what == ListWhat.benchmarks:
-        for column in ("benchmark", "algorithm", "arch", "data", "epochs", "reference test %"):
+    if what in (ListWhat.presets, ListWhat.benchmarks):
+        _key_column(table, "preset", list(config.presets))
+        for column in ("algorithm", "arch", "data", "epochs", "reference test %"):
             table.add_column(column)
         for name, preset in config.presets.items():
-            epochs = preset.run.get("epochs") or config.datasets.get(preset.dataset, {}).get(
-                "epochs", config.run["epochs"]
-            )
+            epochs = preset.run.get("epochs") or config.run_defaults(preset.dataset)["epochs"]
             reference = "/".join(
                 f"{preset.reference[k]:.2f}"
                 for k in ("test_top1", "test_top5")
                 if k in preset.reference
             )
             mode = f" ({preset.mode})" if preset.mode else ""
-            table.add_row(
+            _add_row(
+                table,
                 name,
                 preset.algorithm + mode,
                 preset.architecture,
@@ -184,20 +191,47 @@ def list_entries(
                 f"{reference} ±{preset.tolerance:g}",
             )
     elif what == ListWhat.suites:
-        table.add_column("suite")
-        table.add_column("benchmarks")
-        for name, members in config.groups.items():
-            table.add_row(name, f"{len(members)}: {', '.join(members)}")
+        _key_column(table, "suite", list(config.suites))
+        table.add_column("presets")
+        for name, members in config.suites.items():
+            _add_row(table, name, f"{len(members)}: {', '.join(members)}")
+    elif what == ListWhat.algorithms:  # one row per hyperparameter: what --set takes
+        families = {
+            e.name: e.family + (f" [{e.origin}]" if e.origin != "biobench" else "")
+            for e in ALGORITHMS.entries()
+        }
+        _key_column(table, "algorithm", ALGORITHMS.names())
+        _key_column(table, "family", list(families.values()))
+        _key_column(table, "--set", [n for e in ALGORITHMS.entries() for n in e.hparams])
+        table.add_column("default", no_wrap=True)
+        table.add_column("meaning (values)")
+        for entry in ALGORITHMS.entries():
+            first = (entry.name, families[entry.name])
+            for name, param in entry.hparams.items():
+                meaning = f"{param.help}; {param.domain()}"
+                _add_row(table, *first, name, param.shown_default(), meaning)
+                first = ("", "")
+    elif what == ListWhat.architectures:
+        _key_column(table, "architecture", ARCHITECTURES.names())
+        for column in ("aliases", "learning rules", "from"):
+            table.add_column(column)
+        for entry in ARCHITECTURES.entries():
+            rules = ", ".join(FAMILIES[f] for f in entry.families) if entry.families else "all"
+            _add_row(table, entry.name, ", ".join(entry.aliases), rules, entry.origin)
     else:
-        registry = {
-            ListWhat.algorithms: ALGORITHMS,
-            ListWhat.architectures: ARCHITECTURES,
-            ListWhat.datasets: DATASETS,
-        }[what]
-        table.add_column(what.value[:-1])
-        table.add_column("aliases")
-        for name in registry.names():
-            table.add_row(name, ", ".join(registry.aliases(name)))
+        _key_column(table, "dataset", DATASETS.names())
+        for column in ("shape", "classes", "settings (--set)", "from"):
+            table.add_column(column)
+        for entry in DATASETS.entries():
+            shape = "x".join(map(str, entry.input_shape)) if entry.input_shape else "-"
+            _add_row(
+                table,
+                entry.name,
+                shape,
+                str(entry.num_classes or "-"),
+                ", ".join(entry.settings) or "-",
+                entry.origin,
+            )
     console.print(table)
 
 
@@ -209,21 +243,21 @@ class CompareFormat(str, Enum):
 
 
 def print_comparison(
-    store: Any, datasets: set[str] | None = None, arch: str | None = None, final: bool = False
+    store: Any,
+    datasets: set[str] | None = None,
+    arch: str | None = None,
+    final: bool = False,
+    run_ids: list[int] | None = None,
 ) -> None:
-    from biobench.results.compare import load_comparison, rich_tables
+    from biobench.results.compare import load_comparison, print_tables
 
-    frame = load_comparison(store, datasets, arch, final)
+    frame = load_comparison(store, datasets, arch, final, run_ids=run_ids)
     if frame.empty:
         console.print(
             "no finished runs to compare: run some with `biobench run --suite smoke`", markup=False
         )
         return
-    # The paper's layout is wide; below ~130 columns it would wrap inside cells, so print it
-    # at that width at least and let a narrow terminal wrap whole lines instead.
-    wide = Console(width=max(console.width, COMPARE_WIDTH), highlight=False)
-    for table in rich_tables(frame):
-        wide.print(table)
+    print_tables(console, frame)
     console.print(
         "Δ: biobench minus the paper (test top-1); vs BP: minus BP on the same "
         "architecture and protocol; ±: std over seeds",
@@ -268,32 +302,31 @@ def compare(
 def print_check(
     store: Any, names: list[str] | None, fail_missing: bool, junit: Path | None = None
 ) -> list[Any]:
-    from biobench.results.compare import check_store, describe, junit_xml
+    from biobench.files import atomic_write
+    from biobench.results.check import check_store, describe, junit_xml
 
     verdicts = check_store(store, names)
     style = {"pass": "green", "improved": "cyan", "regressed": "bold red", "missing": "yellow"}
     for v in verdicts:
         console.print(
-            f"[{style[v.verdict]}]{v.verdict:>9}[/]  {v.benchmark}  {describe(v)}", highlight=False
+            f"[{style[v.verdict]}]{v.verdict:>9}[/]  {v.preset}  {describe(v)}", highlight=False
         )
     if junit is not None:
-        try:
-            junit.parent.mkdir(parents=True, exist_ok=True)
-            junit.write_text(junit_xml(verdicts, fail_missing))
-        except OSError as error:
-            raise BiobenchError(f"cannot write {junit}: {error.strerror}") from None
+        atomic_write(junit, junit_xml(verdicts, fail_missing), fix="choose another --junit")
     return verdicts
 
 
 @app.command()
 @handle_errors
 def check(
-    bench: Annotated[
+    preset: Annotated[
         list[str] | None,
-        typer.Option("--bench", help="Only this preset (repeatable).", show_default=False),
+        typer.Option(
+            "--preset", "--bench", help="Only this preset (repeatable).", show_default=False
+        ),
     ] = None,
     suite: Annotated[
-        str | None, typer.Option("--suite", help="Only this group's presets.")
+        str | None, typer.Option("--suite", help="Only this suite's presets.")
     ] = None,
     junit: Annotated[
         Path | None, typer.Option("--junit", help="Also write a JUnit XML report.")
@@ -302,16 +335,16 @@ def check(
 ) -> None:
     """Check preset runs against their references; exit 1 on a regression.
 
-    Presets named with --bench or --suite that have no finished run also fail the check.
+    Presets named with --preset or --suite that have no finished run also fail the check.
     """
-    from biobench.spec import load_benchmarks
+    from biobench.spec import load_presets
     from biobench.store import Store
 
     names = None
     if suite:
-        names = load_benchmarks().group(suite)
-    if bench:
-        names = [*(names or []), *bench]
+        names = load_presets().suite(suite)
+    if preset:
+        names = [*(names or []), *preset]
     verdicts = print_check(Store(db), names, fail_missing=names is not None, junit=junit)
     if not verdicts:
         console.print(

@@ -160,20 +160,18 @@ def _load(options: DataOptions, side: int) -> Dataset:
     )
 
 
-@DATASETS.register("imagenet32")
+AUGMENT = HParam(
+    bool, "random crop of the 4-padded image + horizontal flip, training set only", default=False
+)
+# biobench choices: the paper runs neither; 40 epochs of batch 256.
+RUN = {"num_classes": 1000, "settings": {"augment": AUGMENT}, "epochs": 40, "batch_size": 256}
+
+
+@DATASETS.register("imagenet32", label="ImageNet 32x32", input_shape=(3, 32, 32), order=40, **RUN)
 def load_imagenet32(options: DataOptions) -> Dataset:
     return _load(options, 32)
 
 
-@DATASETS.register("imagenet64")
+@DATASETS.register("imagenet64", label="ImageNet 64x64", input_shape=(3, 64, 64), order=50, **RUN)
 def load_imagenet64(options: DataOptions) -> Dataset:
     return _load(options, 64)
-
-
-_SETTINGS = {
-    "augment": HParam(
-        bool, "random crop of the 4-padded image + horizontal flip, training set only"
-    )
-}
-load_imagenet32.settings = _SETTINGS  # type: ignore[attr-defined]
-load_imagenet64.settings = _SETTINGS  # type: ignore[attr-defined]

@@ -247,7 +247,27 @@ def _scan(split_dir: Path, classes: dict[str, int]) -> tuple[np.ndarray, np.ndar
     return np.array(paths), np.array(labels, dtype=np.int64)
 
 
-@DATASETS.register("imagenet")
+SETTINGS = {
+    "augment": HParam(
+        bool,
+        "random 224 crop of the 256-resized image + horizontal flip, training set only",
+        default=False,
+    ),
+    "workers": HParam(int, "DataLoader worker processes decoding JPEGs (0: in-process)", low=0),
+}
+
+
+# biobench choices: the paper gives neither ImageNet's batch size nor its epochs.
+@DATASETS.register(
+    "imagenet",
+    label="ImageNet",
+    input_shape=(3, 224, 224),
+    num_classes=1000,
+    settings=SETTINGS,
+    epochs=50,
+    batch_size=256,
+    order=30,
+)
 def load_imagenet(options: DataOptions) -> Dataset:
     folder = imagenet_dir(options.root)
     train_dir, val_dir = folder / "train", folder / "val"
@@ -280,11 +300,3 @@ def load_imagenet(options: DataOptions) -> Dataset:
         source=str(folder),
         train_eval=FolderSplit(paths[subset], labels[subset], workers),
     )
-
-
-load_imagenet.settings = {  # type: ignore[attr-defined]
-    "augment": HParam(
-        bool, "random 224 crop of the 256-resized image + horizontal flip, training set only"
-    ),
-    "workers": HParam(int, "DataLoader worker processes decoding JPEGs (0: in-process)", low=0),
-}

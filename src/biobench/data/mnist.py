@@ -91,7 +91,7 @@ def _split(root: Path, split: str) -> TensorSplit:
     return TensorSplit(x, torch.from_numpy(labels.astype(np.int64)), scale=1 / 255)
 
 
-@DATASETS.register("mnist")
+@DATASETS.register("mnist", label="MNIST", input_shape=(1, 28, 28), num_classes=10, order=10)
 def load_mnist(options: DataOptions) -> Dataset:
     missing = _missing(options.root)
     if missing and options.download:

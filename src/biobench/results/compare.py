@@ -1,13 +1,12 @@
-"""compare and check: biobench's results against backprop and against the paper.
+"""compare: biobench's results against backprop and against the paper.
 
-Both read finished runs from the store and the presets of benchmarks.yaml; neither trains.
+It reads finished runs from the store and the presets of benchmarks.yaml; it never trains.
 
 - `comparison()` builds the paper's table layout as a long pandas frame: one row per
   (dataset, protocol, method, architecture) with our best-epoch errors (mean and std over
   seeds), the paper's numbers, the difference, and the gap to BP on the same architecture.
   Runs are only compared within one protocol: same dataset, epochs, batch size and data
   settings; the algorithm and its hyperparameters are what differs between rows.
-- `check()` gives one verdict per preset: pass, regressed, improved or missing.
 """
 
 from __future__ import annotations
@@ -15,55 +14,51 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from xml.etree import ElementTree
 
 import pandas as pd
+from rich.console import Console
 from rich.table import Table
 
-from biobench.spec import Benchmarks, Preset, load_benchmarks, resolve, seedless_hash
+from biobench.registry import ALGORITHMS, ARCHITECTURES, load_all
+from biobench.spec import Preset, Presets, load_presets, seedless_hash
+from biobench.store.records import RunRecord, RunStatus
 
+BASELINE = "bp"  # every rule's gap is measured to backprop on the same network and protocol
+PAPER_SUITE = "paper"  # the presets whose references are the paper's published numbers
 MODES = {"parallel": "par", "alternating": "alt"}
-METHOD_ORDER = [
-    "dtp-par",
-    "dtp-alt",
-    "sdtp-par",
-    "sdtp-alt",
-    "ao-sdtp-par",
-    "ao-sdtp-alt",
-    "tp-par",
-    "tp-alt",
-    "fa",
-    "dfa",
-    "bp",
-    "conv-bp",
-]
-METHOD_LABELS = {
-    "dtp-par": "DTP parallel",
-    "dtp-alt": "DTP alternating",
-    "sdtp-par": "SDTP parallel",
-    "sdtp-alt": "SDTP alternating",
-    "ao-sdtp-par": "AO-SDTP parallel",
-    "ao-sdtp-alt": "AO-SDTP alternating",
-    "tp-par": "TP parallel",
-    "tp-alt": "TP alternating",
-    "fa": "FA",
-    "dfa": "DFA",
-    "bp": "BP",
-    "conv-bp": "BP ConvNet",
-}
 METRICS = ("train_top1", "test_top1", "test_top5")
 
 
-def method_of(algorithm: str, architecture: str, hparams: dict[str, Any]) -> tuple[str, str]:
-    """(method, table column) of a run: BP on the conv net is the paper's BP-ConvNet row,
-    shown in the LC column; TP-family methods carry their mode."""
-    if algorithm == "bp" and architecture == "conv":
-        return "conv-bp", "lc"
+@dataclass(frozen=True)
+class Method:
+    """A row of the comparison: a learning rule, and its mode where it has one (TP family)."""
+
+    key: str  # dtp-alt, fa
+    label: str  # DTP alternating, FA
+    family: str
+    order: tuple[int, int, str]
+
+
+def method_of(algorithm: str, hparams: dict[str, Any]) -> Method:
+    """The row a run or preset sits in, described by its learning rule's registry entry:
+    label, family and order come from there, so a new rule needs no edit here."""
+    entry = ALGORITHMS.entry(algorithm) if algorithm in ALGORITHMS else None
+    label = entry.display if entry else algorithm
+    family = entry.family if entry else "other"
+    rank = entry.order if entry else 10_000
     mode = hparams.get("mode")
-    return (f"{algorithm}-{MODES[mode]}" if mode else algorithm), architecture
+    if mode is None:
+        return Method(algorithm, label, family, (rank, 0, algorithm))
+    choices = entry.hparams["mode"].choices or () if entry and "mode" in entry.hparams else ()
+    position = list(choices).index(mode) if mode in choices else len(choices)
+    key = f"{algorithm}-{MODES.get(mode, mode)}"
+    return Method(key, f"{label} {mode}", family, (rank, position, key))
+
+
+def _arch_order(architecture: str) -> int:
+    return ARCHITECTURES.entry(architecture).order if architecture in ARCHITECTURES else 10_000
 
 
 def protocol_of(spec: dict[str, Any]) -> str:
@@ -90,18 +85,29 @@ def best_errors(epochs: list[dict[str, Any]], final: bool) -> dict[str, float]:
 class _Cell:
     dataset: str
     protocol: str
-    method: str
-    column: str
+    method: Method
+    architecture: str
 
 
-def _paper_reference(config: Benchmarks, dataset: str, method: str, column: str) -> Preset | None:
-    for preset in config.presets.values():
-        if preset.name.startswith("smoke-") or preset.dataset != dataset:
-            continue
-        p_method, p_column = method_of(preset.algorithm, preset.architecture, preset.hparams)
-        if (p_method, p_column) == (method, column):
+def _paper_reference(
+    config: Presets, dataset: str, method: str, architecture: str
+) -> Preset | None:
+    for name in config.suites.get(PAPER_SUITE, []):
+        preset = config.presets[name]
+        if (preset.dataset, preset.architecture) == (dataset, architecture) and (
+            method_of(preset.algorithm, preset.hparams).key == method
+        ):
             return preset
     return None
+
+
+def latest_per_seed(runs: list[RunRecord]) -> list[RunRecord]:
+    """One run per seed, the newest: a repeated or resumed seed is one sample, not two."""
+    newest: dict[int, RunRecord] = {}
+    for run in runs:
+        if run.seed not in newest or run.id > newest[run.seed].id:
+            newest[run.seed] = run
+    return sorted(newest.values(), key=lambda r: r.id)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -112,9 +118,9 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def comparison(
-    runs: list[dict[str, Any]],
+    runs: list[RunRecord],
     epochs: list[dict[str, Any]],
-    config: Benchmarks,
+    config: Presets,
     *,
     dataset: str | None = None,
     architecture: str | None = None,
@@ -124,36 +130,40 @@ def comparison(
     by_run: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in epochs:
         by_run[row["run_id"]].append(row)
-    cells: dict[_Cell, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    cells: dict[_Cell, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        if run["status"] != "finished" or not by_run[run["id"]]:
+        if run.status != RunStatus.finished or not by_run[run.id]:
             continue
-        if dataset and run["dataset"] != dataset:
+        if dataset and run.dataset != dataset:
             continue
-        method, column = method_of(run["algorithm"], run["architecture"], run["hparams"])
-        if architecture and column != architecture and run["architecture"] != architecture:
+        if architecture and run.architecture != architecture:
             continue
-        cell = _Cell(run["dataset"], protocol_of(run["spec"]), method, column)
-        cells[cell][seedless_hash(run["spec"])].append(run)
+        method = method_of(run.algorithm, run.hparams)
+        cell = _Cell(run.dataset, protocol_of(run.spec), method, run.architecture)
+        cells[cell][seedless_hash(run.spec)].append(run)
 
     records = []
     for cell, groups in cells.items():
-        # Several specs in one cell (say, two learning rates): the one with most runs, newest.
-        chosen = max(groups.values(), key=lambda rs: (len(rs), max(r["id"] for r in rs)))
-        errors = [best_errors(by_run[r["id"]], final) for r in chosen]
+        # Several specs in one cell (say, two learning rates): the one with most seeds, newest.
+        chosen = latest_per_seed(
+            max(groups.values(), key=lambda rs: (len({r.seed for r in rs}), max(r.id for r in rs)))
+        )
+        errors = [best_errors(by_run[r.id], final) for r in chosen]
         record: dict[str, Any] = {
             "dataset": cell.dataset,
             "protocol": cell.protocol,
-            "method": cell.method,
-            "label": METHOD_LABELS.get(cell.method, cell.method),
-            "architecture": cell.column,
+            "method": cell.method.key,
+            "label": cell.method.label,
+            "family": cell.method.family,
+            "architecture": cell.architecture,
             "runs": len(chosen),
             "other_specs": len(groups) - 1,
-            "run_ids": ",".join(str(r["id"]) for r in sorted(chosen, key=lambda r: r["id"])),
+            "run_ids": ",".join(str(r.id) for r in chosen),
+            "_order": (*cell.method.order, _arch_order(cell.architecture)),
         }
         for metric in METRICS:
             record[metric], record[f"{metric}_std"] = _mean_std([e[metric] for e in errors])
-        paper = _paper_reference(config, cell.dataset, cell.method, cell.column)
+        paper = _paper_reference(config, cell.dataset, cell.method.key, cell.architecture)
         for metric in METRICS:
             record[f"paper_{metric}"] = (
                 paper.reference.get(metric, math.nan) if paper else math.nan
@@ -166,15 +176,13 @@ def comparison(
     bp = {
         (r["dataset"], r["protocol"], r["architecture"]): r["test_top1"]
         for r in records
-        if r["method"] == "bp"
+        if r["method"] == BASELINE
     }
     frame["gap_to_bp"] = [
         r["test_top1"] - bp.get((r["dataset"], r["protocol"], r["architecture"]), math.nan)
         for r in records
     ]
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
-    frame["_order"] = frame["method"].map(lambda m: order.get(m, len(order)))
-    frame = frame.sort_values(["dataset", "protocol", "_order", "method", "architecture"])
+    frame = frame.sort_values(["dataset", "protocol", "_order"], kind="stable")
     return frame.drop(columns="_order").reset_index(drop=True)
 
 
@@ -183,133 +191,14 @@ def load_comparison(
     datasets: set[str] | None = None,
     architecture: str | None = None,
     final: bool = False,
+    *,
+    run_ids: list[int] | None = None,
 ) -> pd.DataFrame:
-    """`comparison()` over the runs of a Store, optionally of some datasets only."""
-    runs = [r for r in store.runs() if datasets is None or r["dataset"] in datasets]
-    epochs = store.epochs([r["id"] for r in runs])
-    return comparison(runs, epochs, load_benchmarks(), architecture=architecture, final=final)
-
-
-# -- check ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Verdict:
-    benchmark: str
-    verdict: str
-    reference: float
-    tolerance: float
-    measured: float | None  # mean best test top-1 over the matching runs
-    runs: int
-    detail: str
-
-
-def check(
-    presets: Iterable[Preset], runs: list[dict[str, Any]], specs: dict[str, dict[str, Any]]
-) -> list[Verdict]:
-    """Each preset's finished runs (whose spec is the preset's current one, any seed) against
-    its reference test top-1 error: within tolerance passes, above regresses, below improves.
-
-    `specs` maps preset name -> its resolved spec dict, so runs of an edited preset, whose
-    numbers no longer say anything about it, do not count.
-    """
-    verdicts = []
-    for preset in presets:
-        wanted = seedless_hash(specs[preset.name])
-        matching = [
-            r
-            for r in runs
-            if r["benchmark"] == preset.name
-            and r["status"] == "finished"
-            and seedless_hash(r["spec"]) == wanted
-            and r["best_test_top1"] is not None
-        ]
-        reference = preset.reference["test_top1"]
-        if not matching:
-            stale = sum(r["benchmark"] == preset.name for r in runs)
-            detail = (
-                f"{stale} run(s), none finished with the preset's current spec (edited preset, "
-                "options overridden, or still running)"
-                if stale
-                else "no finished run"
-            )
-            verdicts.append(
-                Verdict(
-                    preset.name,
-                    "missing",
-                    reference,
-                    preset.tolerance,
-                    None,
-                    0,
-                    f"{detail}; `biobench run --bench {preset.name}`",
-                )
-            )
-            continue
-        measured = statistics.fmean(r["best_test_top1"] for r in matching)
-        if not math.isfinite(measured) or measured > reference + preset.tolerance:
-            verdict = "regressed"
-        elif measured < reference - preset.tolerance:
-            verdict = "improved"
-        else:
-            verdict = "pass"
-        ids = ", ".join(str(r["id"]) for r in matching)
-        verdicts.append(
-            Verdict(
-                preset.name,
-                verdict,
-                reference,
-                preset.tolerance,
-                measured,
-                len(matching),
-                f"run(s) {ids}",
-            )
-        )
-    return verdicts
-
-
-def check_store(store: Any, names: list[str] | None) -> list[Verdict]:
-    """Verdicts for the named presets, or for every preset that has a run (names=None)."""
-    config = load_benchmarks()
-    presets = (
-        [config.preset(n) for n in names] if names is not None else list(config.presets.values())
-    )
-    specs = {p.name: resolve(benchmark=p.name).to_dict() for p in presets}
-    verdicts = check(presets, store.runs(), specs)
-    if names is None:  # checking everything: presets never run are not news
-        verdicts = [v for v in verdicts if v.verdict != "missing"]
-    return verdicts
-
-
-def junit_xml(verdicts: list[Verdict], fail_missing: bool) -> str:
-    """A JUnit XML report: one test case per benchmark, regressions (and, when asked,
-    missing results) as failures."""
-    failing = {"regressed"} | ({"missing"} if fail_missing else set())
-    suite = ElementTree.Element(
-        "testsuite",
-        name="biobench check",
-        tests=str(len(verdicts)),
-        failures=str(sum(v.verdict in failing for v in verdicts)),
-        skipped=str(sum(v.verdict == "missing" and not fail_missing for v in verdicts)),
-    )
-    for v in verdicts:
-        case = ElementTree.SubElement(suite, "testcase", classname="biobench", name=v.benchmark)
-        message = f"{v.verdict}: {describe(v)}"
-        if v.verdict in failing:
-            ElementTree.SubElement(case, "failure", message=message, type=v.verdict)
-        elif v.verdict == "missing":
-            ElementTree.SubElement(case, "skipped", message=message)
-        else:
-            ElementTree.SubElement(case, "system-out").text = message
-    return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True)
-
-
-def describe(v: Verdict) -> str:
-    if v.measured is None:
-        return v.detail
-    return (
-        f"test top-1 {v.measured:.2f}% vs reference {v.reference:.2f}% ± {v.tolerance:g} "
-        f"({v.detail})"
-    )
+    """`comparison()` over the runs of a Store, optionally of some datasets or runs only."""
+    load_all()  # labels, families and orders come from the registries, plugins included
+    runs = [r for r in store.runs(run_ids) if datasets is None or r.dataset in datasets]
+    epochs = store.epochs([r.id for r in runs])
+    return comparison(runs, epochs, load_presets(), architecture=architecture, final=final)
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -385,6 +274,19 @@ def rich_tables(frame: pd.DataFrame) -> list[Table]:
             table.add_row(*row)
         tables.append(table)
     return tables
+
+
+def print_tables(console: Console, frame: pd.DataFrame) -> None:
+    """The comparison tables, each at its natural width: a cell is never wrapped or cut, so a
+    narrow terminal wraps whole lines and a pipe gets one line per row."""
+    width = console.width
+    try:
+        for table in rich_tables(frame):
+            unbounded = console.options.update(max_width=100_000)
+            console.width = max(width, console.measure(table, options=unbounded).maximum)
+            console.print(table, highlight=False)
+    finally:
+        console.width = width
 
 
 def render_markdown(frame: pd.DataFrame) -> str:

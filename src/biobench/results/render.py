@@ -18,18 +18,19 @@ from rich.table import Table
 from rich.text import Text
 
 from biobench.store.models import METRIC_COLUMNS
+from biobench.store.records import RunRecord, RunStatus
 
 STATUS_STYLE = {
-    "running": "cyan",
-    "finished": "green",
-    "failed": "red",
-    "interrupted": "yellow",
-    "diverged": "magenta",
-    "lost": "bold red",
+    RunStatus.running: "cyan",
+    RunStatus.finished: "green",
+    RunStatus.failed: "red",
+    RunStatus.interrupted: "yellow",
+    RunStatus.diverged: "magenta",
+    RunStatus.lost: "bold red",
 }
 RUN_EXPORT_COLUMNS = (
     "id",
-    "benchmark",
+    "preset",
     "algorithm",
     "architecture",
     "dataset",
@@ -63,12 +64,12 @@ def _table(title: str, **options: Any) -> Table:
     )
 
 
-def duration(run: dict[str, Any], now: datetime | None = None) -> float | None:
+def duration(run: RunRecord, now: datetime | None = None) -> float | None:
     """Seconds from start to finish (or to now, for a run still going)."""
-    start = run.get("started_at")
+    start = run.started_at
     if start is None:
         return None
-    end = run.get("finished_at") or now or datetime.now(timezone.utc)
+    end = run.finished_at or now or datetime.now(timezone.utc)
     return (end - start).total_seconds()
 
 
@@ -89,7 +90,7 @@ def format_error(value: float | None) -> str:
     return f"{value:.2f}" if math.isfinite(value) else str(value)
 
 
-def runs_table(runs: list[dict[str, Any]], now: datetime | None = None) -> Table:
+def runs_table(runs: list[RunRecord], now: datetime | None = None) -> Table:
     table = _table("runs (best top-1: lowest test error, %)")
     for name, justify in (
         ("id", "right"),
@@ -104,15 +105,15 @@ def runs_table(runs: list[dict[str, Any]], now: datetime | None = None) -> Table
     ):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for run in runs:
-        started = run["started_at"]
+        started = run.started_at
         table.add_row(
-            str(run["id"]),
-            run["algorithm"],
-            run["architecture"],
-            run["dataset"],
-            Text(run["status"], style=STATUS_STYLE.get(run["status"], "")),
-            f"{run['epochs_done']}/{run['epochs']}",
-            format_error(run["best_test_top1"]),
+            str(run.id),
+            run.algorithm,
+            run.architecture,
+            run.dataset,
+            Text(run.status.value, style=STATUS_STYLE[run.status]),
+            f"{run.epochs_done}/{run.epochs}",
+            format_error(run.best_test_top1),
             format_duration(duration(run, now)),
             started.strftime("%m-%d %H:%M") if started else "-",
         )
@@ -163,31 +164,31 @@ def _pairs(title: str, pairs: dict[str, Any]) -> Table:
     return table
 
 
-def run_detail(run: dict[str, Any], epochs: list[dict[str, Any]]) -> Group:
-    status = Text(run["status"], style=STATUS_STYLE.get(run["status"], ""))
+def run_detail(run: RunRecord, epochs: list[dict[str, Any]]) -> Group:
+    status = Text(run.status.value, style=STATUS_STYLE[run.status])
     header = Text.assemble(
-        f"run {run['id']}  ",
+        f"run {run.id}  ",
         status,
-        f"  {run['epochs_done']}/{run['epochs']} epochs, {format_duration(duration(run))}",
+        f"  {run.epochs_done}/{run.epochs} epochs, {format_duration(duration(run))}",
     )
     parts: list[Any] = [header]
-    if run.get("error"):
-        parts.append(Text(f"error: {run['error']}", style="red"))
-    if run.get("checkpoint"):
-        parts.append(Text(f"checkpoints: {run['checkpoint']}"))
-    if run["status"] in ("interrupted", "failed", "lost"):
-        parts.append(Text(f"continue it with `biobench run --resume {run['id']}`"))
-    parts.append(_pairs("spec", {**run["spec"], "spec_hash": run["spec_hash"]}))
-    parts.append(_pairs("environment", run["environment"]))
+    if run.error:
+        parts.append(Text(f"error: {run.error}", style="red"))
+    if run.checkpoint:
+        parts.append(Text(f"checkpoints: {run.checkpoint}"))
+    if run.status.resumable:
+        parts.append(Text(f"continue it with `biobench run --resume {run.id}`"))
+    parts.append(_pairs("spec", {**run.spec, "spec_hash": run.spec_hash}))
+    parts.append(_pairs("environment", run.environment))
     parts.append(epochs_table(epochs) if epochs else Text("no epoch finished yet"))
     return Group(*parts)
 
 
 def export_frames(
-    runs: list[dict[str, Any]], epochs: list[dict[str, Any]]
+    runs: list[RunRecord], epochs: list[dict[str, Any]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     run_frame = pd.DataFrame(
-        [{key: run[key] for key in RUN_EXPORT_COLUMNS} for run in runs],
+        [{key: run.as_dict()[key] for key in RUN_EXPORT_COLUMNS} for run in runs],
         columns=list(RUN_EXPORT_COLUMNS),
     )
     run_frame["hparams"] = run_frame["hparams"].map(lambda h: json.dumps(h, sort_keys=True))
@@ -195,7 +196,7 @@ def export_frames(
     return run_frame.sort_values("id"), epoch_frame
 
 
-def export_csv(runs: list[dict[str, Any]], epochs: list[dict[str, Any]]) -> str:
+def export_csv(runs: list[RunRecord], epochs: list[dict[str, Any]]) -> str:
     """One row per (run, epoch): the run's columns repeated beside each epoch's metrics.
 
     A run with no finished epoch still appears, once, with empty metric columns.
@@ -206,7 +207,7 @@ def export_csv(runs: list[dict[str, Any]], epochs: list[dict[str, Any]]) -> str:
     return tidy.to_csv(index=False)
 
 
-def export_json(runs: list[dict[str, Any]], epochs: list[dict[str, Any]]) -> str:
+def export_json(runs: list[RunRecord], epochs: list[dict[str, Any]]) -> str:
     """{"runs": [{...run, "epochs": [{...}, ...]}, ...]}; NaN and inf metrics become null."""
     run_frame, epoch_frame = export_frames(runs, epochs)
     by_run: dict[int, list[dict[str, Any]]] = {}

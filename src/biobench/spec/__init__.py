@@ -6,26 +6,29 @@ No torch here: resolving a spec needs only the registries' declarations.
 
 from __future__ import annotations
 
-from biobench.spec.params import HParam
-from biobench.spec.presets import (
-    Benchmarks,
-    BenchmarkSpec,
-    Preset,
+from biobench.spec.params import HParam, with_defaults
+from biobench.spec.presets import Preset, Presets, load_presets
+from biobench.spec.runspec import (
+    RunSpec,
     canonical_hash,
-    load_benchmarks,
+    check_pair,
     parse_overrides,
+    parse_seeds,
     resolve,
     seedless_hash,
 )
 
 __all__ = [
-    "BenchmarkSpec",
-    "Benchmarks",
     "HParam",
     "Preset",
+    "Presets",
+    "RunSpec",
     "canonical_hash",
-    "load_benchmarks",
+    "check_pair",
+    "load_presets",
     "parse_overrides",
+    "parse_seeds",
     "resolve",
     "seedless_hash",
+    "with_defaults",
 ]

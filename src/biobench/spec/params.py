@@ -7,12 +7,11 @@ among the choices is an error naming what the setting takes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from biobench.errors import SpecError
-
-_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 @dataclass(frozen=True)
@@ -26,6 +25,11 @@ class HParam:
     low_open: bool = False
     high_open: bool = False
     choices: tuple[Any, ...] | None = None
+    default: Any = None  # what a run takes when neither a preset nor --set gives a value
+
+    def __post_init__(self) -> None:
+        if self.default is not None:  # a declared default must itself be valid
+            object.__setattr__(self, "default", self.parse("default", self.default))
 
     def parse(self, name: str, raw: Any) -> Any:
         value = raw
@@ -64,10 +68,30 @@ class HParam:
             self.high is not None and (value >= self.high if self.high_open else value > self.high)
         )
 
-    def describe(self, name: str) -> str:
+    def domain(self) -> str:
+        """What values it takes: "a float in (0, inf)", "one of parallel, alternating"."""
+        if self.choices is not None:
+            return f"one of {', '.join(map(str, self.choices))}"
         lo = "" if self.low is None else f"{'(' if self.low_open else '['}{self.low:g}"
         hi = "" if self.high is None else f"{self.high:g}{')' if self.high_open else ']'}"
         span = f" in {lo or '(-inf'}, {hi or 'inf)'}" if lo or hi else ""
-        if self.choices is not None:
-            return f"{name} takes one of {', '.join(map(str, self.choices))} ({self.help})"
-        return f"{name} takes a {self.kind.__name__}{span} ({self.help})"
+        return f"a {self.kind.__name__}{span}"
+
+    def describe(self, name: str) -> str:
+        return f"{name} takes {self.domain()} ({self.help})"
+
+    def shown_default(self) -> str:
+        if self.default is None:
+            return "-"
+        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+
+
+def with_defaults(params: Mapping[str, HParam], **defaults: Any) -> dict[str, HParam]:
+    """A copy of `params` with other defaults, e.g. `with_defaults(ADAM, lr=3e-4)`."""
+    unknown = set(defaults) - set(params)
+    if unknown:
+        raise KeyError(f"no such hyperparameter(s): {', '.join(sorted(unknown))}")
+    return {
+        name: replace(param, default=defaults[name]) if name in defaults else param
+        for name, param in params.items()
+    }

@@ -1,13 +1,9 @@
-"""The results database: schema (models.py) and access (store.py). Never imports torch."""
+"""The results database: schema (models.py), typed records (records.py) and access
+(store.py). Never imports torch."""
 
 from __future__ import annotations
 
-from biobench.store.store import (
-    DEFAULT_DB_ENV,
-    RUN_STATUSES,
-    Store,
-    default_db_url,
-    mask_url,
-)
+from biobench.store.records import RunRecord, RunStatus
+from biobench.store.store import Store, default_db_url, mask_url
 
-__all__ = ["DEFAULT_DB_ENV", "RUN_STATUSES", "Store", "default_db_url", "mask_url"]
+__all__ = ["RunRecord", "RunStatus", "Store", "default_db_url", "mask_url"]

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, TypeDecorator
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class _SQLiteReal(Float):
@@ -79,7 +79,7 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     spec_hash: Mapped[str] = mapped_column(String(64), index=True)
-    benchmark: Mapped[str | None] = mapped_column(String(128), index=True)
+    preset: Mapped[str | None] = mapped_column(String(128), index=True)
     algorithm: Mapped[str] = mapped_column(String(64), index=True)
     architecture: Mapped[str] = mapped_column(String(64), index=True)
     dataset: Mapped[str] = mapped_column(String(64), index=True)
@@ -102,10 +102,6 @@ class Run(Base):
     environment: Mapped[dict] = mapped_column(JSON)
     checkpoint: Mapped[str | None] = mapped_column(String(1024))  # folder of its checkpoints
 
-    epoch_rows: Mapped[list[Epoch]] = relationship(
-        back_populates="run", cascade="all, delete-orphan", order_by="Epoch.epoch"
-    )
-
 
 class Epoch(Base):
     __tablename__ = "epochs"
@@ -123,8 +119,6 @@ class Epoch(Base):
     wall_time: Mapped[float | None] = mapped_column(Metric)
     images_per_s: Mapped[float | None] = mapped_column(Metric)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-    run: Mapped[Run] = relationship(back_populates="epoch_rows")
 
 
 # The per-epoch metric columns, in display order (errors are percentages, losses are nats).

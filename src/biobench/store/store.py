@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
-import re
-import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 from alembic import command
 from alembic.config import Config
@@ -42,11 +40,10 @@ from sqlalchemy.engine import URL, make_url
 
 from biobench.errors import StoreError
 from biobench.paths import default_db_url
+from biobench.retry import retry
 from biobench.store.models import METRIC_COLUMNS, Epoch, Metric, Run
+from biobench.store.records import STORED_STATUSES, RunRecord, RunStatus
 
-DEFAULT_DB_ENV = "BIOBENCH_DB"
-RUN_STATUSES = ("running", "finished", "failed", "interrupted", "diverged")
-TERMINAL_STATUSES = ("finished", "failed", "interrupted", "diverged")
 # A `running` run whose heartbeat is older than this was lost (SIGKILL, machine gone): reads
 # show it as `lost`. Training refreshes the heartbeat every HEARTBEAT seconds.
 LOST_AFTER_ENV, HEARTBEAT_ENV = "BIOBENCH_LOST_AFTER", "BIOBENCH_HEARTBEAT"
@@ -66,11 +63,56 @@ _SQLITE_BUSY_MS = 30_000
 _PG_SCHEMA_LOCK = 0x62696F62
 
 
+# Query parameters whose value is a secret, by a part of their (lower-case) name: libpq's
+# password and sslpassword, and the passwd/pwd/secret/token/api_key spellings other drivers use.
+_SECRET_PARAMS = ("pass", "pwd", "secret", "token", "credential", "apikey", "api_key")
+
+
+def _is_secret_param(name: str) -> bool:
+    return any(part in unquote_plus(name).lower() for part in _SECRET_PARAMS)
+
+
+def _secret_spans(text: str) -> list[tuple[int, int]]:
+    """Where the secrets of a URL (or a URL-bearing argument such as --db=URL) are in `text`.
+
+    Read generously, as no single parser can: a password may hold an unencoded /, :, ? or @,
+    so the user info runs from the first ":" after "://" to the LAST "@", and query parameters
+    are read after every "?" (the first may sit inside the password).
+    """
+    start = text.find("://") + 3 if "://" in text else 0
+    spans = []
+    at = text.rfind("@", start)
+    colon = text.find(":", start, at) if at >= 0 else -1
+    if colon >= 0:
+        spans.append((colon + 1, at))
+    question = text.find("?", start)
+    while question >= 0:
+        offset = question + 1
+        for part in text[offset:].split("&"):
+            name, equals, _ = part.partition("=")
+            if equals and _is_secret_param(name):
+                spans.append((offset + len(name) + 1, offset + len(part)))
+            offset += len(part) + 1
+        question = text.find("?", question + 1)
+    return spans
+
+
 def mask_url(url: str | URL) -> str:
-    """The URL with its password replaced by ***, also for strings SQLAlchemy cannot parse."""
-    if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    return re.sub(r":[^:@/\s]*@", ":***@", str(url))
+    """`url` with every secret in it (password, password= and token= parameters...) replaced
+    by ***, however it is written: also strings SQLAlchemy cannot parse, and arguments like
+    --db=URL. Text without a URL's secrets comes back unchanged."""
+    text = url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
+    merged: list[list[int]] = []
+    for begin, end in sorted(s for s in _secret_spans(text) if s[0] < s[1]):
+        if merged and begin <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([begin, end])
+    kept, last = [], 0
+    for begin, end in merged:
+        kept += [text[last:begin], "***"]
+        last = end
+    return "".join([*kept, text[last:]])
 
 
 def _now() -> datetime:
@@ -105,6 +147,10 @@ def parse_url(raw: str) -> URL:
             f"cannot parse database URL {mask_url(raw)!r}; expected e.g. "
             "sqlite:///path/results.db or postgresql://user:password@host/dbname"
         ) from None
+    if url.host and "@" in url.host:  # SQLAlchemy ends the password at its first "@"
+        raise StoreError(
+            f"the password in database URL {mask_url(raw)} holds an '@'; write it as %40"
+        )
     if url.drivername in ("postgres", "postgresql"):
         url = url.set(drivername="postgresql+psycopg")
     try:
@@ -138,7 +184,7 @@ class Store:
             )
         except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as error:
             raise StoreError(
-                f"cannot open database {self.display_url}: {_first_line(error)}; "
+                f"cannot open database {self.display_url}: {self._detail(error)}; "
                 "check the URL's scheme and driver"
             ) from None
         if check:
@@ -196,22 +242,38 @@ class Store:
 
     def _run(self, work: Any, *, write: bool = True) -> Any:
         """Run `work(connection)` in one transaction, retrying transient lock errors."""
-        delay = 0.05
-        for attempt in range(_RETRIES):
-            try:
-                with self._transaction(write=write) as connection:
-                    return work(connection)
-            except sa_exc.DBAPIError as error:
-                if not _is_transient(error) or attempt == _RETRIES - 1:
-                    raise self._error(error) from None
-            time.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 2.0)
-        raise AssertionError("unreachable")
+
+        def once() -> Any:
+            with self._transaction(write=write) as connection:
+                return work(connection)
+
+        try:
+            return retry(
+                once,
+                retry_on=lambda e: isinstance(e, sa_exc.DBAPIError) and _is_transient(e),
+                delay=0.05,
+                max_delay=2.0,
+                attempts=_RETRIES,
+                jitter=True,
+            )
+        except sa_exc.DBAPIError as error:
+            raise self._error(error) from None
+
+    def _detail(self, error: BaseException) -> str:
+        """The first line of a driver's error, without any secret of the URL in it."""
+        detail = _first_line(error)
+        secrets = [self.url.password or ""] + [
+            value
+            for name, values in self.url.query.items()
+            if _is_secret_param(name)
+            for value in ((values,) if isinstance(values, str) else values)
+        ]
+        for secret in filter(None, secrets):
+            detail = detail.replace(secret, "***")
+        return detail
 
     def _error(self, error: sa_exc.DBAPIError) -> StoreError:
-        detail = _first_line(error)
-        if self.url.password:
-            detail = detail.replace(self.url.password, "***")
+        detail = self._detail(error)
         if isinstance(error, sa_exc.OperationalError) and any(
             key in detail.lower() for key in ("connect", "unable to open", "timeout", "resolve")
         ):
@@ -272,7 +334,7 @@ class Store:
         self._refuse_unknown(current)
         raise StoreError(
             f"database {self.display_url} is at schema {current}, this biobench needs "
-            f"{head}; run `biobench db upgrade --db '{self.display_url}'`"
+            f"{head}; run `biobench db upgrade` with the same --db or BIOBENCH_DB"
         )
 
     def _refuse_unknown(self, current: str | None) -> None:
@@ -295,7 +357,7 @@ class Store:
         """Insert a run in status `running` and return its id."""
         now = _now()
         values = {
-            "status": "running",
+            "status": RunStatus.running.value,
             "created_at": now,
             "started_at": now,
             "heartbeat_at": now,
@@ -365,14 +427,20 @@ class Store:
     def reopen(self, run_id: int) -> None:
         """Mark a run `running` again, for --resume."""
         runs = Run.__table__
-        values = {"status": "running", "error": None, "finished_at": None, "heartbeat_at": _now()}
+        values = {
+            "status": RunStatus.running.value,
+            "error": None,
+            "finished_at": None,
+            "heartbeat_at": _now(),
+        }
         self._run(lambda c: c.execute(runs.update().where(runs.c.id == run_id).values(**values)))
 
-    def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
-        if status not in RUN_STATUSES:
-            raise ValueError(f"unknown status {status!r}")
-        values: dict[str, Any] = {"status": status, "error": error, "heartbeat_at": _now()}
-        if status in TERMINAL_STATUSES:
+    def set_status(self, run_id: int, status: RunStatus | str, error: str | None = None) -> None:
+        status = RunStatus(status)
+        if status not in STORED_STATUSES:
+            raise ValueError(f"status {status} is never stored")
+        values: dict[str, Any] = {"status": status.value, "error": error, "heartbeat_at": _now()}
+        if status.ended:
             values["finished_at"] = values["heartbeat_at"]
         runs = Run.__table__
         self._run(lambda c: c.execute(runs.update().where(runs.c.id == run_id).values(**values)))
@@ -384,9 +452,9 @@ class Store:
         run_ids: list[int] | None = None,
         limit: int | None = None,
         *,
-        status: str | None = None,
+        status: RunStatus | str | None = None,
         **columns: str,
-    ) -> list[dict]:
+    ) -> list[RunRecord]:
         """Runs, newest first, each with epochs_done and best test errors; optionally only
         those with this status (`lost` included) and these column values (algorithm=...)."""
         runs, epochs = Run.__table__, Epoch.__table__
@@ -419,21 +487,21 @@ class Store:
         if limit is not None and status is None:  # a status filter applies after `lost` is known
             query = query.limit(limit)
 
-        def work(connection: Connection) -> list[dict]:
+        def work(connection: Connection) -> list[RunRecord]:
             rows = [dict(row._mapping) for row in connection.execute(query)]
             stale = _now().timestamp() - lost_after()
             for row in rows:
-                row["epochs_done"] = row["epochs_done"] or 0
                 beat = row["heartbeat_at"]
                 if row["status"] == "running" and beat is not None and beat.timestamp() < stale:
-                    row["status"] = "lost"  # its process died without saying so
+                    row["status"] = RunStatus.lost.value  # its process died without saying so
+            records = [RunRecord.from_row(row) for row in rows]
             if status is not None:
-                rows = [row for row in rows if row["status"] == status][:limit]
-            return rows
+                records = [r for r in records if r.status == RunStatus(status)][:limit]
+            return records
 
         return self._run(work, write=False)
 
-    def run(self, run_id: int) -> dict:
+    def run(self, run_id: int) -> RunRecord:
         found = self.runs([run_id])
         if not found:
             raise StoreError(

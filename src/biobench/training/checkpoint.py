@@ -20,6 +20,8 @@ import torch
 from biobench.errors import BiobenchError
 from biobench.files import atomic_write
 from biobench.learners.base import Learner
+from biobench.spec import canonical_hash
+from biobench.store.records import RunRecord
 
 FORMAT = 1
 FILE = "last.pt"
@@ -55,10 +57,17 @@ def _restore_rng(state: dict[str, Any]) -> None:
 
 
 def save(
-    folder: Path, *, epoch: int, spec_hash: str, learner: Learner, generator: torch.Generator
+    folder: Path,
+    *,
+    run_id: int,
+    epoch: int,
+    spec_hash: str,
+    learner: Learner,
+    generator: torch.Generator,
 ) -> None:
     payload = {
         "format": FORMAT,
+        "run_id": run_id,  # a checkpoint names its run: a copied one is refused on resume
         "epoch": epoch,
         "spec_hash": spec_hash,
         "learner": learner.state_dict(),
@@ -88,6 +97,27 @@ def load(folder: Path, device: torch.device) -> dict[str, Any] | None:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise BiobenchError(f"{target} is not a biobench checkpoint of format {FORMAT}")
     return payload
+
+
+def check_belongs(payload: dict[str, Any], folder: Path, run: RunRecord) -> None:
+    """Refuse a checkpoint that is not this run's last one: another run's (copied in), another
+    spec's, or one whose epoch does not meet the run's epoch rows."""
+    owner = payload.get("run_id")  # absent in checkpoints written before biobench 0.2
+    if owner is not None and owner != run.id:
+        raise BiobenchError(
+            f"checkpoint in {folder} is run {owner}'s, not run {run.id}'s; not resuming"
+        )
+    # Runs recorded before schema 0003 hashed their spec with the preset under "benchmark".
+    legacy = {("benchmark" if key == "preset" else key): v for key, v in run.spec.items()}
+    if payload.get("spec_hash") not in (run.spec_hash, canonical_hash(legacy)):
+        raise BiobenchError(f"checkpoint in {folder} belongs to another spec; not resuming")
+    epoch = int(payload["epoch"])
+    # Rows are written before each checkpoint, so a run killed between the two has one more.
+    if not epoch <= run.epochs_done <= epoch + 1:
+        raise BiobenchError(
+            f"checkpoint in {folder} is at epoch {epoch} but run {run.id} has "
+            f"{run.epochs_done} epoch row(s); it is not this run's checkpoint, not resuming"
+        )
 
 
 def restore(payload: dict[str, Any], learner: Learner, generator: torch.Generator) -> int:

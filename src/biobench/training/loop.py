@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,22 @@ EVAL_BATCH = 1024
 
 
 class Reporter:
-    """Progress display hooks; this base class shows nothing (tests, library use)."""
+    """Progress display hooks; this base class shows nothing (tests, library use).
+
+    The loop calls `epoch` and `epoch_done`; the runner calls the others.
+    """
+
+    def spec_started(self, index: int, total: int, spec: Any) -> None:
+        """Spec `index` of `total` (a suite, or several seeds) is about to start."""
+
+    def run_started(self, run_id: int, spec: Any, parameters: int, first_epoch: int) -> None:
+        """Run `run_id` exists and trains from `first_epoch` (> 1 when resumed)."""
+
+    def run_ended(self, run: Any) -> None:
+        """The run's record, as stored once it ended."""
+
+    def spec_failed(self, name: str, error: BaseException) -> None:
+        """A spec of a suite failed; the suite goes on."""
 
     @contextmanager
     def epoch(self, epoch: int, epochs: int, batches: int) -> Iterator[Callable[[int], None]]:

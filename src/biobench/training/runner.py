@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +34,8 @@ from biobench.errors import BiobenchError
 from biobench.learners.base import Learner
 from biobench.paths import default_checkpoint_dir
 from biobench.registry import ALGORITHMS
-from biobench.spec import BenchmarkSpec
-from biobench.store import Store, mask_url
+from biobench.spec import RunSpec, load_presets, resolve
+from biobench.store import RunStatus, Store, mask_url
 from biobench.store.store import heartbeat_interval
 from biobench.training import checkpoint
 from biobench.training.loop import Diverged, Reporter, fit
@@ -108,14 +108,14 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 class Job:
     """Everything one run trains with, built from its spec."""
 
-    spec: BenchmarkSpec
+    spec: RunSpec
     data: Dataset
     net: Stack
     learner: Learner
     generator: torch.Generator
 
 
-def prepare(spec: BenchmarkSpec, device: torch.device, data_dir: Path, download: bool) -> Job:
+def prepare(spec: RunSpec, device: torch.device, data_dir: Path, download: bool) -> Job:
     options = DataOptions(root=data_dir, download=download, settings=spec.data_settings)
     data = load_dataset(spec.dataset, options)
     torch.manual_seed(spec.seed)  # initialisation depends on the seed only
@@ -128,14 +128,13 @@ def prepare(spec: BenchmarkSpec, device: torch.device, data_dir: Path, download:
 
 
 def execute(
-    spec: BenchmarkSpec,
+    spec: RunSpec,
     *,
     store: Store,
     device: torch.device,
     data_dir: Path,
     download: bool = False,
     reporter: Reporter | None = None,
-    on_start: Callable[[int, Job, int], None] | None = None,
     checkpoint_dir: Path | None = None,
 ) -> int:
     """Train `spec` and record it in `store`; returns the run id."""
@@ -163,13 +162,9 @@ def execute(
         environment=env,
         checkpoint=str(folder),
     )
-    if on_start is not None:
-        on_start(run_id, job, 1)
+    (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), 1)
     _train(run_id, job, store, folder, reporter, start_epoch=1)
     return run_id
-
-
-RESUMABLE = ("interrupted", "failed", "lost")
 
 
 def resume(
@@ -180,45 +175,44 @@ def resume(
     data_dir: Path,
     download: bool = False,
     reporter: Reporter | None = None,
-    on_start: Callable[[int, Job, int], None] | None = None,
 ) -> int:
     """Continue a stopped run from its last complete epoch, into the same run row."""
     run = store.run(run_id)
-    if run["status"] not in RESUMABLE:
+    if not run.status.resumable:
         why = {
             "running": "is still running (its heartbeat is fresh)",
             "finished": "already finished",
             "diverged": "diverged; resuming repeats that",
         }
+        resumable = ", ".join(s.value for s in RunStatus if s.resumable)
         raise BiobenchError(
-            f"run {run_id} {why.get(run['status'], run['status'])}; only "
-            f"{', '.join(RESUMABLE)} runs can be resumed"
+            f"run {run_id} {why.get(run.status.value, run.status.value)}; only {resumable} "
+            "runs can be resumed"
         )
-    spec = BenchmarkSpec(**run["spec"])
-    if spec.spec_hash() != run["spec_hash"]:
+    spec = RunSpec(**run.spec)
+    if spec.spec_hash() != run.spec_hash:
         raise BiobenchError(f"run {run_id}'s stored spec does not match its hash; not resuming")
-    folder = Path(run["checkpoint"]) if run["checkpoint"] else None
+    folder = Path(run.checkpoint) if run.checkpoint else None
     if folder is None:
         raise BiobenchError(f"run {run_id} was made before checkpoints existed; start it anew")
     job = prepare(spec, device, data_dir, download)
-    payload = checkpoint.load(folder, device)
-    if payload is None and run["epochs_done"] > 0:
-        raise BiobenchError(
-            f"run {run_id} has {run['epochs_done']} epoch(s) but no checkpoint in {folder}; "
-            "it cannot be resumed exactly (was the folder moved or deleted?)"
-        )
-    start = 1
-    if payload is not None:
-        if payload["spec_hash"] != run["spec_hash"]:
-            raise BiobenchError(f"checkpoint in {folder} belongs to another spec; not resuming")
-        start = checkpoint.restore(payload, job.learner, job.generator) + 1
     spool = folder / SPOOL
     if spool.exists():  # rows the database missed before the process died: deliver them first
         import_spool(store, spool)
         spool.unlink()
+        run = store.run(run_id)
+    payload = checkpoint.load(folder, device)
+    if payload is None and run.epochs_done > 0:
+        raise BiobenchError(
+            f"run {run_id} has {run.epochs_done} epoch(s) but no checkpoint in {folder}; "
+            "it cannot be resumed exactly (was the folder moved or deleted?)"
+        )
+    start = 1
+    if payload is not None:
+        checkpoint.check_belongs(payload, folder, run)
+        start = checkpoint.restore(payload, job.learner, job.generator) + 1
     store.reopen(run_id)
-    if on_start is not None:
-        on_start(run_id, job, start)
+    (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), start)
     _train(run_id, job, store, folder, reporter, start_epoch=start)
     return run_id
 
@@ -258,6 +252,7 @@ def _train(
     def save(epoch: int) -> None:
         checkpoint.save(
             folder,
+            run_id=run_id,
             epoch=epoch,
             spec_hash=spec.spec_hash(),
             learner=job.learner,
@@ -294,3 +289,139 @@ def _train(
         sink.close("failed", f"{type(error).__name__}: {error}")
         raise
     sink.close("finished")
+
+
+# -- what `biobench run` asks for ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """One `biobench run`: a spec by names, a preset, a suite, or a resume, with options."""
+
+    algorithm: str | None = None
+    architecture: str | None = None
+    dataset: str | None = None
+    preset: str | None = None
+    suite: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    seed: int | None = None
+    seeds: tuple[int, ...] | None = None
+    overrides: tuple[str, ...] = ()
+    checkpoint_dir: Path | None = None
+    resume: int | None = None
+
+
+# Options a resume cannot take: the run continues with its own spec and folder.
+_RESUME_FIXED = (
+    ("--algo", "algorithm"),
+    ("--arch", "architecture"),
+    ("--data", "dataset"),
+    ("--preset", "preset"),
+    ("--suite", "suite"),
+    ("--epochs", "epochs"),
+    ("--batch-size", "batch_size"),
+    ("--seed", "seed"),
+    ("--seeds", "seeds"),
+    ("--set", "overrides"),
+    ("--checkpoint-dir", "checkpoint_dir"),
+)
+
+
+def plan(request: Request) -> list[RunSpec]:
+    """The specs a request runs, in order: each preset of a suite (or the one spec), once per
+    seed. Conflicting options are refused here, before anything is written."""
+    named = [
+        flag
+        for flag, value in (
+            ("--algo", request.algorithm),
+            ("--arch", request.architecture),
+            ("--data", request.dataset),
+            ("--preset", request.preset),
+            ("--suite", request.suite),
+        )
+        if value is not None
+    ]
+    if request.preset and request.suite:
+        raise BiobenchError("give --preset or --suite, not both")
+    if (request.preset or request.suite) and len(named) > 1:
+        raise BiobenchError(
+            f"{'--preset' if request.preset else '--suite'} sets the algorithm, "
+            f"architecture and dataset; drop {', '.join(named[:-1])}"
+        )
+    if request.seed is not None and request.seeds is not None:
+        raise BiobenchError("give --seed or --seeds, not both")
+    names = load_presets().suite(request.suite) if request.suite else [request.preset]
+    seeds = request.seeds if request.seeds is not None else (request.seed,)
+    return [
+        resolve(
+            preset=name,
+            algorithm=None if name else request.algorithm or "bp",
+            architecture=None if name else request.architecture or "fc",
+            dataset=None if name else request.dataset or "digits",
+            seed=seed,
+            epochs=request.epochs,
+            batch_size=request.batch_size,
+            overrides=list(request.overrides),
+        )
+        for name in names
+        for seed in seeds
+    ]
+
+
+def check_resume(request: Request) -> None:
+    given = [flag for flag, key in _RESUME_FIXED if getattr(request, key) not in (None, ())]
+    if given:
+        raise BiobenchError(f"--resume continues a run with its own spec; drop {', '.join(given)}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a request ran: the run ids it made, and the specs that failed (suites go on)."""
+
+    specs: list[RunSpec]
+    run_ids: list[int]
+    failed: list[str]
+
+
+def run_request(
+    request: Request,
+    *,
+    store: Store,
+    device: torch.device,
+    data_dir: Path,
+    download: bool = False,
+    reporter: Reporter | None = None,
+    keep_going: bool = True,
+) -> Outcome:
+    """Carry out a `biobench run`: resume one run, or train every planned spec in turn.
+
+    With several specs a failed one is reported and the rest still run (`keep_going`); the
+    caller decides what the failures mean. With one, its error propagates.
+    """
+    reporter = reporter or Reporter()
+    options = dict(store=store, device=device, data_dir=data_dir, download=download)
+    if request.resume is not None:
+        check_resume(request)
+        run_id = resume(request.resume, reporter=reporter, **options)
+        reporter.run_ended(store.run(run_id))
+        return Outcome([], [run_id], [])
+    specs = plan(request)
+    run_ids, failed = [], []
+    for index, spec in enumerate(specs, 1):
+        if len(specs) > 1:
+            reporter.spec_started(index, len(specs), spec)
+        try:
+            run_id = execute(
+                spec, reporter=reporter, checkpoint_dir=request.checkpoint_dir, **options
+            )
+        except Exception as error:  # one failed preset does not stop the suite
+            if len(specs) == 1 or not keep_going:
+                raise
+            name = spec.preset or f"{spec.algorithm} / {spec.architecture} / {spec.dataset}"
+            reporter.spec_failed(name, error)
+            failed.append(f"{name} (seed {spec.seed})")
+            continue
+        run_ids.append(run_id)
+        reporter.run_ended(store.run(run_id))
+    return Outcome(specs, run_ids, failed)

@@ -14,12 +14,12 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from biobench.errors import BiobenchError, StoreError
 from biobench.files import atomic_write
+from biobench.retry import retry
 from biobench.store import Store
 
 SPOOL = "pending.json"  # in the run's checkpoint folder
@@ -77,20 +77,24 @@ class EpochSink:
 
     def close(self, status: str, error: str | None = None) -> None:
         """Write what is pending and the final status, waiting for the database if need be."""
-        deadline = time.monotonic() + float(os.environ.get(WAIT_ENV, 120))
-        delay = 1.0
-        while True:
-            try:
-                if self._flush():
-                    self.store.set_status(self.run_id, status, error)
-                    self.spool.unlink(missing_ok=True)
-                    return
-            except StoreError:
-                pass
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 15.0)
+
+        def deliver() -> None:
+            if not self._flush():
+                raise StoreError("epoch rows are still pending")
+            self.store.set_status(self.run_id, status, error)
+            self.spool.unlink(missing_ok=True)
+
+        try:
+            retry(
+                deliver,
+                retry_on=lambda e: isinstance(e, StoreError),
+                delay=1.0,
+                max_delay=15.0,
+                seconds=float(os.environ.get(WAIT_ENV, 120)),
+            )
+            return
+        except StoreError:
+            pass
         self._spool(status, error)
         raise BiobenchError(
             f"the database {self.store.display_url} stayed unreachable: "

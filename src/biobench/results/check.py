@@ -1,0 +1,133 @@
+"""check: each preset's finished runs against its reference numbers, with a verdict CI can use
+(pass, improved, regressed or missing), and the same as a JUnit XML report."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from xml.etree import ElementTree
+
+from biobench.spec import Preset, load_presets, resolve, seedless_hash
+from biobench.store.records import RunRecord, RunStatus
+
+
+@dataclass(frozen=True)
+class Verdict:
+    preset: str
+    verdict: str
+    reference: float
+    tolerance: float
+    measured: float | None  # mean best test top-1 over the matching runs
+    runs: int
+    detail: str
+
+
+def check(
+    presets: Iterable[Preset], runs: list[RunRecord], specs: dict[str, dict[str, Any]]
+) -> list[Verdict]:
+    """Each preset's finished runs (whose spec is the preset's current one, any seed) against
+    its reference test top-1 error: within tolerance passes, above regresses, below improves.
+
+    `specs` maps preset name -> its resolved spec dict, so runs of an edited preset, whose
+    numbers no longer say anything about it, do not count.
+    """
+    verdicts = []
+    for preset in presets:
+        wanted = seedless_hash(specs[preset.name])
+        matching = [
+            r
+            for r in runs
+            if r.preset == preset.name
+            and r.status == RunStatus.finished
+            and seedless_hash(r.spec) == wanted
+            and r.best_test_top1 is not None
+        ]
+        reference = preset.reference["test_top1"]
+        if not matching:
+            stale = sum(r.preset == preset.name for r in runs)
+            detail = (
+                f"{stale} run(s), none finished with the preset's current spec (edited preset, "
+                "options overridden, or still running)"
+                if stale
+                else "no finished run"
+            )
+            verdicts.append(
+                Verdict(
+                    preset.name,
+                    "missing",
+                    reference,
+                    preset.tolerance,
+                    None,
+                    0,
+                    f"{detail}; `biobench run --preset {preset.name}`",
+                )
+            )
+            continue
+        measured = statistics.fmean(r.best_test_top1 for r in matching)
+        if not math.isfinite(measured) or measured > reference + preset.tolerance:
+            verdict = "regressed"
+        elif measured < reference - preset.tolerance:
+            verdict = "improved"
+        else:
+            verdict = "pass"
+        ids = ", ".join(str(r.id) for r in matching)
+        verdicts.append(
+            Verdict(
+                preset.name,
+                verdict,
+                reference,
+                preset.tolerance,
+                measured,
+                len(matching),
+                f"run(s) {ids}",
+            )
+        )
+    return verdicts
+
+
+def check_store(store: Any, names: list[str] | None) -> list[Verdict]:
+    """Verdicts for the named presets, or for every preset that has a run (names=None)."""
+    config = load_presets()
+    presets = (
+        [config.preset(n) for n in names] if names is not None else list(config.presets.values())
+    )
+    specs = {p.name: resolve(preset=p.name).to_dict() for p in presets}
+    verdicts = check(presets, store.runs(), specs)
+    if names is None:  # checking everything: presets never run are not news
+        verdicts = [v for v in verdicts if v.verdict != "missing"]
+    return verdicts
+
+
+def junit_xml(verdicts: list[Verdict], fail_missing: bool) -> str:
+    """A JUnit XML report: one test case per benchmark, regressions (and, when asked,
+    missing results) as failures."""
+    failing = {"regressed"} | ({"missing"} if fail_missing else set())
+    suite = ElementTree.Element(
+        "testsuite",
+        name="biobench check",
+        tests=str(len(verdicts)),
+        failures=str(sum(v.verdict in failing for v in verdicts)),
+        skipped=str(sum(v.verdict == "missing" and not fail_missing for v in verdicts)),
+    )
+    for v in verdicts:
+        case = ElementTree.SubElement(suite, "testcase", classname="biobench", name=v.preset)
+        message = f"{v.verdict}: {describe(v)}"
+        if v.verdict in failing:
+            ElementTree.SubElement(case, "failure", message=message, type=v.verdict)
+        elif v.verdict == "missing":
+            ElementTree.SubElement(case, "skipped", message=message)
+        else:
+            ElementTree.SubElement(case, "system-out").text = message
+    return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True)
+
+
+def describe(v: Verdict) -> str:
+    if v.measured is None:
+        return v.detail
+    return (
+        f"test top-1 {v.measured:.2f}% vs reference {v.reference:.2f}% ± {v.tolerance:g} "
+        f"({v.detail})"
+    )

@@ -1,0 +1,186 @@
+"""RunSpec: algorithm x architecture x dataset + hyperparameters, fully resolved, and `resolve`,
+which builds one from a preset or from names, defaults and command-line overrides.
+
+Resolution of a run's settings, later sources winning:
+    hyperparameters: the learning rule's HParam defaults -> the paper's preset for the cell
+                     (a plain run), or the named preset -> --set name=value
+    seed/epochs/batch size: benchmarks.yaml `defaults` -> the dataset's registration
+                     -> the preset -> --seed/--epochs/--batch-size
+Everything a spec names is checked here, before any data loads: the names against the
+registries, every value against its HParam, the architecture against the dataset's shape and
+the learning rule's family.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from biobench.errors import SpecError
+from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, FAMILIES
+from biobench.spec.presets import load_presets, positive
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    algorithm: str
+    architecture: str
+    dataset: str
+    epochs: int
+    batch_size: int
+    seed: int
+    hparams: dict[str, Any] = field(default_factory=dict)
+    data_settings: dict[str, Any] = field(default_factory=dict)  # e.g. augment
+    preset: str | None = None  # the preset's name, when run from one
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def spec_hash(self) -> str:
+        """sha256 of the canonical JSON of everything that defines the experiment."""
+        return canonical_hash(self.to_dict())
+
+    def run_fields(self) -> dict[str, Any]:
+        """The columns of a run row that this spec determines."""
+        return {
+            "spec_hash": self.spec_hash(),
+            "preset": self.preset,
+            "algorithm": self.algorithm,
+            "architecture": self.architecture,
+            "dataset": self.dataset,
+            "hparams": self.hparams,
+            "spec": self.to_dict(),
+            "seed": self.seed,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+        }
+
+
+def canonical_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def seedless_hash(spec: dict[str, Any]) -> str:
+    """The hash of a spec with its seed left out: runs that differ only in seed share it."""
+    return canonical_hash({k: v for k, v in spec.items() if k not in ("seed", "preset")})
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """`["lr=1e-3", "beta1=0.9"]` -> {"lr": "1e-3", ...}; malformed pairs are errors."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise SpecError(f"--set {pair!r} is not name=value; e.g. --set lr=3e-4")
+        if name in out:
+            raise SpecError(f"--set {name} is given twice; keep one")
+        out[name] = value
+    return out
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """ "0,1,2" -> (0, 1, 2); each a non-negative integer, none twice."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise SpecError(
+            f"--seeds {text!r} is not a list of distinct non-negative integers; e.g. --seeds 0,1,2"
+        )
+    return tuple(seeds)
+
+
+def check_pair(algorithm: str, architecture: str, dataset: str) -> None:
+    """Refuse, before any data loads, a network that cannot be built for the dataset's shape
+    or trained by the learning rule's family."""
+    arch = ARCHITECTURES.entry(architecture)
+    info = DATASETS.entry(dataset).info
+    reason = arch.refuses(info) if arch.refuses is not None and info is not None else None
+    if reason:
+        raise SpecError(f"architecture {architecture!r} cannot take dataset {dataset!r}: {reason}")
+    rule = ALGORITHMS.entry(algorithm)
+    if not arch.supports(rule):
+        supported = [e.name for e in ALGORITHMS.entries() if arch.supports(e)]
+        families = ", ".join(FAMILIES[f] for f in arch.families or ())
+        raise SpecError(
+            f"architecture {architecture!r} supports {families} rules only, not {algorithm} "
+            f"({FAMILIES[rule.family]}); use one of: {', '.join(supported)}"
+        )
+
+
+def resolve(
+    *,
+    algorithm: str | None = None,
+    architecture: str | None = None,
+    dataset: str | None = None,
+    preset: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    overrides: list[str] | None = None,
+) -> RunSpec:
+    """A full spec from a preset name or from (algorithm, architecture, dataset), with the
+    declared defaults and the command line's options and --set overrides on top."""
+    config = load_presets()
+    chosen = config.preset(preset) if preset else None
+    if chosen is not None:
+        algorithm, architecture, dataset = chosen.algorithm, chosen.architecture, chosen.dataset
+    if algorithm is None or architecture is None or dataset is None:
+        raise SpecError("give --preset NAME, or all of --algo, --arch and --data")
+    algorithm = ALGORITHMS.canonical(algorithm)
+    architecture = ARCHITECTURES.canonical(architecture)
+    dataset = DATASETS.canonical(dataset)
+    check_pair(algorithm, architecture, dataset)
+    schema = ALGORITHMS.entry(algorithm).hparams
+    data_schema = DATASETS.entry(dataset).settings
+
+    given_hp: dict[str, Any] = {}
+    given_data: dict[str, Any] = {}
+    for name, value in parse_overrides(overrides or []).items():
+        if name in schema:
+            given_hp[name] = schema[name].parse(name, value)
+        elif name in data_schema:
+            given_data[name] = data_schema[name].parse(name, value)
+        else:
+            also = f"; {dataset} takes {', '.join(data_schema)}" if data_schema else ""
+            raise SpecError(
+                f"--set {name}: {algorithm} has no hyperparameter {name!r}; "
+                f"valid: {', '.join(schema) or 'none'}{also}"
+            )
+
+    hparams = {name: p.default for name, p in schema.items() if p.default is not None}
+    if chosen is None:  # a plain run takes the paper's values for its cell, when there are some
+        mode = given_hp.get("mode", hparams.get("mode"))
+        cell = config.cell_preset(algorithm, architecture, dataset, mode)
+        hparams.update(cell.hparams if cell else {})
+    else:
+        hparams.update(chosen.hparams)
+    hparams.update(given_hp)
+    missing = [name for name in schema if name not in hparams]
+    if missing:
+        raise SpecError(
+            f"{algorithm} declares no default for {', '.join(missing)}; pass "
+            + " ".join(f"--set {name}=VALUE" for name in missing)
+        )
+
+    run = {**config.run_defaults(dataset), **(chosen.run if chosen else {})}
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
+        if value is not None:
+            run[key] = positive(f"--{key.replace('_', '-')}", value, allow_zero=key == "seed")
+    return RunSpec(
+        algorithm=algorithm,
+        architecture=architecture,
+        dataset=dataset,
+        epochs=run["epochs"],
+        batch_size=run["batch_size"],
+        seed=run["seed"],
+        hparams={name: hparams[name] for name in schema},
+        data_settings={**(chosen.data_settings if chosen else {}), **given_data},
+        preset=chosen.name if chosen else None,
+    )
