@@ -7,6 +7,7 @@ anything else is a bug, shown as one line too unless `--debug` asks for the trac
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -59,7 +60,9 @@ app = typer.Typer(
 db_app = typer.Typer(help="Manage the results database's schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-console = Console()
+# Into a pipe or a file, a line is never broken to fit 80 columns (grep, redirects); in a
+# terminal, long lines wrap at word boundaries.
+console = Console(soft_wrap=not sys.stdout.isatty())
 err_console = Console(stderr=True)
 _state = {"debug": False}
 F = TypeVar("F", bound=Callable[..., Any])
