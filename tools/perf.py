@@ -1,46 +1,54 @@
 """How fast is the locally-connected op? Per paper layer, and per whole-network training step.
 
-    python tools/perf.py [--device cpu|cuda] [--batch N] [--repeat R]
-                            [--layers mnist,cifar10,imagenet] [--no-nets] [--stat min|median]
+    python tools/perf.py [--device cpu|cuda] [--batch N] [--repeat R] [--min-run-time S]
+                         [--layers mnist,cifar10,imagenet] [--no-nets] [--stat min|median]
+                         [--warmup W] [--json FILE]
 
 Three implementations of each of the paper's LC layers (Table 3) are timed side by side:
 `ours` (biobench.nn.functional.locally_connected2d), `unfold+einsum` (the common recipe:
 F.unfold, one einsum with the weight, reshape; autograd through einsum) and `conv2d` (the
 shared-weight convolution of the same shape, for scale). Then one training step (forward,
-cross-entropy, backward, Adam) of each paper LC network with each of the three ops.
+cross-entropy, backward, Adam) of each paper LC network with each of the three ops, the
+networks built by `biobench.archs.lc.build_spatial` exactly as training builds them.
 
-Timing: warm-up calls, then `--repeat` blocks per measurement, each block long enough to
-dwarf timer overhead (`--block`); the fastest block is reported (`--stat min`, the least
-disturbed estimate on a shared machine) or the median one (`--stat median`). The three ops of
-one layer take turns block by block, so a busy spell hits them alike. CUDA is synchronised
-around every block.
+Timing is torch.utils.benchmark's: each measurement is `--repeat` rounds of
+`Timer.blocked_autorange(min_run_time=--min-run-time)`, which warms up, picks a block size that
+makes timer overhead negligible and synchronises the accelerator around every block. The calls
+of one layer take turns round by round, so a busy spell on a shared machine hits them alike.
+The blocks of all rounds are pooled; tables report their fastest (`--stat min`, the least
+disturbed estimate on a shared machine) or their median (`--stat median`). `--json FILE` keeps
+every figure, the per-block times included, with the machine, torch version and batch sizes.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
+import json
 import math
 import os
 import platform
 import shlex
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils import benchmark
 
-from biobench.archs.lc import SPECS, build_spatial
-from biobench.archs.stack import DataInfo
+from biobench.archs.lc import build_spatial
 from biobench.nn.conv import SameConv2d
 from biobench.nn.functional import same_padding
 from biobench.nn.init import glorot_uniform_
 from biobench.nn.locally_connected import LocallyConnected2d
+from biobench.registry import DataInfo
 
 # The paper's LC networks (archs/lc.py holds their layers): input shape and classes.
 NETS = {
@@ -53,8 +61,31 @@ DEFAULT_BATCH = {
     "cuda": {"mnist": 256, "cifar10": 256, "imagenet": 128},
 }
 OPS = ("ours", "unfold+einsum", "conv2d")
-STATS: dict[str, Callable[[list[float]], float]] = {"min": min, "median": statistics.median}
+STATS = ("min", "median")
 BASELINE = "unfold+einsum"
+LAYER_COLUMNS = (
+    "layer",
+    "op",
+    "fwd ms",
+    "fwd+bwd ms",
+    "fwd GFLOP/s",
+    "f+b GFLOP/s",
+    "fwd speedup",
+    "f+b speedup",
+    "saved MB",
+    "peak MB",
+)
+NET_COLUMNS = (
+    "network",
+    "op",
+    "params",
+    "min ms",
+    "median ms",
+    "samples/s",
+    "speedup",
+    "saved MB",
+    "peak MB",
+)
 
 
 @dataclass(frozen=True)
@@ -86,14 +117,24 @@ class LayerSpec:
         return f"{self.in_channels}->{self.out_channels} k{self.kernel} s{self.stride} {h}x{w}"
 
 
-def layers_of(dataset: str) -> list[LayerSpec]:
-    channels, size = NETS[dataset][0][0], NETS[dataset][0][1:]
-    layers = []
-    for kernel, out_channels, stride in SPECS[dataset][0]:
-        layer = LayerSpec(channels, out_channels, kernel, stride, tuple(size))
-        layers.append(layer)
-        channels, size = out_channels, layer.output_size
-    return layers
+def data_info(dataset: str) -> DataInfo:
+    shape, classes = NETS[dataset]
+    return DataInfo(dataset, shape, classes)
+
+
+@functools.cache
+def layers_of(dataset: str) -> tuple[LayerSpec, ...]:
+    """The spatial layers of `dataset`'s network, read off build_spatial itself (no copy of its
+    recipe here that could drift from what training builds)."""
+    layers: list[LayerSpec] = []
+
+    def record(c_in: int, c_out: int, k: int, s: int, size: tuple[int, int]) -> nn.Module:
+        layers.append(LayerSpec(c_in, c_out, k, s, tuple(size)))
+        # a conv has the LC layer's output_size at a fraction of its weight, so cheap to build
+        return SameConv2d(c_in, c_out, k, s, input_size=size)
+
+    build_spatial("conv", data_info(dataset), record)
+    return tuple(layers)
 
 
 class UnfoldEinsumLC(nn.Module):
@@ -135,11 +176,10 @@ def make_op(name: str, layer: LayerSpec) -> nn.Module:
 
 def build_net(dataset: str, op: str) -> nn.Module:
     """The paper's network for `dataset` (archs/lc.py) with `op` as its spatial layers."""
-    shape, classes = NETS[dataset]
     return build_spatial(
         op,
-        DataInfo(dataset, shape, classes),
-        lambda c_in, c_out, k, s, size: make_op(op, LayerSpec(c_in, c_out, k, s, size)),
+        data_info(dataset),
+        lambda c_in, c_out, k, s, size: make_op(op, LayerSpec(c_in, c_out, k, s, tuple(size))),
     )
 
 
@@ -152,33 +192,63 @@ def ours_as_baseline_weight(weight: Tensor) -> Tensor:
 # Measurement.
 
 
+@dataclass
+class Timing:
+    """One call's measurement: every round's blocks pooled, as seconds per call."""
+
+    merged: benchmark.Measurement  # number_per_run=1: each entry is one block's per-call time
+    runs: int  # calls timed in all, over every block of every round
+
+    @classmethod
+    def of(cls, rounds: list[benchmark.Measurement]) -> Timing:
+        (merged,) = benchmark.Measurement.merge(rounds)
+        return cls(merged, sum(m.number_per_run * len(m.raw_times) for m in rounds))
+
+    @property
+    def times(self) -> list[float]:
+        return self.merged.times
+
+    def stat(self, name: str) -> float:
+        """The blocks' fastest per-call time, or Measurement's median (interpolated)."""
+        return min(self.times) if name == "min" else self.merged.median
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "min_s": min(self.times),
+            "median_s": self.merged.median,
+            "mean_s": self.merged.mean,
+            "iqr_s": self.merged.iqr,
+            "blocks": len(self.times),
+            "runs": self.runs,
+            "times_s": self.times,
+        }
+
+
+def measure(
+    calls: dict[str, Callable[[], object]], label: str, rounds: int, min_run_time: float
+) -> dict[str, Timing]:
+    """Time each call with blocked_autorange, `rounds` times, the calls taking turns."""
+    timers = {
+        name: benchmark.Timer(
+            "call()",
+            globals={"call": call},
+            label=label,
+            sub_label=name,
+            # Timer pins torch to one thread unless told; measure what training would get.
+            num_threads=torch.get_num_threads(),
+        )
+        for name, call in calls.items()
+    }
+    taken: dict[str, list[benchmark.Measurement]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            taken[name].append(timer.blocked_autorange(min_run_time=min_run_time))
+    return {name: Timing.of(measurements) for name, measurements in taken.items()}
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def time_blocks(
-    calls: dict[str, Callable[[], object]], device: torch.device, repeat: int, block_s: float
-) -> dict[str, list[float]]:
-    """Seconds per call, `repeat` blocks each, the calls taking turns block by block."""
-    numbers = {}
-    for name, call in calls.items():
-        call()  # warm-up: allocator, lazy init, caches
-        synchronize(device)
-        start = time.perf_counter()
-        call()
-        synchronize(device)
-        numbers[name] = max(1, math.ceil(block_s / max(time.perf_counter() - start, 1e-9)))
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeat):
-        for name, call in calls.items():
-            synchronize(device)
-            start = time.perf_counter()
-            for _ in range(numbers[name]):
-                call()
-            synchronize(device)
-            times[name].append((time.perf_counter() - start) / numbers[name])
-    return times
 
 
 @contextmanager
@@ -218,11 +288,14 @@ class LayerRow:
     index: int
     layer: LayerSpec
     op: str
-    forward_s: float
-    train_s: float
+    forward: Timing
+    train: Timing
     saved: int
     peak: int | None
     batch: int
+
+    def name(self) -> str:
+        return f"{self.dataset}.{self.index + 1} {self.layer.label()} N={self.batch}"
 
     def gflops(self, seconds: float, passes: int) -> float:
         return 2 * passes * self.layer.multiply_adds(self.batch) / seconds / 1e9
@@ -254,7 +327,7 @@ def bench_layer(
     for name, op in ops.items():
         calls[f"{name}/forward"] = forward(op)
         calls[f"{name}/train"] = train(op)
-    times = time_blocks(calls, device, args.repeat, args.block)
+    times = measure(calls, f"{dataset}.{index + 1}", args.repeat, args.min_run_time)
     rows = []
     for name, op in ops.items():
         with saved_bytes(list(op.parameters())) as saved:
@@ -266,8 +339,8 @@ def bench_layer(
                 index,
                 layer,
                 name,
-                STATS[args.stat](times[f"{name}/forward"]),
-                STATS[args.stat](times[f"{name}/train"]),
+                times[f"{name}/forward"],
+                times[f"{name}/train"],
                 saved[0],
                 peak_bytes(calls[f"{name}/train"], device),
                 batch,
@@ -281,7 +354,7 @@ class NetRow:
     dataset: str
     op: str
     params: int
-    step_s: list[float]
+    step: Timing
     saved: int
     peak: int | None
     batch: int
@@ -303,14 +376,16 @@ def bench_net(dataset: str, op: str, args: argparse.Namespace, batch: int) -> Ne
         F.cross_entropy(net(x), y).backward()
         optimizer.step()
 
+    # Adam allocates its state on the first step; blocked_autorange's own warm-up would time
+    # that step to size its blocks, so it is taken out of the way first.
     for _ in range(args.warmup):
         step()
-    times = time_blocks({"step": step}, device, args.repeat, 0.0)["step"]
+    timing = measure({"step": step}, f"{dataset}/{op}", args.repeat, args.min_run_time)["step"]
     with saved_bytes(list(net.parameters())) as saved:
         loss = F.cross_entropy(net(x), y)
     del loss
     params = sum(p.numel() for p in net.parameters())
-    return NetRow(dataset, op, params, times, saved[0], peak_bytes(step, device), batch)
+    return NetRow(dataset, op, params, timing, saved[0], peak_bytes(step, device), batch)
 
 
 # Report.
@@ -327,11 +402,11 @@ def machine(device: torch.device) -> str:
     return f"{names[0] if names else platform.processor() or platform.machine()}"
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
+def table(headers: tuple[str, ...], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     line = "  ".join("-" * w for w in widths)
 
-    def fmt(row: list[str]) -> str:
+    def fmt(row: list[str] | tuple[str, ...]) -> str:
         return "  ".join(
             c.ljust(w) if i < 2 else c.rjust(w)
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
@@ -344,74 +419,106 @@ def megabytes(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**20:.2f}"
 
 
-def layer_report(rows: list[LayerRow]) -> tuple[str, list[str]]:
+def layer_figures(rows: list[LayerRow], stat: str) -> list[dict[str, Any]]:
+    """Every figure of the per-layer table, one dict per (layer, op); the JSON's `layers`."""
     base = {(r.dataset, r.index): r for r in rows if r.op == BASELINE}
-    body, slow = [], []
+    figures = []
     for r in rows:
         b = base[(r.dataset, r.index)]
-        name = f"{r.dataset}.{r.index + 1} {r.layer.label()} N={r.batch}"
+        forward_s, train_s = r.forward.stat(stat), r.train.stat(stat)
+        figures.append(
+            {
+                "dataset": r.dataset,
+                "index": r.index,
+                "layer": r.name(),
+                "in_channels": r.layer.in_channels,
+                "out_channels": r.layer.out_channels,
+                "kernel": r.layer.kernel,
+                "stride": r.layer.stride,
+                "input_size": list(r.layer.size),
+                "output_size": list(r.layer.output_size),
+                "batch": r.batch,
+                "op": r.op,
+                "multiply_adds": r.layer.multiply_adds(r.batch),
+                "forward_s": forward_s,
+                "train_s": train_s,
+                "forward_gflops": r.gflops(forward_s, 1),
+                "train_gflops": r.gflops(train_s, 3),
+                "forward_speedup": b.forward.stat(stat) / forward_s,
+                "train_speedup": b.train.stat(stat) / train_s,
+                "saved_bytes": r.saved,
+                "peak_bytes": r.peak,
+                "forward": r.forward.as_json(),
+                "train": r.train.as_json(),
+            }
+        )
+    return figures
+
+
+def layer_report(figures: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    body, slow = [], []
+    for f in figures:
         body.append(
             [
-                name if r.op == OPS[0] else "",
-                r.op,
-                f"{r.forward_s * 1e3:.3f}",
-                f"{r.train_s * 1e3:.3f}",
-                f"{r.gflops(r.forward_s, 1):.1f}",
-                f"{r.gflops(r.train_s, 3):.1f}",
-                f"{b.forward_s / r.forward_s:.2f}x",
-                f"{b.train_s / r.train_s:.2f}x",
-                megabytes(r.saved),
-                megabytes(r.peak),
+                f["layer"] if f["op"] == OPS[0] else "",
+                f["op"],
+                f"{f['forward_s'] * 1e3:.3f}",
+                f"{f['train_s'] * 1e3:.3f}",
+                f"{f['forward_gflops']:.1f}",
+                f"{f['train_gflops']:.1f}",
+                f"{f['forward_speedup']:.2f}x",
+                f"{f['train_speedup']:.2f}x",
+                megabytes(f["saved_bytes"]),
+                megabytes(f["peak_bytes"]),
             ]
         )
-        if r.op == "ours" and (r.forward_s >= b.forward_s or r.train_s >= b.train_s):
-            slow.append(name)
-    headers = [
-        "layer",
-        "op",
-        "fwd ms",
-        "fwd+bwd ms",
-        "fwd GFLOP/s",
-        "f+b GFLOP/s",
-        "fwd speedup",
-        "f+b speedup",
-        "saved MB",
-        "peak MB",
-    ]
-    return table(headers, body), slow
+        if f["op"] == "ours" and (f["forward_speedup"] <= 1 or f["train_speedup"] <= 1):
+            slow.append(f["layer"])
+    return table(LAYER_COLUMNS, body), slow
 
 
-def net_report(rows: list[NetRow], stat: str) -> str:
-    summarize = STATS[stat]
-    base = {r.dataset: summarize(r.step_s) for r in rows if r.op == BASELINE}
-    body = []
+def net_figures(rows: list[NetRow], stat: str) -> list[dict[str, Any]]:
+    """Every figure of the training-step table, one dict per (network, op); the JSON's `nets`."""
+    base = {r.dataset: r.step.stat(stat) for r in rows if r.op == BASELINE}
+    figures = []
     for r in rows:
-        step = summarize(r.step_s)
-        body.append(
-            [
-                f"{r.dataset} N={r.batch}" if r.op == OPS[0] else "",
-                r.op,
-                f"{r.params:,}",
-                f"{min(r.step_s) * 1e3:.1f}",
-                f"{statistics.median(r.step_s) * 1e3:.1f}",
-                f"{r.batch / step:.1f}",
-                f"{base[r.dataset] / step:.2f}x" if r.dataset in base else "-",
-                megabytes(r.saved),
-                megabytes(r.peak),
-            ]
+        step_s = r.step.stat(stat)
+        figures.append(
+            {
+                "dataset": r.dataset,
+                "network": f"{r.dataset} N={r.batch}",
+                "batch": r.batch,
+                "op": r.op,
+                "params": r.params,
+                "step_s": step_s,
+                "min_s": min(r.step.times),
+                "median_s": r.step.merged.median,
+                "samples_per_s": r.batch / step_s,
+                "speedup": base[r.dataset] / step_s if r.dataset in base else None,
+                "saved_bytes": r.saved,
+                "peak_bytes": r.peak,
+                "step": r.step.as_json(),
+            }
         )
-    headers = [
-        "network",
-        "op",
-        "params",
-        "min ms",
-        "median ms",
-        "samples/s",
-        "speedup",
-        "saved MB",
-        "peak MB",
+    return figures
+
+
+def net_report(figures: list[dict[str, Any]]) -> str:
+    body = [
+        [
+            f["network"] if f["op"] == OPS[0] else "",
+            f["op"],
+            f"{f['params']:,}",
+            f"{f['min_s'] * 1e3:.1f}",
+            f"{f['median_s'] * 1e3:.1f}",
+            f"{f['samples_per_s']:.1f}",
+            "-" if f["speedup"] is None else f"{f['speedup']:.2f}x",
+            megabytes(f["saved_bytes"]),
+            megabytes(f["peak_bytes"]),
+        ]
+        for f in figures
     ]
-    return table(headers, body)
+    return table(NET_COLUMNS, body)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -427,22 +534,37 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="batch for every layer and net (default: per dataset and device)",
     )
-    parser.add_argument("--repeat", type=int, default=5, help="timed blocks per measurement")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="blocked_autorange rounds per measurement, the calls of a layer taking turns",
+    )
+    parser.add_argument(
+        "--min-run-time",
+        type=float,
+        default=0.05,
+        help="seconds of timed calls per round (blocked_autorange's min_run_time)",
+    )
     parser.add_argument(
         "--layers", default="mnist,cifar10,imagenet", help="comma-separated datasets"
     )
     parser.add_argument(
-        "--block", type=float, default=0.05, help="seconds per timed block of a layer op"
-    )
-    parser.add_argument(
-        "--stat", choices=tuple(STATS), default="min", help="how blocks are summarised"
+        "--stat", choices=STATS, default="min", help="how the pooled blocks are summarised"
     )
     parser.add_argument("--warmup", type=int, default=1, help="untimed training steps per net")
     parser.add_argument("--no-nets", action="store_true", help="skip the whole-network steps")
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="also write every figure here"
+    )
     args = parser.parse_args(argv)
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
+    if args.repeat < 1 or args.min_run_time <= 0 or args.warmup < 0:
+        parser.error("--repeat must be >= 1, --min-run-time > 0 and --warmup >= 0")
+    if args.batch is not None and args.batch < 1:
+        parser.error("--batch must be >= 1")
     args.datasets = [d.strip() for d in args.layers.split(",") if d.strip()]
     unknown = sorted(set(args.datasets) - set(NETS))
     if unknown:
@@ -450,22 +572,51 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print its tables; returns the figures `--json` writes."""
     args = parse(argv)
     device = torch.device(args.device)
     words = sys.argv[1:] if argv is None else argv
-    print(f"command: {sys.executable} -m biobench.perf {shlex.join(words)}".rstrip())
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
-    print(
-        f"machine: {machine(device)} ({args.device}); torch {torch.__version__}; "
-        f"{torch.get_num_threads()} CPU threads; python {platform.python_version()}"
-    )
+    command = f"python tools/perf.py {shlex.join(words)}".rstrip()
+    batches = {d: args.batch or DEFAULT_BATCH[args.device][d] for d in args.datasets}
+    tf32 = None
     if device.type == "cuda":
-        tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        print(f"TF32 allowed: matmul {tf32[0]}, cudnn {tf32[1]}")
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+        tf32 = {
+            "matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn": torch.backends.cudnn.allow_tf32,
+        }
+    report: dict[str, Any] = {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "device": {"type": args.device, "name": machine(device)},
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "cpu_threads": torch.get_num_threads(),
+        "tf32": tf32,
+        "settings": {
+            "datasets": args.datasets,
+            "batch": batches,
+            "repeat": args.repeat,
+            "min_run_time": args.min_run_time,
+            "stat": args.stat,
+            "warmup": args.warmup,
+            "nets": not args.no_nets,
+        },
+        "load_average": {"start": list(os.getloadavg())},
+    }
+    print(f"command: {command}")
+    print(f"date: {report['date']}")
     print(
-        f"times: {args.stat} of {args.repeat} blocks;"
+        f"machine: {report['device']['name']} ({args.device}); torch {torch.__version__}; "
+        f"{report['cpu_threads']} CPU threads; python {report['python']}"
+    )
+    if tf32 is not None:
+        print(f"TF32 allowed: matmul {tf32['matmul']}, cudnn {tf32['cudnn']}")
+    print(f"load average at start: {report['load_average']['start'][0]:.2f}")
+    print(
+        f"times: {args.stat} per call over the blocks of {args.repeat} rounds of"
+        f" torch.utils.benchmark blocked_autorange (min_run_time {args.min_run_time:g} s);"
         " fwd is a training forward (autograd recording); fwd+bwd"
         " also computes the input, weight and bias gradients. GFLOP/s counts 2*N*P*O*C*k*k"
         " per pass, 3 passes for fwd+bwd (conv2d does the same arithmetic with shared weights)."
@@ -475,30 +626,38 @@ def main(argv: list[str] | None = None) -> None:
     )
     rows: list[LayerRow] = []
     for dataset in args.datasets:
-        batch = args.batch or DEFAULT_BATCH[args.device][dataset]
         for index, layer in enumerate(layers_of(dataset)):
-            rows += bench_layer(dataset, index, layer, args, batch)
-    text, slow = layer_report(rows)
+            rows += bench_layer(dataset, index, layer, args, batches[dataset])
+    report["layers"] = layer_figures(rows, args.stat)
+    text, slow = layer_report(report["layers"])
+    report["ours_slower_than_baseline"] = slow
     print("\nPer layer\n" + text)
     print(
         "ours slower than unfold+einsum (fwd or fwd+bwd) on: "
         + (", ".join(slow) if slow else "none")
     )
+    nets: list[NetRow] = []
     if not args.no_nets:
-        nets = []
         for dataset in args.datasets:
-            batch = args.batch or DEFAULT_BATCH[args.device][dataset]
             for op in OPS:
-                nets.append(bench_net(dataset, op, args, batch))
+                nets.append(bench_net(dataset, op, args, batches[dataset]))
                 gc.collect()  # one network's parameters and Adam state at a time
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
+    report["nets"] = net_figures(nets, args.stat)
+    if nets:
         print(
             "\nTraining step (forward + cross-entropy + backward + fused torch.optim.Adam), "
-            f"{args.repeat} timed steps after {args.warmup} warm-up; samples/s and speedup "
-            f"from the {args.stat}\n" + net_report(nets, args.stat)
+            f"{args.warmup} warm-up step(s), then {args.repeat} rounds of blocked_autorange; "
+            f"samples/s and speedup from the {args.stat}\n" + net_report(report["nets"])
         )
-    print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
+    report["load_average"]["end"] = list(os.getloadavg())
+    print(f"\nload average at end: {report['load_average']['end'][0]:.2f}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"figures written to {args.json}")
+    return report
 
 
 if __name__ == "__main__":
