@@ -23,3 +23,7 @@ class StoreError(BiobenchError):
 
 class SpecError(BiobenchError):
     """A benchmark spec, preset or hyperparameter is invalid."""
+
+
+class LeaseLost(BiobenchError):
+    """Another process took over a run (it was resumed elsewhere): this one must stop writing."""

@@ -36,9 +36,8 @@ def epoch_line(epoch: int, epochs: int, row: dict[str, float]) -> str:
 
 
 class RichReporter(Reporter):
-    def __init__(self, console: Console, errors: Console, db_url: str, device: Any) -> None:
-        self.console, self.errors = console, errors
-        self.db_url, self.device = db_url, device
+    def __init__(self, console: Console, errors: Console, db_url: str) -> None:
+        self.console, self.errors, self.db_url = console, errors, db_url
 
     def _say(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False)
@@ -47,13 +46,15 @@ class RichReporter(Reporter):
         name = spec.preset or f"{spec.algorithm} / {spec.architecture} / {spec.dataset}"
         self.console.rule(escape(f"[{index}/{total}] {name}, seed {spec.seed}"))
 
-    def run_started(self, run_id: int, spec: Any, parameters: int, first_epoch: int) -> None:
+    def run_started(
+        self, run_id: int, spec: Any, parameters: int, first_epoch: int, device: Any
+    ) -> None:
         name = f" [{spec.preset}]" if spec.preset else ""
         resumed = f", resuming at epoch {first_epoch}" if first_epoch > 1 else ""
         self._say(
             f"run {run_id}{name}: {spec.algorithm} / {spec.architecture} / {spec.dataset}, "
             f"{plural(parameters, 'parameter')}, {plural(spec.epochs, 'epoch')} of batch "
-            f"{spec.batch_size} on {self.device}, seed {spec.seed}{resumed} -> {self.db_url}"
+            f"{spec.batch_size} on {device}, seed {spec.seed}{resumed} -> {self.db_url}"
         )
 
     def run_ended(self, run: Any) -> None:

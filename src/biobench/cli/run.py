@@ -69,7 +69,14 @@ def run(
             show_default=False,
         ),
     ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="cpu, cuda, cuda:N or auto (the default; a resume takes the run's own). "
+            "CUDA_VISIBLE_DEVICES picks which GPUs are visible.",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
     data_dir: Annotated[
         Path | None,
@@ -109,7 +116,6 @@ def run(
 ) -> None:
     """Train a spec, a preset or a suite of presets, streaming each epoch to the database."""
     from biobench.cli.progress import RichReporter
-    from biobench.paths import default_data_dir
     from biobench.spec import parse_seeds
     from biobench.store import Store
     from biobench.training.runner import Request, resolve_device, run_request
@@ -128,15 +134,16 @@ def run(
         checkpoint_dir=checkpoint_dir,
         resume=resume,
     )
-    torch_device = resolve_device(device)
+    if device is not None:
+        resolve_device(device)  # a bad --device is refused before the database is opened
     store = Store(db)
     outcome = run_request(
         request,
         store=store,
-        device=torch_device,
-        data_dir=data_dir or default_data_dir(),
+        device=device,
+        data_dir=data_dir,
         download=download,
-        reporter=RichReporter(console, err_console, store.display_url, torch_device),
+        reporter=RichReporter(console, err_console, store.display_url),
         keep_going=not _state["debug"],
     )
     if len(outcome.specs) > 1:  # a suite or several seeds: how they compare, and the check

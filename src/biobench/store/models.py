@@ -101,6 +101,8 @@ class Run(Base):
     biobench_version: Mapped[str | None] = mapped_column(String(64))
     environment: Mapped[dict] = mapped_column(JSON)
     checkpoint: Mapped[str | None] = mapped_column(String(1024))  # folder of its checkpoints
+    owner: Mapped[str | None] = mapped_column(String(64))  # the writing process's lease token
+    pid: Mapped[int | None] = mapped_column(Integer)  # the writing process, on `host`
 
 
 class Epoch(Base):

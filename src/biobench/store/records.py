@@ -66,6 +66,8 @@ class RunRecord:
     biobench_version: str | None
     environment: dict[str, Any]
     checkpoint: str | None  # the folder of its checkpoints
+    owner: str | None = None  # the lease token of the process that writes it
+    pid: int | None = None  # that process, on `host`
     epochs_done: int = 0
     best_test_top1: float | None = None
     best_test_top5: float | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from importlib.resources import files
@@ -38,23 +39,40 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
-from biobench.errors import StoreError
-from biobench.paths import default_db_url
+from biobench.errors import LeaseLost, StoreError
+from biobench.paths import check_environment, default_db_url, env_seconds
 from biobench.retry import retry
 from biobench.store.models import METRIC_COLUMNS, Epoch, Metric, Run
 from biobench.store.records import STORED_STATUSES, RunRecord, RunStatus
 
 # A `running` run whose heartbeat is older than this was lost (SIGKILL, machine gone): reads
-# show it as `lost`. Training refreshes the heartbeat every HEARTBEAT seconds.
+# show it as `lost`, at once when its process is gone on this very machine. Training refreshes
+# the heartbeat every HEARTBEAT seconds.
 LOST_AFTER_ENV, HEARTBEAT_ENV = "BIOBENCH_LOST_AFTER", "BIOBENCH_HEARTBEAT"
 
 
 def lost_after() -> float:
-    return float(os.environ.get(LOST_AFTER_ENV, 300))
+    return env_seconds(LOST_AFTER_ENV, 300)
 
 
 def heartbeat_interval() -> float:
-    return float(os.environ.get(HEARTBEAT_ENV, 60))
+    return env_seconds(HEARTBEAT_ENV, 60)
+
+
+def _alive(pid: int) -> bool:
+    """Is process `pid` running on this machine? (Signal 0 checks without signalling.)"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+HOST = socket.gethostname()
 
 
 _RETRIES = 10
@@ -172,6 +190,7 @@ class Store:
         With `check`, a new database is created at head and an outdated or newer one refused;
         without, the schema is left alone (for `biobench db current` and `db upgrade`).
         """
+        check_environment()
         self.url = parse_url(url or default_db_url())
         self.display_url = mask_url(self.url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
@@ -370,12 +389,56 @@ class Store:
 
         return self._run(work)
 
-    def write_epoch(self, run_id: int, epoch: int, metrics: Mapping[str, float | None]) -> None:
-        """Insert or replace the row of (run, epoch) and refresh the run's heartbeat."""
+    def write_epoch(
+        self,
+        run_id: int,
+        epoch: int,
+        metrics: Mapping[str, float | None],
+        *,
+        owner: str | None = None,
+    ) -> None:
+        """Insert or replace the row of (run, epoch) and refresh the run's heartbeat; with
+        `owner`, only while the run's lease is still that token (else LeaseLost, nothing
+        written)."""
+
+        def work(connection: Connection) -> None:
+            # The lease check comes first, in the same transaction: a process that lost the run
+            # writes nothing.
+            now = _now()
+            self._touch(connection, run_id, now, owner)
+            self._upsert_epoch(connection, run_id, epoch, metrics, now)
+
+        self._run(work)
+
+    def import_rows(
+        self,
+        run_id: int,
+        epochs: Mapping[int, Mapping[str, float | None]],
+        status: RunStatus | None,
+        error: str | None,
+    ) -> None:
+        """Write rows a run could not deliver, and its final status, in one transaction."""
+
+        def work(connection: Connection) -> None:
+            now = _now()
+            for epoch in sorted(epochs):
+                self._upsert_epoch(connection, run_id, epoch, epochs[epoch], now)
+            if status is not None:
+                self._update_owned(connection, run_id, None, self._status_values(status, error))
+
+        self._run(work)
+
+    @staticmethod
+    def _upsert_epoch(
+        connection: Connection,
+        run_id: int,
+        epoch: int,
+        metrics: Mapping[str, float | None],
+        now: datetime,
+    ) -> None:
         unknown = set(metrics) - set(METRIC_COLUMNS)
         if unknown:
             raise ValueError(f"unknown metric columns: {sorted(unknown)}")
-        now = _now()
         # Every metric column is written, so a rewritten epoch replaces the old row entirely.
         row = {
             "run_id": run_id,
@@ -385,65 +448,93 @@ class Store:
             **metrics,
         }
         table = Epoch.__table__
-
-        def work(connection: Connection) -> None:
-            dialect = connection.dialect.name
-            if dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            elif dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert
-            else:  # pragma: no cover - other backends take the portable path
-                connection.execute(
-                    table.delete().where(table.c.run_id == run_id, table.c.epoch == epoch)
-                )
-                connection.execute(table.insert().values(**row))
-                self._touch(connection, run_id, now)
-                return
-            statement = insert(table).values(**row)
-            statement = statement.on_conflict_do_update(
-                index_elements=["run_id", "epoch"],
-                set_={
-                    key: statement.excluded[key] for key in row if key not in ("run_id", "epoch")
-                },
+        dialect = connection.dialect.name
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:  # pragma: no cover - other backends take the portable path
+            connection.execute(
+                table.delete().where(table.c.run_id == run_id, table.c.epoch == epoch)
             )
-            connection.execute(statement)
-            self._touch(connection, run_id, now)
-
-        self._run(work)
+            connection.execute(table.insert().values(**row))
+            return
+        statement = insert(table).values(**row)
+        statement = statement.on_conflict_do_update(
+            index_elements=["run_id", "epoch"],
+            set_={key: statement.excluded[key] for key in row if key not in ("run_id", "epoch")},
+        )
+        connection.execute(statement)
 
     @staticmethod
-    def _touch(connection: Connection, run_id: int, now: datetime) -> None:
+    def _update_owned(
+        connection: Connection, run_id: int, owner: str | None, values: dict[str, Any]
+    ) -> None:
+        """Update the run, only while `owner` holds its lease (any owner when None)."""
         runs = Run.__table__
-        connection.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=now))
-
-    def heartbeat(self, run_id: int) -> None:
-        runs = Run.__table__
-        self._run(
-            lambda c: c.execute(
-                runs.update().where(runs.c.id == run_id).values(heartbeat_at=_now())
-            )
+        where = runs.c.id == run_id
+        if owner is not None:
+            where = where & (runs.c.owner == owner)
+        if connection.execute(runs.update().where(where).values(**values)).rowcount:
+            return
+        if owner is None:
+            raise StoreError(f"no run with id {run_id}; `biobench runs` lists them")
+        raise LeaseLost(
+            f"run {run_id} was taken over by another process (resumed elsewhere); "
+            "this one stops without writing"
         )
 
-    def reopen(self, run_id: int) -> None:
-        """Mark a run `running` again, for --resume."""
+    def _touch(
+        self, connection: Connection, run_id: int, now: datetime, owner: str | None
+    ) -> None:
+        self._update_owned(connection, run_id, owner, {"heartbeat_at": now})
+
+    def heartbeat(self, run_id: int, *, owner: str | None = None) -> None:
+        self._run(lambda c: self._touch(c, run_id, _now(), owner))
+
+    def take_lease(self, run: RunRecord, owner: str, pid: int) -> bool:
+        """Make this process the run's only writer: one compare-and-set on the lease token and
+        status read in `run`, so of several processes resuming it at once one wins. Marks the
+        run `running` again. False: another process got there first."""
         runs = Run.__table__
+        seen = (
+            runs.c.status
+            == (RunStatus.running if run.status is RunStatus.lost else run.status).value
+        )
+        where = (runs.c.id == run.id) & seen & runs.c.owner.is_not_distinct_from(run.owner)
         values = {
             "status": RunStatus.running.value,
             "error": None,
             "finished_at": None,
             "heartbeat_at": _now(),
+            "owner": owner,
+            "pid": pid,
+            "host": HOST,
         }
-        self._run(lambda c: c.execute(runs.update().where(runs.c.id == run_id).values(**values)))
+        return bool(
+            self._run(lambda c: c.execute(runs.update().where(where).values(**values)).rowcount)
+        )
 
-    def set_status(self, run_id: int, status: RunStatus | str, error: str | None = None) -> None:
-        status = RunStatus(status)
+    def set_status(
+        self,
+        run_id: int,
+        status: RunStatus | str,
+        error: str | None = None,
+        *,
+        owner: str | None = None,
+    ) -> None:
+        """Record the run's status; with `owner`, only while that token holds the lease."""
+        values = self._status_values(RunStatus(status), error)
+        self._run(lambda c: self._update_owned(c, run_id, owner, values))
+
+    @staticmethod
+    def _status_values(status: RunStatus, error: str | None) -> dict[str, Any]:
         if status not in STORED_STATUSES:
             raise ValueError(f"status {status} is never stored")
         values: dict[str, Any] = {"status": status.value, "error": error, "heartbeat_at": _now()}
         if status.ended:
             values["finished_at"] = values["heartbeat_at"]
-        runs = Run.__table__
-        self._run(lambda c: c.execute(runs.update().where(runs.c.id == run_id).values(**values)))
+        return values
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -492,7 +583,10 @@ class Store:
             stale = _now().timestamp() - lost_after()
             for row in rows:
                 beat = row["heartbeat_at"]
-                if row["status"] == "running" and beat is not None and beat.timestamp() < stale:
+                if row["status"] != "running":
+                    continue
+                gone = row["host"] == HOST and row["pid"] is not None and not _alive(row["pid"])
+                if gone or (beat is not None and beat.timestamp() < stale):
                     row["status"] = RunStatus.lost.value  # its process died without saying so
             records = [RunRecord.from_row(row) for row in rows]
             if status is not None:

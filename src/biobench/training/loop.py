@@ -37,8 +37,10 @@ class Reporter:
     def spec_started(self, index: int, total: int, spec: Any) -> None:
         """Spec `index` of `total` (a suite, or several seeds) is about to start."""
 
-    def run_started(self, run_id: int, spec: Any, parameters: int, first_epoch: int) -> None:
-        """Run `run_id` exists and trains from `first_epoch` (> 1 when resumed)."""
+    def run_started(
+        self, run_id: int, spec: Any, parameters: int, first_epoch: int, device: Any
+    ) -> None:
+        """Run `run_id` exists and trains on `device` from `first_epoch` (> 1: resumed)."""
 
     def run_ended(self, run: Any) -> None:
         """The run's record, as stored once it ended."""

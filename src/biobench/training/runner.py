@@ -30,27 +30,39 @@ import torch
 import biobench
 from biobench.archs import DataInfo, Stack, build_network
 from biobench.data import DataOptions, Dataset, load_dataset
-from biobench.errors import BiobenchError
+from biobench.errors import BiobenchError, LeaseLost
 from biobench.learners.base import Learner
-from biobench.paths import default_checkpoint_dir
+from biobench.paths import default_checkpoint_dir, default_data_dir
 from biobench.registry import ALGORITHMS
 from biobench.spec import RunSpec, load_presets, resolve
-from biobench.store import RunStatus, Store, mask_url
+from biobench.store import RunRecord, RunStatus, Store, mask_url
 from biobench.store.store import heartbeat_interval
 from biobench.training import checkpoint
 from biobench.training.loop import Diverged, Reporter, fit
 from biobench.training.sink import SPOOL, EpochSink, import_spool
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 
 
 def resolve_device(name: str) -> torch.device:
-    if name not in DEVICES:
-        raise BiobenchError(f"unknown device {name!r}; choose one of: {', '.join(DEVICES)}")
+    """`auto` (the GPU when there is one), `cpu`, `cuda` or `cuda:N` (one GPU of several;
+    CUDA_VISIBLE_DEVICES decides which ones are visible and how they are numbered)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BiobenchError("--device cuda: no CUDA GPU is visible here; use --device cpu or auto")
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise BiobenchError(f"unknown device {name!r}; choose one of: {', '.join(DEVICES)}")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise BiobenchError(
+                f"--device {name}: no CUDA GPU is visible here; use --device cpu or auto"
+            )
+        if index and int(index) >= count:
+            raise BiobenchError(
+                f"--device {name}: {count} GPU(s) are visible (cuda:0..cuda:{count - 1}); "
+                "check CUDA_VISIBLE_DEVICES"
+            )
     return torch.device(name)
 
 
@@ -127,6 +139,27 @@ def prepare(spec: RunSpec, device: torch.device, data_dir: Path, download: bool)
     return Job(spec, data.to(device), net, learner, generator)
 
 
+def _run_folder(checkpoint_dir: Path | None, spec: RunSpec) -> Path:
+    """A new, empty folder for the run's checkpoints, absolute so that a resume from another
+    working directory finds it; an unusable --checkpoint-dir is refused before the run row
+    exists."""
+    base = (checkpoint_dir or default_checkpoint_dir()).expanduser().resolve()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = f"{stamp}-{spec.algorithm}-{spec.architecture}-{spec.dataset}-{uuid.uuid4().hex[:8]}"
+    folder = base / name
+    try:
+        folder.mkdir(parents=True)
+        probe = folder / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise BiobenchError(
+            f"cannot keep checkpoints in {base}: {error.strerror or error}; pass "
+            "--checkpoint-dir DIR with a writable folder (or set BIOBENCH_CHECKPOINT_DIR)"
+        ) from None
+    return folder
+
+
 def execute(
     spec: RunSpec,
     *,
@@ -137,34 +170,47 @@ def execute(
     reporter: Reporter | None = None,
     checkpoint_dir: Path | None = None,
 ) -> int:
-    """Train `spec` and record it in `store`; returns the run id."""
+    """Train `spec` and record it in `store`; returns the run id. Everything a user can get
+    wrong (data, network, checkpoint folder) is checked before the run row is made."""
+    data_dir = data_dir.expanduser().resolve()
     job = prepare(spec, device, data_dir, download)
     env = environment(device)
     env.update(
         dataset_source=job.data.source,
+        data_dir=str(data_dir),  # a resume finds the data where this run found it
         parameters=job.net.num_parameters(),
         train_size=len(job.data.train),
         train_eval_size=len(job.data.train_eval_split),
         test_size=len(job.data.test),
         pid=os.getpid(),
     )
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = (checkpoint_dir or default_checkpoint_dir()) / (
-        f"{stamp}-{spec.algorithm}-{spec.architecture}-{spec.dataset}-{uuid.uuid4().hex[:8]}"
-    )
-    run_id = store.create_run(
-        **spec.run_fields(),
-        device=env["device_name"] if device.type == "cuda" else "cpu",
-        host=env["host"],
-        git_sha=env["git_sha"],
-        torch_version=env["torch"],
-        biobench_version=env["biobench"],
-        environment=env,
-        checkpoint=str(folder),
-    )
-    (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), 1)
-    _train(run_id, job, store, folder, reporter, start_epoch=1)
+    folder = _run_folder(checkpoint_dir, spec)
+    owner = uuid.uuid4().hex  # this process's lease on the run: only it writes the run
+    try:
+        run_id = store.create_run(
+            **spec.run_fields(),
+            device=env["device_name"] if device.type == "cuda" else "cpu",
+            host=env["host"],
+            git_sha=env["git_sha"],
+            torch_version=env["torch"],
+            biobench_version=env["biobench"],
+            environment=env,
+            checkpoint=str(folder),
+            owner=owner,
+            pid=os.getpid(),
+        )
+    except BaseException:
+        folder.rmdir()  # still empty: nothing of a run that was never recorded stays behind
+        raise
+    (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), 1, device)
+    _train(run_id, owner, job, store, folder, reporter, start_epoch=1)
     return run_id
+
+
+def stored_place(run: RunRecord) -> tuple[str | None, Path | None]:
+    """The device and the data folder a run was started with (None when not recorded)."""
+    data_dir = run.environment.get("data_dir")
+    return run.environment.get("device"), Path(data_dir) if data_dir else None
 
 
 def resume(
@@ -176,11 +222,14 @@ def resume(
     download: bool = False,
     reporter: Reporter | None = None,
 ) -> int:
-    """Continue a stopped run from its last complete epoch, into the same run row."""
+    """Continue a stopped run from its last complete epoch, into the same run row.
+
+    Only one process may do so: taking the run's lease is one compare-and-set in the
+    database, and a resume that does not get it is refused."""
     run = store.run(run_id)
     if not run.status.resumable:
         why = {
-            "running": "is still running (its heartbeat is fresh)",
+            "running": "is still running (its process is alive and its heartbeat fresh)",
             "finished": "already finished",
             "diverged": "diverged; resuming repeats that",
         }
@@ -195,11 +244,11 @@ def resume(
     folder = Path(run.checkpoint) if run.checkpoint else None
     if folder is None:
         raise BiobenchError(f"run {run_id} was made before checkpoints existed; start it anew")
-    job = prepare(spec, device, data_dir, download)
+    job = prepare(spec, device, data_dir.expanduser().resolve(), download)
     spool = folder / SPOOL
     if spool.exists():  # rows the database missed before the process died: deliver them first
         import_spool(store, spool)
-        spool.unlink()
+        spool.unlink(missing_ok=True)
         run = store.run(run_id)
     payload = checkpoint.load(folder, device)
     if payload is None and run.epochs_done > 0:
@@ -211,22 +260,29 @@ def resume(
     if payload is not None:
         checkpoint.check_belongs(payload, folder, run)
         start = checkpoint.restore(payload, job.learner, job.generator) + 1
-    store.reopen(run_id)
-    (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), start)
-    _train(run_id, job, store, folder, reporter, start_epoch=start)
+    owner = uuid.uuid4().hex
+    if not store.take_lease(run, owner, os.getpid()):
+        taken = store.run(run_id)
+        raise BiobenchError(
+            f"run {run_id} is being resumed by another process (pid {taken.pid} on "
+            f"{taken.host}); not resuming"
+        )
+    (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), start, device)
+    _train(run_id, owner, job, store, folder, reporter, start_epoch=start)
     return run_id
 
 
 @contextmanager
-def _heartbeat(store: Store, run_id: int) -> Iterator[None]:
+def _heartbeat(store: Store, run_id: int, owner: str) -> Iterator[None]:
     """Refresh the run's heartbeat from a thread, so a long epoch is not mistaken for a lost
-    run; a database hiccup here is harmless (the next beat or epoch row will do)."""
+    run. A database hiccup here is harmless (the next beat or epoch row will do); a lost
+    lease is found by the next epoch row, which then stops the run."""
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(heartbeat_interval()):
             with suppress(BiobenchError):
-                store.heartbeat(run_id)
+                store.heartbeat(run_id, owner=owner)
 
     thread = threading.Thread(target=beat, name=f"biobench-heartbeat-{run_id}", daemon=True)
     thread.start()
@@ -239,6 +295,7 @@ def _heartbeat(store: Store, run_id: int) -> Iterator[None]:
 
 def _train(
     run_id: int,
+    owner: str,
     job: Job,
     store: Store,
     folder: Path,
@@ -247,7 +304,7 @@ def _train(
     start_epoch: int,
 ) -> None:
     spec = job.spec
-    sink = EpochSink(store, run_id, folder / SPOOL, spec.spec_hash())
+    sink = EpochSink(store, run_id, folder / SPOOL, spec.spec_hash(), owner)
 
     def save(epoch: int) -> None:
         checkpoint.save(
@@ -260,7 +317,7 @@ def _train(
         )
 
     try:
-        with _sigterm_as_interrupt(), _heartbeat(store, run_id):
+        with _sigterm_as_interrupt(), _heartbeat(store, run_id, owner):
             fit(
                 job.learner,
                 job.data,
@@ -272,23 +329,25 @@ def _train(
                 reporter=reporter,
                 start_epoch=start_epoch,
             )
+    except LeaseLost:
+        raise  # another process owns the run now: write nothing more, not even a status
     except Diverged as diverged:
-        sink.close("diverged", str(diverged))
+        sink.close(RunStatus.diverged, str(diverged))
         return
     except KeyboardInterrupt:
-        sink.close("interrupted", "interrupted by the user (Ctrl-C or SIGTERM)")
+        sink.close(RunStatus.interrupted, "interrupted by the user (Ctrl-C or SIGTERM)")
         raise
     except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError from 2.5 on
         message = (
             f"out of GPU memory with batch size {spec.batch_size}; lower it, e.g. "
             f"--batch-size {max(1, spec.batch_size // 2)}"
         )
-        sink.close("failed", message)
+        sink.close(RunStatus.failed, message)
         raise BiobenchError(message) from None
     except BaseException as error:
-        sink.close("failed", f"{type(error).__name__}: {error}")
+        sink.close(RunStatus.failed, f"{type(error).__name__}: {error}")
         raise
-    sink.close("finished")
+    sink.close(RunStatus.finished)
 
 
 # -- what `biobench run` asks for ------------------------------------------------------------
@@ -388,24 +447,39 @@ def run_request(
     request: Request,
     *,
     store: Store,
-    device: torch.device,
-    data_dir: Path,
+    device: str | None = None,
+    data_dir: Path | None = None,
     download: bool = False,
     reporter: Reporter | None = None,
     keep_going: bool = True,
 ) -> Outcome:
     """Carry out a `biobench run`: resume one run, or train every planned spec in turn.
 
-    With several specs a failed one is reported and the rest still run (`keep_going`); the
-    caller decides what the failures mean. With one, its error propagates.
+    `device` and `data_dir` default to `auto` and the default data folder; a resume takes the
+    run's own unless they are given. With several specs a failed one is reported and the rest
+    still run (`keep_going`); the caller decides what the failures mean. With one, its error
+    propagates.
     """
     reporter = reporter or Reporter()
-    options = dict(store=store, device=device, data_dir=data_dir, download=download)
     if request.resume is not None:
         check_resume(request)
-        run_id = resume(request.resume, reporter=reporter, **options)
+        stored_device, stored_data = stored_place(store.run(request.resume))
+        run_id = resume(
+            request.resume,
+            store=store,
+            device=resolve_device(device or stored_device or "auto"),
+            data_dir=data_dir or stored_data or default_data_dir(),
+            download=download,
+            reporter=reporter,
+        )
         reporter.run_ended(store.run(run_id))
         return Outcome([], [run_id], [])
+    options = dict(
+        store=store,
+        device=resolve_device(device or "auto"),
+        data_dir=data_dir or default_data_dir(),
+        download=download,
+    )
     specs = plan(request)
     run_ids, failed = [], []
     for index, spec in enumerate(specs, 1):

@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from biobench.errors import BiobenchError, StoreError
 from biobench.files import atomic_write
+from biobench.paths import env_seconds
 from biobench.retry import retry
-from biobench.store import Store
+from biobench.store import RunStatus, Store
+from biobench.store.models import METRIC_COLUMNS
 
 SPOOL = "pending.json"  # in the run's checkpoint folder
 WAIT_ENV = "BIOBENCH_DB_WAIT"  # seconds `close` waits for an unreachable database (default 120)
+SPOOL_KEYS = ("run_id", "spec_hash", "epochs", "status", "error")
+# What a spool file may set as the final status: a run that ended (never running, never lost).
+SPOOL_STATUSES = tuple(s.value for s in RunStatus if s.ended and s is not RunStatus.lost)
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 def _encode(value: Any) -> Any:
@@ -34,8 +39,13 @@ def _encode(value: Any) -> Any:
 
 
 class EpochSink:
-    def __init__(self, store: Store, run_id: int, spool: Path, spec_hash: str) -> None:
+    """Delivers a run's epoch rows and final status as the lease holder `owner`."""
+
+    def __init__(
+        self, store: Store, run_id: int, spool: Path, spec_hash: str, owner: str | None = None
+    ) -> None:
         self.store, self.run_id, self.spool, self.spec_hash = store, run_id, spool, spec_hash
+        self.owner = owner
         self.pending: dict[int, dict[str, float]] = {}
         self.warned = False
 
@@ -44,22 +54,26 @@ class EpochSink:
         self._flush()
 
     def _flush(self) -> bool:
+        """Deliver pending rows in order; False while the database is away. A lost lease
+        (LeaseLost) is not a database hiccup: it propagates and training stops."""
         for epoch in sorted(self.pending):
             try:
-                self.store.write_epoch(self.run_id, epoch, self.pending[epoch])
+                self.store.write_epoch(self.run_id, epoch, self.pending[epoch], owner=self.owner)
             except StoreError as error:
                 self._spool(None, None)
                 if not self.warned:
-                    print(
+                    self._say(
                         f"warning: {error}; training goes on, epoch rows are kept in "
-                        f"{self.spool} and retried",
-                        file=sys.stderr,
-                        flush=True,
+                        f"{self.spool} and retried"
                     )
                     self.warned = True
                 return False
             del self.pending[epoch]
         return True
+
+    @staticmethod
+    def _say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
 
     def _spool(self, status: str | None, error: str | None) -> None:
         content = {
@@ -76,12 +90,24 @@ class EpochSink:
         atomic_write(self.spool, json.dumps(content, indent=1))
 
     def close(self, status: str, error: str | None = None) -> None:
-        """Write what is pending and the final status, waiting for the database if need be."""
+        """Write what is pending and the final status, waiting for the database if need be.
+
+        While it waits it says so; a Ctrl-C then stops the wait, and the rows and the status
+        go to the spool file like a wait that ran out."""
+        seconds = env_seconds(WAIT_ENV, 120)
+        waiting = []
 
         def deliver() -> None:
             if not self._flush():
+                if not waiting:
+                    waiting.append(True)
+                    self._say(
+                        f"waiting up to {seconds:g} s for the database {self.store.display_url} "
+                        f"to record the run's end ({status}); Ctrl-C stops waiting and keeps "
+                        f"the rows in {self.spool}"
+                    )
                 raise StoreError("epoch rows are still pending")
-            self.store.set_status(self.run_id, status, error)
+            self.store.set_status(self.run_id, status, error, owner=self.owner)
             self.spool.unlink(missing_ok=True)
 
         try:
@@ -90,11 +116,13 @@ class EpochSink:
                 retry_on=lambda e: isinstance(e, StoreError),
                 delay=1.0,
                 max_delay=15.0,
-                seconds=float(os.environ.get(WAIT_ENV, 120)),
+                seconds=seconds,
             )
             return
         except StoreError:
             pass
+        except KeyboardInterrupt:
+            status, error = "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)"
         self._spool(status, error)
         raise BiobenchError(
             f"the database {self.store.display_url} stayed unreachable: "
@@ -103,25 +131,70 @@ class EpochSink:
         )
 
 
-def import_spool(store: Store, path: Path) -> tuple[int, int, str | None]:
-    """Write a spool file's rows and final status; returns (run id, rows, status)."""
+def _metric(where: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lower() in _NON_FINITE:
+        return _NON_FINITE[value.lower()]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where} is {value!r}, not a number")
+    return float(value)
+
+
+def read_spool(path: Path) -> tuple[int, str, dict[int, dict[str, float | None]], Any, Any]:
+    """A spool file, validated whole before anything is written: (run id, spec hash, epoch
+    rows, final status or None, error or None)."""
     try:
         content = json.loads(path.read_text())
-        run_id, spec_hash = int(content["run_id"]), content["spec_hash"]
-        epochs = {
-            int(e): {k: float(v) if isinstance(v, str) else v for k, v in row.items()}
-            for e, row in content["epochs"].items()
-        }
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise BiobenchError(f"{path} is not a biobench spool file ({error})") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise BiobenchError(f"cannot read {path} as a spool file ({error})") from None
+    try:
+        if not isinstance(content, dict) or set(content) != set(SPOOL_KEYS):
+            raise ValueError(f"its keys must be {', '.join(SPOOL_KEYS)}")
+        run_id, spec_hash = content["run_id"], content["spec_hash"]
+        if isinstance(run_id, bool) or not isinstance(run_id, int) or not 0 < run_id < 2**63:
+            raise ValueError(f"run_id {run_id!r} is not a run id")
+        if not isinstance(spec_hash, str):
+            raise ValueError("spec_hash is not a string")
+        if not isinstance(content["epochs"], dict):
+            raise ValueError("epochs is not a mapping of epoch -> metrics")
+        epochs: dict[int, dict[str, float | None]] = {}
+        for key, row in content["epochs"].items():
+            if not key.isascii() or not key.isdigit() or not 0 < int(key) < 2**31:
+                raise ValueError(f"epoch {key!r} is not an epoch number")
+            if not isinstance(row, dict) or not set(row) <= set(METRIC_COLUMNS):
+                raise ValueError(
+                    f"epoch {key} must map metric names ({', '.join(METRIC_COLUMNS)})"
+                )
+            epochs[int(key)] = {k: _metric(f"epoch {key} {k}", v) for k, v in row.items()}
+        status, error = content["status"], content["error"]
+        if status is not None and status not in SPOOL_STATUSES:
+            raise ValueError(f"status {status!r} is not one of {', '.join(SPOOL_STATUSES)}")
+        if error is not None and not isinstance(error, str):
+            raise ValueError("error is not a string")
+    except ValueError as problem:
+        raise BiobenchError(
+            f"{path} is not a valid spool file: {problem}; nothing imported"
+        ) from None
+    return run_id, spec_hash, epochs, status, error
+
+
+def import_spool(store: Store, path: Path) -> tuple[int, int, str | None]:
+    """Write a spool file's rows and final status, all or nothing; returns (run id, rows,
+    status)."""
+    run_id, spec_hash, epochs, status, error = read_spool(path)
     run = store.run(run_id)
     if run.spec_hash != spec_hash:
         raise BiobenchError(
             f"{path} belongs to another run {run_id} (spec {spec_hash[:12]}, "
             f"the database's is {run.spec_hash[:12]}); is this the right --db?"
         )
-    for epoch in sorted(epochs):
-        store.write_epoch(run_id, epoch, epochs[epoch])
-    if content.get("status"):
-        store.set_status(run_id, content["status"], content.get("error"))
-    return run_id, len(epochs), content.get("status")
+    # A spool file with a final status is its writer's last word; without one, the writer may
+    # still be delivering rows itself.
+    if run.status is RunStatus.running and status is None:
+        raise BiobenchError(
+            f"run {run_id} is still running (its process is alive); import {path} once it "
+            "has stopped"
+        )
+    store.import_rows(run_id, epochs, RunStatus(status) if status else None, error)
+    return run_id, len(epochs), status
