@@ -212,3 +212,15 @@ def test_ctrl_c_while_waiting_for_the_database_keeps_rows_and_status(
     saved = json.loads(spool.read_text())
     assert saved["status"] == "interrupted" and list(saved["epochs"]) == ["1"]
     assert "waiting up to 120 s for the database" in capsys.readouterr().err
+
+
+def test_a_checkpoint_without_its_keys_is_one_line(sqlite_url: str) -> None:
+    run_id = train(sqlite_url, epochs=1)
+    store = Store(sqlite_url)
+    target = Path(store.run(run_id).checkpoint) / "last.pt"
+    torch.save({"format": 1, "epoch": 1}, target)
+    store.set_status(run_id, "interrupted")
+    result = runner.invoke(app, ["run", "--resume", str(run_id), "--db", sqlite_url])
+    assert result.exit_code == 2
+    assert "lacks spec_hash, learner, rng, generator; it cannot be resumed from" in result.stderr
+    assert store.run(run_id).status == "interrupted"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -206,3 +209,50 @@ def test_many_processes_streaming_epochs_lose_no_row(
     assert len({run_id for ids in results for run_id in ids}) == writers * RUNS_PER_WRITER
     assert len(store.epochs()) == writers * RUNS_PER_WRITER * EPOCHS_PER_RUN
     assert all(run.status == "finished" for run in store.runs())
+
+
+@pytest.fixture
+def read_only_copy(tmp_path: Path) -> Iterator[str]:
+    """A results database on a read-only mount (a tmpfs remounted ro), as on a shared volume."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "tmpfs", str(mount)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        url = f"sqlite:///{mount / 'results.db'}"
+        store = Store(url)
+        run_id = new_run(store)
+        store.write_epoch(run_id, 1, metrics(4.0))
+        store.set_status(run_id, "finished")
+        store.dispose()
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        yield url
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)  # open handles: detach
+
+
+def test_a_database_on_a_read_only_mount_can_be_read_not_written(read_only_copy: str) -> None:
+    from typer.testing import CliRunner
+
+    from biobench.cli import app
+
+    runner = CliRunner()
+    for command in (["runs"], ["show", "1"], ["export", "--format", "json"]):
+        result = runner.invoke(app, [*command, "--db", read_only_copy])
+        assert result.exit_code == 0, result.output
+    assert (
+        '"train_top1": 4.0'
+        in runner.invoke(app, ["export", "--db", read_only_copy, "--format", "json"]).stdout
+    )
+    refused = runner.invoke(
+        app, ["run", "--data", "synthetic", "--epochs", "1", "--db", read_only_copy]
+    )
+    assert refused.exit_code == 2
+    assert "is read-only (read-only mount): biobench can read it but not write" in refused.stderr
+
+
+def test_a_folder_given_as_the_database_says_so(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="is a folder, not a database file"):
+        Store(f"sqlite:///{tmp_path}")

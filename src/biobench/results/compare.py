@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from biobench.registry import ALGORITHMS, ARCHITECTURES, load_all
+from biobench.results.render import print_natural
 from biobench.spec import Preset, Presets, load_presets, seedless_hash
 from biobench.store.records import RunRecord, RunStatus
 
@@ -279,14 +280,8 @@ def rich_tables(frame: pd.DataFrame) -> list[Table]:
 def print_tables(console: Console, frame: pd.DataFrame) -> None:
     """The comparison tables, each at its natural width: a cell is never wrapped or cut, so a
     narrow terminal wraps whole lines and a pipe gets one line per row."""
-    width = console.width
-    try:
-        for table in rich_tables(frame):
-            unbounded = console.options.update(max_width=100_000)
-            console.width = max(width, console.measure(table, options=unbounded).maximum)
-            console.print(table, highlight=False)
-    finally:
-        console.width = width
+    for table in rich_tables(frame):
+        print_natural(console, table)
 
 
 def render_markdown(frame: pd.DataFrame) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 from rich import box
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -90,33 +90,47 @@ def format_error(value: float | None) -> str:
     return f"{value:.2f}" if math.isfinite(value) else str(value)
 
 
+def print_natural(console: Console, renderable: Any) -> None:
+    """Print at the renderable's natural width when it is wider than the console: nothing is
+    cut or folded, a narrow terminal wraps whole lines, a pipe gets one line per row."""
+    width = console.width
+    unbounded = console.options.update(max_width=100_000)
+    try:
+        console.width = max(width, console.measure(renderable, options=unbounded).maximum)
+        console.print(renderable, highlight=False)
+    finally:
+        console.width = width
+
+
 def runs_table(runs: list[RunRecord], now: datetime | None = None) -> Table:
+    """One line per run. The columns users copy (id, names, preset) are never cut or wrapped;
+    in a narrow terminal the preset column folds instead."""
     table = _table("runs (best top-1: lowest test error, %)")
-    for name, justify in (
-        ("id", "right"),
-        ("algo", "left"),
-        ("arch", "left"),
-        ("data", "left"),
-        ("status", "left"),
-        ("epochs", "right"),
-        ("best top-1", "right"),
-        ("time", "right"),
-        ("started", "left"),
-    ):
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for run in runs:
-        started = run.started_at
-        table.add_row(
+    rows = [
+        (
             str(run.id),
             run.algorithm,
             run.architecture,
             run.dataset,
+            str(run.seed),
             Text(run.status.value, style=STATUS_STYLE[run.status]),
             f"{run.epochs_done}/{run.epochs}",
             format_error(run.best_test_top1),
             format_duration(duration(run, now)),
-            started.strftime("%m-%d %H:%M") if started else "-",
+            run.started_at.strftime("%m-%d %H:%M") if run.started_at else "-",
+            Text(run.preset or "-"),
         )
+        for run in runs
+    ]
+    header = ("id", "algo", "arch", "data", "seed", "status", "epochs", "best top-1", "time")
+    for i, name in enumerate(header):
+        width = max(len(name), *(len(str(row[i])) for row in rows)) if rows else len(name)
+        right = name in ("id", "seed", "epochs", "best top-1", "time")
+        table.add_column(name, justify="right" if right else "left", no_wrap=True, min_width=width)
+    table.add_column("started", no_wrap=True)
+    table.add_column("preset", overflow="fold", min_width=8)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sqlite3
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 from alembic import command
 from alembic.config import Config
@@ -194,6 +195,7 @@ class Store:
         self.url = parse_url(url or default_db_url())
         self.display_url = mask_url(self.url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.read_only: str | None = None  # why writes are impossible, for a read-only file
         if self.is_sqlite:
             self._prepare_sqlite_path()
         try:
@@ -221,28 +223,50 @@ class Store:
         path = Path(database).expanduser()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            is_dir, exists = path.is_dir(), path.exists()
         except OSError as error:
             raise StoreError(
-                f"cannot create the database folder {path.parent}: {error.strerror}; "
+                f"cannot use the database file {mask_url(str(path))}: {error.strerror}; "
                 "pass --db or set BIOBENCH_DB to a writable location"
             ) from None
+        if is_dir:
+            raise StoreError(
+                f"{path} is a folder, not a database file; pass e.g. "
+                f"--db sqlite:///{path / 'results.db'}"
+            )
+        # A file on a read-only mount (or without write permission) can still be read.
+        writable_dir = os.access(path.parent, os.W_OK)
+        if exists and not (os.access(path, os.W_OK) and writable_dir):
+            self.read_only = "read-only mount" if not writable_dir else "no write permission"
+            # immutable: nothing can write it, so SQLite needs no lock or WAL index files.
+            self._ro_uri = (
+                f"file:{quote(str(path))}?{'immutable=1' if not writable_dir else 'mode=ro'}"
+            )
         self.url = self.url.set(database=str(path))
 
     def _make_engine(self, *, immediate: bool) -> Engine:
         if not self.is_sqlite:
             args = {"connect_timeout": 10} if self.url.get_backend_name() == "postgresql" else {}
             return create_engine(self.url, pool_pre_ping=True, connect_args=args)
-        engine = create_engine(self.url, connect_args={"timeout": _SQLITE_BUSY_MS / 1000})
+        if self.read_only:
+            uri = self._ro_uri
+            engine = create_engine(
+                "sqlite://",
+                creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+            )
+        else:
+            engine = create_engine(self.url, connect_args={"timeout": _SQLITE_BUSY_MS / 1000})
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            if not self.read_only:  # both are writes to the file
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -261,6 +285,11 @@ class Store:
 
     def _run(self, work: Any, *, write: bool = True) -> Any:
         """Run `work(connection)` in one transaction, retrying transient lock errors."""
+        if write and self.read_only:
+            raise StoreError(
+                f"database {self.display_url} is read-only ({self.read_only}): biobench can "
+                "read it but not write to it; copy it somewhere writable or pass another --db"
+            )
 
         def once() -> Any:
             with self._transaction(write=write) as connection:
@@ -342,7 +371,15 @@ class Store:
                 return head
             return current
 
-        current = self._run(work, write=True)
+        if self.read_only:  # nothing can be created: read the revision and compare
+            current = self.current_revision()
+            if current is None:
+                raise StoreError(
+                    f"database {self.display_url} is read-only ({self.read_only}) and holds "
+                    "no biobench results; pass another --db"
+                )
+        else:
+            current = self._run(work, write=True)
         if current == head:
             return
         if current == "foreign":

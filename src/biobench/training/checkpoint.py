@@ -25,6 +25,7 @@ from biobench.store.records import RunRecord
 
 FORMAT = 1
 FILE = "last.pt"
+KEYS = ("epoch", "spec_hash", "learner", "rng", "generator")  # run_id: from biobench 0.2 on
 
 
 def _rng_state() -> dict[str, Any]:
@@ -96,6 +97,11 @@ def load(folder: Path, device: torch.device) -> dict[str, Any] | None:
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise BiobenchError(f"{target} is not a biobench checkpoint of format {FORMAT}")
+    missing = [key for key in KEYS if key not in payload]
+    if missing:
+        raise BiobenchError(
+            f"checkpoint {target} lacks {', '.join(missing)}; it cannot be resumed from"
+        )
     return payload
 
 
