@@ -27,7 +27,7 @@ def write_batch(path: Path, images: np.ndarray, labels: list[int], name: str) ->
     batch = {
         b"batch_label": name.encode(),
         b"labels": labels,
-        b"data": images.reshape(len(images), -1),
+        b"data": images.reshape(len(images), 3 * 32 * 32),
         b"filenames": [f"image_{i}.png".encode() for i in range(len(images))],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +106,34 @@ def test_one_missing_batch_is_named(tmp_path: Path) -> None:
     batch_path(root, "data_batch_4").unlink()
     with pytest.raises(DataError, match="expected .*data_batch_4;"):
         load_dataset("cifar10", DataOptions(root))
+
+
+def test_a_folder_where_a_batch_belongs_is_named(tmp_path: Path) -> None:
+    root = make_cifar(tmp_path)
+    batch_path(root, "test_batch").unlink()
+    batch_path(root, "test_batch").mkdir()
+    with pytest.raises(DataError, match="test_batch is a folder, not a file; delete it"):
+        load_dataset("cifar10", DataOptions(root))
+
+
+@pytest.mark.parametrize(
+    ("train_sizes", "n_test", "message"),
+    [
+        ((3, 1, 4, 1, 5), 0, "file .*test_batch holds no images; delete it"),
+        ((0, 0, 0, 0, 0), 6, "files data_batch_1 to data_batch_5 in .* hold no images"),
+    ],
+)
+def test_an_empty_split_is_refused_before_training(
+    tmp_path: Path, train_sizes: tuple[int, ...], n_test: int, message: str
+) -> None:
+    root = make_cifar(tmp_path, train_sizes, n_test)
+    with pytest.raises(DataError, match=message):
+        load_dataset("cifar10", DataOptions(root))
+
+
+def test_an_empty_batch_among_others_loads(tmp_path: Path) -> None:
+    data = load_dataset("cifar10", DataOptions(make_cifar(tmp_path, (3, 0, 4, 1, 5))))
+    assert (len(data.train), len(data.test)) == (13, 6)
 
 
 def test_download_goes_through_torchvision_for_both_splits(

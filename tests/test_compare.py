@@ -211,3 +211,66 @@ def test_imagenet_cells_show_top1_and_top5(sqlite_url: str) -> None:
     assert "lc test top-1/5" in text
     assert "| BP | 80.00 | 72.00 / 18.00 | 71.43 / 49.07 | +0.57 | +0.00 |" in text
     assert "| FA | 95.00 | 93.00 / 23.25 | 93.08 / 82.54 | -0.08 | +21.00 |" in text
+
+
+@pytest.mark.parametrize(
+    ("data", "how"),
+    [
+        ("mnist", "--suite paper-mnist"),
+        ("digits", "--suite smoke"),
+        ("synthetic", "--data synthetic"),
+    ],
+)
+def test_compare_and_plot_say_the_same_when_no_run_matches(
+    sqlite_url: str, tmp_path: Path, data: str, how: str
+) -> None:
+    line = f"no finished {data} runs to compare: run some with `biobench run {how}`"
+    compared = runner.invoke(app, ["compare", "--data", data, "--db", sqlite_url])
+    assert compared.exit_code == 0 and compared.stdout.strip() == line
+    out = tmp_path / "bars.png"
+    plotted = runner.invoke(
+        app, ["plot", "--compare", data, "--out", str(out), "--db", sqlite_url]
+    )
+    assert plotted.exit_code == 0 and plotted.stdout.strip() == f"{line}; no figure written"
+    assert not out.exists()
+
+
+def test_plot_compare_all_with_no_runs_suggests_the_smoke_suite(sqlite_url: str) -> None:
+    result = runner.invoke(app, ["plot", "--compare", "all", "--db", sqlite_url])
+    assert result.exit_code == 0 and "`biobench run --suite smoke`; no figure written" in (
+        result.stdout
+    )
+
+
+@pytest.mark.parametrize("name", ["curves.PDF", "curves.svg", "curves.png"])
+def test_plot_writes_the_format_its_suffix_names(store: Store, tmp_path: Path, name: str) -> None:
+    url = store.url.render_as_string(hide_password=False)
+    out = tmp_path / name
+    assert runner.invoke(app, ["plot", "1", "--out", str(out), "--db", url]).exit_code == 0
+    magic = {"pdf": b"%PDF", "svg": b"<?xml", "png": b"\x89PNG"}[out.suffix[1:].lower()]
+    assert out.read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("name", ["curves", "curves.jpg", "curves.png.tmp"])
+def test_plot_refuses_an_out_of_no_figure_format_before_reading_runs(
+    tmp_path: Path, name: str
+) -> None:
+    out = tmp_path / name
+    db = tmp_path / "never.db"
+    result = runner.invoke(app, ["plot", "1", "--out", str(out), "--db", f"sqlite:///{db}"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: cannot write {out}: a figure's file name must end in .png, .pdf or .svg; "
+        "choose another --out\n"
+    )
+    assert not out.exists() and not db.exists()
+
+
+def test_what_plot_wrote_is_shown_with_control_characters_escaped(
+    store: Store, tmp_path: Path
+) -> None:
+    url = store.url.render_as_string(hide_password=False)
+    out = tmp_path / "\x1b[2Jcurves.png"
+    result = runner.invoke(app, ["plot", "1", "--out", str(out), "--db", url])
+    assert result.exit_code == 0 and out.exists()
+    assert result.stdout == f"wrote {tmp_path}/\\x1b[2Jcurves.png\n"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from biobench.data import DataOptions, load_dataset
+from biobench.data import DataOptions, Dataset, TensorSplit, load_dataset
 from biobench.errors import DataError, SpecError
 from conftest import make_mnist, write_idx
 
@@ -61,6 +62,81 @@ def test_images_and_labels_that_do_not_belong_together_are_refused(tmp_path: Pat
     write_idx(root / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.zeros(19), 2049)
     with pytest.raises(DataError, match="20 images but 19 labels"):
         load_dataset("mnist", DataOptions(root))
+
+
+def _gzipped(root: Path, name: str = "train-images-idx3-ubyte") -> Path:
+    """Replace one MNIST file by its .gz, as torchvision leaves it; returns the .gz."""
+    path = root / "MNIST" / "raw" / name
+    gz = path.with_name(name + ".gz")
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    return gz
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: b"garbage, not gzip", "unreadable .Not a gzipped file"),
+        (lambda b: b[:10] + b"\xff" * 64, "unreadable .Error -3 while decompressing"),
+        (lambda b: b[: len(b) // 2], "unreadable .Compressed file ended"),
+        (lambda b: gzip.compress(gzip.decompress(b)[:-5]), "corrupt: its header promises"),
+    ],
+)
+def test_a_damaged_gz_is_named_as_the_file_read(tmp_path: Path, damage, message: str) -> None:
+    gz = _gzipped(make_mnist(tmp_path, n_train=20, n_test=10))
+    gz.write_bytes(damage(gz.read_bytes()))
+    with pytest.raises(DataError, match=message) as caught:
+        load_dataset("mnist", DataOptions(tmp_path))
+    assert f"MNIST file {gz} is" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["t10k-labels-idx1-ubyte", "train-images-idx3-ubyte.gz"])
+def test_a_folder_where_an_mnist_file_belongs_is_named(tmp_path: Path, name: str) -> None:
+    root = make_mnist(tmp_path, n_train=20, n_test=10)
+    target = root / "MNIST" / "raw" / name
+    (target.parent / name.removesuffix(".gz")).unlink()
+    target.mkdir()
+    with pytest.raises(DataError, match=f"MNIST file {target} is a folder, not a file"):
+        load_dataset("mnist", DataOptions(root))
+
+
+@pytest.mark.parametrize(
+    ("split", "shape", "message"),
+    [
+        ("t10k", (0, 28, 28), "t10k-images-idx3-ubyte holds no images"),
+        ("train", (0, 28, 28), "train-images-idx3-ubyte holds no images"),
+        ("train", (20, 0, 28), "train-images-idx3-ubyte holds images of 0x28 pixels"),
+        ("t10k", (10, 14, 14), "t10k-images-idx3-ubyte are 14x14 but the training images"),
+        ("t10k", (10, 28, 14), "are 28x14 but the training images in .*train-images.* are 28x28"),
+    ],
+)
+def test_an_empty_split_or_test_images_of_another_size_are_refused(
+    tmp_path: Path, split: str, shape: tuple[int, ...], message: str
+) -> None:
+    raw = make_mnist(tmp_path, n_train=20, n_test=10) / "MNIST" / "raw"
+    write_idx(raw / f"{split}-images-idx3-ubyte", np.zeros(shape), 2051)
+    write_idx(raw / f"{split}-labels-idx1-ubyte", np.zeros(shape[0]), 2049)
+    with pytest.raises(DataError, match=message):
+        load_dataset("mnist", DataOptions(tmp_path))
+
+
+def test_a_header_promising_more_than_64_bits_of_bytes_is_corrupt(tmp_path: Path) -> None:
+    raw = make_mnist(tmp_path, n_train=20, n_test=10) / "MNIST" / "raw"
+    target = raw / "train-images-idx3-ubyte"
+    target.write_bytes(struct.pack(">4I", 2051, 2**32 - 1, 2**32 - 1, 2**32 - 1) + b"\0" * 64)
+    promised = 16 + (2**32 - 1) ** 3  # np.prod would wrap around to some other number
+    with pytest.raises(DataError, match=f"its header promises {promised} bytes, it has 80"):
+        load_dataset("mnist", DataOptions(tmp_path))
+
+
+def test_a_plugin_dataset_with_an_empty_or_mismatched_split_is_refused() -> None:
+    def split(n: int, side: int = 8) -> TensorSplit:
+        return TensorSplit(torch.zeros(n, 1, side, side), torch.zeros(n))
+
+    with pytest.raises(DataError, match=r"dataset blobs \(plugin\) has no test images"):
+        Dataset("blobs", split(4), split(0), num_classes=2, source="plugin")
+    with pytest.raises(DataError, match=r"test images of shape \(1, 4, 4\) but training images"):
+        Dataset("blobs", split(4), split(2, side=4), num_classes=2, source="plugin")
 
 
 def test_digits_is_the_real_offline_dataset_with_a_fixed_stratified_split() -> None:

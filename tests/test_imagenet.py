@@ -251,6 +251,15 @@ def test_a_malformed_folder_tree_is_named_with_the_fix(
     assert str(named) in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_file_where_a_split_folder_belongs_is_named(tmp_path: Path) -> None:
+    root = make_imagenet(tmp_path)
+    val = root / "imagenet" / "val"
+    val.rename(root / "elsewhere")
+    val.write_text("not a folder")
+    with pytest.raises(DataError, match=f"ImageNet folder {val} is a file, not a folder"):
+        load_dataset("imagenet", options(root))
+
+
 def test_imagenet_declares_its_settings_and_defaults_to_some_workers(tmp_path: Path) -> None:
     assert DATASETS.entry("imagenet").settings["workers"].parse("workers", "4") == 4
     with pytest.raises(SpecError, match="out of range"):
@@ -371,6 +380,31 @@ def test_a_damaged_npz_batch_is_named(tmp_path: Path, damage: Any, message: str)
     with pytest.raises(DataError, match=message) as caught:
         load_dataset("imagenet32", DataOptions(root))
     assert str(target) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["train_data_batch_2.npz", "val_data.npz"])
+def test_a_folder_where_an_npz_belongs_is_named(tmp_path: Path, name: str) -> None:
+    root = make_downsampled(tmp_path)
+    target = root / "imagenet32" / name
+    target.unlink()
+    target.mkdir()
+    with pytest.raises(DataError, match=f"file {target} is a folder, not a file"):
+        load_dataset("imagenet32", DataOptions(root))
+
+
+@pytest.mark.parametrize(
+    ("batches", "n_val", "message"),
+    [
+        ({1: 3}, 0, "file .*val_data.npz holds no images"),
+        ({1: 0, 2: 0}, 4, "batches .*train_data_batch_1.npz to train_data_batch_2.npz hold no"),
+    ],
+)
+def test_an_empty_downsampled_split_is_refused(
+    tmp_path: Path, batches: dict[int, int], n_val: int, message: str
+) -> None:
+    root = make_downsampled(tmp_path, batches=batches, n_val=n_val)
+    with pytest.raises(DataError, match=message):
+        load_dataset("imagenet32", DataOptions(root))
 
 
 def test_a_batch_present_twice_is_refused(tmp_path: Path) -> None:

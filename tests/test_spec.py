@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from biobench.errors import SpecError
-from biobench.spec import resolve
+from biobench.spec import HParam, parse_seeds, resolve
+from biobench.spec.params import LARGEST_INT
 
 
 def spec(**kw):
@@ -52,6 +53,9 @@ def test_the_hash_identifies_the_experiment() -> None:
         ({"epochs": 0}, "--epochs must be > 0"),
         ({"batch_size": -5}, "--batch-size must be > 0"),
         ({"seed": -1}, "--seed must be >= 0"),
+        ({"seed": 2**31}, r"--seed must be <= 2147483647 \(the largest the results database"),
+        ({"epochs": 10**20}, "--epochs must be <= 2147483647"),
+        ({"batch_size": 2**31}, "--batch-size must be <= 2147483647"),
     ],
 )
 def test_bad_specs_say_what_is_wrong(kwargs: dict, message: str) -> None:
@@ -72,6 +76,7 @@ PRESET = "presets:\n  p1: {algorithm: bp, architecture: fc, dataset: digits, "
         ("defaults: {seed: 0, epochs: 1}\n", "must set batch_size"),
         ("defaults: [1, 2\n", "not valid YAML"),
         (BASE + "hparams: {bp: {default: {lr: 1}}}\n", "unknown key.*hparams"),
+        ("defaults: {seed: 0, epochs: 1, batch_size: 2147483648}\n", "batch_size must be <="),
         (
             BASE + PRESET + "hparams: {momentum: 1}, reference: {test_top1: 1}, tolerance: 1}\n",
             "presets.p1.hparams: bp has no hyperparameter 'momentum'",
@@ -152,3 +157,56 @@ def test_an_architecture_refuses_rules_outside_its_families_before_data_loads(
         "(target propagation); use one of: fa, dfa, bp"
     )
     assert resolve(algorithm="fa", architecture="residual", dataset="digits").algorithm == "fa"
+
+
+def test_the_largest_database_integer_is_accepted() -> None:
+    resolved = spec(seed=LARGEST_INT, epochs=LARGEST_INT, batch_size=LARGEST_INT)
+    assert (resolved.seed, resolved.epochs, resolved.batch_size) == (LARGEST_INT,) * 3
+
+
+FLOAT = HParam(float, "a rate", low=0, low_open=True)
+COUNT = HParam(int, "a count", low=1)
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("3e-4", 3e-4), ("0.001", 0.001), ("10", 10.0), (".5", 0.5), ("5.", 5.0), ("+1E+3", 1e3)],
+)
+def test_a_float_is_an_ascii_decimal_literal(raw: str, value: float) -> None:
+    assert FLOAT.parse("lr", raw) == value
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["\uff11e-3", "1_0", "\u0661", "0x10", "1e", "e3", "1.2.3", "1 0", "", "[red]1", "½"],
+)
+def test_a_float_in_any_other_spelling_is_refused(raw: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        FLOAT.parse("lr", raw)
+    assert str(caught.value).startswith(f"lr={raw!r} is not a float; lr takes a float in")
+
+
+@pytest.mark.parametrize("raw", ["1_000", "\uff12", "\u00b2", "2.0", "1e3", "0b1", "0x1"])
+def test_an_int_in_any_other_spelling_is_refused(raw: str) -> None:
+    with pytest.raises(SpecError, match="is not a int"):
+        COUNT.parse("n", raw)
+
+
+@pytest.mark.parametrize("raw", [str(2**63), 2**63, str(10**20)])
+def test_an_int_beyond_64_bits_is_refused(raw: str | int) -> None:
+    assert COUNT.parse("n", str(2**63 - 1)) == 2**63 - 1
+    with pytest.raises(SpecError, match="does not fit in 64 bits"):
+        COUNT.parse("n", raw)
+
+
+def test_seeds_are_parsed_and_all_checked_before_any_runs() -> None:
+    assert parse_seeds(" 0, 1 ,2,") == (0, 1, 2)
+    assert parse_seeds(str(LARGEST_INT)) == (LARGEST_INT,)
+    with pytest.raises(SpecError, match=f"--seeds must be <= {LARGEST_INT}"):
+        parse_seeds(f"0,{LARGEST_INT + 1}")
+
+
+@pytest.mark.parametrize("text", ["", ",", "0,-1", "0,+1", "0,\uff11", "0,1_0", "1,01", "0,x"])
+def test_seeds_that_are_not_distinct_ascii_integers_are_refused(text: str) -> None:
+    with pytest.raises(SpecError, match="is not a list of distinct non-negative integers"):
+        parse_seeds(text)

@@ -78,8 +78,29 @@ DbOption = Annotated[
 ]
 
 
+def database_int(value: Any) -> Any:
+    """Option callback for run ids and counts (one, or a list): each from 1 to the largest
+    integer the results database stores, refused as a usage error before any query, which
+    would overflow."""
+    from biobench.spec.params import LARGEST_INT
+
+    for number in value if isinstance(value, list) else [value]:
+        if number is not None and not 1 <= number <= LARGEST_INT:
+            raise typer.BadParameter(f"must be from 1 to {LARGEST_INT}, got {number}")
+    return value
+
+
+def printable(text: str) -> str:
+    """`text` with control and other unprintable characters (ESC, newlines, bidi overrides)
+    written as repr() writes them, e.g. \\x1b: a path or value holding them can neither drive
+    the terminal nor break a message's one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(
+        f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True
+    )
     return typer.Exit(code)
 
 

@@ -14,7 +14,9 @@ from biobench.cli.app import (
     DbOption,
     app,
     console,
+    database_int,
     handle_errors,
+    printable,
 )
 
 
@@ -27,7 +29,9 @@ class ExportFormat(str, Enum):
 @handle_errors
 def list_runs(
     db: DbOption = None,
-    limit: Annotated[int, typer.Option(help="Show the newest N runs.", min=1)] = 50,
+    limit: Annotated[
+        int, typer.Option(help="Show the newest N runs.", callback=database_int)
+    ] = 50,
     status: Annotated[
         str | None,
         typer.Option(
@@ -52,7 +56,7 @@ def list_runs(
 ) -> None:
     """List runs, newest first, with their progress and best test error."""
     from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, load_all
-    from biobench.results.render import runs_table
+    from biobench.results.render import print_natural, runs_table
     from biobench.store import RunStatus, Store
 
     if status is not None and status not in {s.value for s in RunStatus}:
@@ -80,13 +84,19 @@ def list_runs(
             markup=False,
         )
         return
-    console.print(runs_table(runs))
+    table = runs_table(runs)
+    if console.is_terminal:  # fit the terminal: the preset column folds
+        console.print(table)
+    else:  # a pipe or a file: one line per run, nothing cut
+        print_natural(console, table)
 
 
 @app.command()
 @handle_errors
 def show(
-    run_id: Annotated[int, typer.Argument(help="Run id, as `biobench runs` lists it.")],
+    run_id: Annotated[
+        int, typer.Argument(help="Run id, as `biobench runs` lists it.", callback=database_int)
+    ],
     db: DbOption = None,
 ) -> None:
     """Show one run: its resolved spec, environment and per-epoch table."""
@@ -108,7 +118,8 @@ def export(
         Path | None, typer.Option("--out", help="Write here instead of standard output.")
     ] = None,
     run_ids: Annotated[
-        list[int] | None, typer.Option("--run", help="Only this run id (repeatable).")
+        list[int] | None,
+        typer.Option("--run", help="Only this run id (repeatable).", callback=database_int),
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -131,7 +142,10 @@ def export(
         sys.stdout.write(text)
         return
     atomic_write(out, text, fix="choose another --out")
-    console.print(f"wrote {len(runs)} run(s), {len(epochs)} epoch row(s) to {out}", markup=False)
+    console.print(
+        f"wrote {len(runs)} run(s), {len(epochs)} epoch row(s) to {printable(str(out))}",
+        markup=False,
+    )
 
 
 class ListWhat(str, Enum):
@@ -242,6 +256,28 @@ class CompareFormat(str, Enum):
     json = "json"
 
 
+def nothing_to_compare(datasets: set[str] | None) -> str:
+    """What `compare` and `plot --compare` say when no finished run matches (exit 0, like an
+    empty `runs`): the command that makes some, a suite of presets on that dataset alone when
+    benchmarks.yaml has one."""
+    if not datasets:
+        return "no finished runs to compare: run some with `biobench run --suite smoke`"
+    from biobench.spec import load_presets
+
+    (dataset,) = datasets
+    config = load_presets()
+    suite = next(
+        (
+            name
+            for name, members in config.suites.items()
+            if members and all(config.presets[m].dataset == dataset for m in members)
+        ),
+        None,
+    )
+    how = f"--suite {suite}" if suite else f"--data {dataset}"
+    return f"no finished {dataset} runs to compare: run some with `biobench run {how}`"
+
+
 def print_comparison(
     store: Any,
     datasets: set[str] | None = None,
@@ -253,9 +289,7 @@ def print_comparison(
 
     frame = load_comparison(store, datasets, arch, final, run_ids=run_ids)
     if frame.empty:
-        console.print(
-            "no finished runs to compare: run some with `biobench run --suite smoke`", markup=False
-        )
+        console.print(nothing_to_compare(datasets), markup=False)
         return
     print_tables(console, frame)
     console.print(
@@ -366,7 +400,9 @@ def check(
 def plot(
     run_ids: Annotated[
         list[int] | None,
-        typer.Argument(help="Runs whose learning curves to draw.", show_default=False),
+        typer.Argument(
+            help="Runs whose learning curves to draw.", show_default=False, callback=database_int
+        ),
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", help="The image file to write (.png, .pdf, .svg).")
@@ -383,21 +419,24 @@ def plot(
     db: DbOption = None,
 ) -> None:
     """Learning curves of runs, or a bar chart of a comparison table."""
+    from biobench.registry import DATASETS, load_all
     from biobench.results.compare import load_comparison
-    from biobench.results.plot import comparison_bars, learning_curves
+    from biobench.results.plot import comparison_bars, figure_format, learning_curves
     from biobench.store import Store
 
-    store = Store(db)
+    figure_format(out)  # refused before the database is opened and the figure drawn
     if compare_data:
-        frame = load_comparison(store, None if compare_data == "all" else {compare_data})
-        if frame.empty:
-            raise BiobenchError(f"no finished runs to compare for {compare_data!r}")
+        load_all()
+        datasets = None if compare_data == "all" else {DATASETS.canonical(compare_data)}
+        frame = load_comparison(Store(db), datasets)
+        if frame.empty:  # as `compare` does: nothing to draw is an answer, not an error
+            console.print(f"{nothing_to_compare(datasets)}; no figure written", markup=False)
+            return
         comparison_bars(frame, out)
+    elif not run_ids:
+        raise BiobenchError("name the runs to plot (e.g. `biobench plot 3 4`) or pass --compare")
     else:
-        if not run_ids:
-            raise BiobenchError(
-                "name the runs to plot (e.g. `biobench plot 3 4`) or pass --compare"
-            )
+        store = Store(db)
         runs = [store.run(run_id) for run_id in run_ids]
         learning_curves(runs, store.epochs(run_ids), out)
-    console.print(f"wrote {out}", markup=False)
+    console.print(f"wrote {printable(str(out))}", markup=False)

@@ -131,6 +131,22 @@ class Dataset:
     # a fixed subset: decoding 1.28 M JPEGs every epoch just to report it would double the cost.
     train_eval: Split | None = None
 
+    def __post_init__(self) -> None:
+        # Checked as a loader returns, before the run's row is written: an empty split or test
+        # images of another shape would only fail mid-run. The built-in loaders check first and
+        # name the file; this catches a plugin's loader too.
+        for what, split in (("training", self.train), ("test", self.test)):
+            if not len(split):
+                raise DataError(
+                    f"dataset {self.name} ({self.source}) has no {what} images; check its files"
+                )
+        if self.test.sample_shape != self.train.sample_shape:
+            raise DataError(
+                f"dataset {self.name} ({self.source}) has test images of shape "
+                f"{self.test.sample_shape} but training images of shape "
+                f"{self.train.sample_shape}; check its files"
+            )
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return self.train.sample_shape  # type: ignore[return-value]

@@ -85,6 +85,8 @@ def _entry(batch: dict[Any, Any], key: str) -> Any:
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 3, 32, 32) uint8 and labels (N,) int64 of one pickled batch file, validated."""
+    if path.is_dir():
+        raise DataError(f"CIFAR-10 file {path} is a folder, not a file; {_FIX}")
     try:
         with path.open("rb") as f:
             batch = _BatchUnpickler(f, encoding="bytes").load()
@@ -109,7 +111,8 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"uint8 (N, {3 * SIDE * SIDE}); {_FIX}"
         )
     labels = np.asarray(labels)
-    if labels.ndim != 1 or len(labels) != len(data) or not np.issubdtype(labels.dtype, np.integer):
+    integers = np.issubdtype(labels.dtype, np.integer) or not labels.size  # [] reads as float
+    if labels.ndim != 1 or len(labels) != len(data) or not integers:
         raise DataError(
             f"CIFAR-10 file {path} has {len(data)} images but labels of shape {labels.shape} "
             f"({labels.dtype}); {_FIX}"
@@ -129,7 +132,15 @@ def _missing(root: Path) -> list[Path]:
 
 
 def _split(root: Path, split: str, augment: bool) -> TensorSplit:
-    parts = [read_batch(batches_dir(root) / name) for name in FILES[split]]
+    paths = [batches_dir(root) / name for name in FILES[split]]
+    parts = [read_batch(path) for path in paths]
+    if not sum(len(labels) for _, labels in parts):  # would only fail once the run is under way
+        if len(paths) == 1:
+            raise DataError(f"CIFAR-10 file {paths[0]} holds no images; {_FIX}")
+        raise DataError(
+            f"CIFAR-10 files {paths[0].name} to {paths[-1].name} in {batches_dir(root)} hold no "
+            "images; delete them and rerun with --download, or restore the original files"
+        )
     x = torch.from_numpy(np.concatenate([images for images, _ in parts]))
     y = torch.from_numpy(np.concatenate([labels for _, labels in parts]))
     scale, shift = normalisation(MEAN, STD)

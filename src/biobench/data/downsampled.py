@@ -86,6 +86,8 @@ def _damaged(path: Path, error: Exception) -> DataError:
 def _count(path: Path, side: int) -> int:
     """The number of images in one npz, from its "data" header alone, checking the row size."""
     columns = 3 * side * side
+    if path.is_dir():
+        raise DataError(f"downsampled ImageNet file {path} is a folder, not a file; {_FIX}")
     try:
         with zipfile.ZipFile(path) as archive, archive.open("data.npy") as stored:
             read_header = _HEADER_READERS[np.lib.format.read_magic(stored)]
@@ -108,7 +110,8 @@ def _read(path: Path, rows: int) -> tuple[np.ndarray, np.ndarray]:
             data, labels = batch["data"], batch["labels"]
     except _DAMAGE as error:
         raise _damaged(path, error) from None
-    if labels.shape != (rows,) or not np.issubdtype(labels.dtype, np.integer):
+    integers = np.issubdtype(labels.dtype, np.integer) or not labels.size  # [] reads as float
+    if labels.shape != (rows,) or not integers:
         raise DataError(
             f"downsampled ImageNet file {path} has {rows} images but labels of shape "
             f"{labels.shape} ({labels.dtype}); {_FIX}"
@@ -123,6 +126,13 @@ def _read(path: Path, rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _split(paths: list[Path], side: int, augment: bool) -> TensorSplit:
     counts = [_count(path, side) for path in paths]
+    if not sum(counts):  # would only fail once the run is under way
+        if len(paths) == 1:
+            raise DataError(f"downsampled ImageNet file {paths[0]} holds no images; {_FIX}")
+        raise DataError(
+            f"downsampled ImageNet training batches {paths[0]} to {paths[-1].name} hold no "
+            "images; download them again from image-net.org"
+        )
     x = torch.empty((sum(counts), 3, side, side), dtype=torch.uint8)
     y = torch.empty(sum(counts), dtype=torch.int64)
     start = 0

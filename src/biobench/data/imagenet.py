@@ -272,6 +272,11 @@ def load_imagenet(options: DataOptions) -> Dataset:
     folder = imagenet_dir(options.root)
     train_dir, val_dir = folder / "train", folder / "val"
     for split_dir in (train_dir, val_dir):
+        if split_dir.exists() and not split_dir.is_dir():
+            raise DataError(
+                f"ImageNet folder {split_dir} is a file, not a folder; replace it with the "
+                f"{split_dir.name}/<wnid>/ folders"
+            )
         if not split_dir.is_dir():
             how = (
                 "downloading ImageNet is not possible: it must be obtained from "

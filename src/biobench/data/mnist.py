@@ -8,7 +8,9 @@ real files with torchvision, which also verifies their checksums.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,45 +25,48 @@ FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+_FIX = "delete it and rerun with --download, or restore the original file"
 
 
 def raw_dir(root: Path) -> Path:
     return root / "MNIST" / "raw"
 
 
-def _read(path: Path) -> bytes:
-    """The bytes of `path`, or of `path.gz` when only the compressed file is there."""
-    if path.exists():
-        return path.read_bytes()
-    gz = path.with_name(path.name + ".gz")
+def _read(path: Path) -> tuple[Path, bytes]:
+    """The file read (`path`, or `path.gz` when only the compressed file is there) and its
+    bytes: errors name the file actually read, not the one it stands in for."""
+    compressed = not path.exists()
+    source = path.with_name(path.name + ".gz") if compressed else path
+    if source.is_dir():
+        raise DataError(f"MNIST file {source} is a folder, not a file; {_FIX}")
     try:
-        return gzip.decompress(gz.read_bytes())
-    except (OSError, EOFError) as error:
-        raise DataError(
-            f"MNIST file {gz} is unreadable ({error}); delete it and rerun with --download"
-        ) from None
+        data = source.read_bytes()
+        return source, gzip.decompress(data) if compressed else data
+    except (OSError, EOFError, zlib.error) as error:  # zlib.error: a damaged deflate stream
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise DataError(f"MNIST file {source} is unreadable ({reason}); {_FIX}") from None
 
 
-def read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
-    """Parse one IDX file of unsigned bytes, checking its header against its length."""
-    data = _read(path)
+def read_idx(path: Path, magic: int, ndim: int) -> tuple[Path, np.ndarray]:
+    """Parse one IDX file of unsigned bytes, checking its header against its length; returns
+    the file read (see `_read`) with the array."""
+    source, data = _read(path)
     header = 4 + 4 * ndim
-    fix = "delete it and rerun with --download, or restore the original file"
     if len(data) < header:
-        raise DataError(f"MNIST file {path} is truncated ({len(data)} bytes); {fix}")
+        raise DataError(f"MNIST file {source} is truncated ({len(data)} bytes); {_FIX}")
     found_magic, *dims = struct.unpack(f">{1 + ndim}I", data[:header])
     if found_magic != magic:
         raise DataError(
-            f"MNIST file {path} is not the expected IDX file "
-            f"(magic {found_magic}, expected {magic}); {fix}"
+            f"MNIST file {source} is not the expected IDX file "
+            f"(magic {found_magic}, expected {magic}); {_FIX}"
         )
-    expected = header + int(np.prod(dims))
+    expected = header + math.prod(dims)  # exact: np.prod would wrap around for huge headers
     if len(data) != expected:
         raise DataError(
-            f"MNIST file {path} is corrupt: its header promises {expected} bytes, "
-            f"it has {len(data)}; {fix}"
+            f"MNIST file {source} is corrupt: its header promises {expected} bytes, "
+            f"it has {len(data)}; {_FIX}"
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    return source, np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def _missing(root: Path) -> list[Path]:
@@ -74,21 +79,29 @@ def _missing(root: Path) -> list[Path]:
     ]
 
 
-def _split(root: Path, split: str) -> TensorSplit:
+def _split(root: Path, split: str) -> tuple[Path, TensorSplit]:
+    """One split's images file (as read) and its images and labels, checked to match."""
     images_name, labels_name = FILES[split]
-    images = read_idx(raw_dir(root) / images_name, _IMAGES_MAGIC, 3)
-    labels = read_idx(raw_dir(root) / labels_name, _LABELS_MAGIC, 1)
+    images_file, images = read_idx(raw_dir(root) / images_name, _IMAGES_MAGIC, 3)
+    labels_file, labels = read_idx(raw_dir(root) / labels_name, _LABELS_MAGIC, 1)
     if len(images) != len(labels):
         raise DataError(
             f"MNIST {split} split has {len(images)} images but {len(labels)} labels in "
             f"{raw_dir(root)}; the files do not belong together"
         )
-    if labels.size and labels.max() > 9:
-        raise DataError(
-            f"MNIST labels in {raw_dir(root) / labels_name} go up to {labels.max()}, expected 0-9"
-        )
+    # An empty split or 0-pixel images would only fail once the run is under way.
+    if not images.size:
+        height, width = images.shape[1:]
+        what = f"images of {height}x{width} pixels" if len(images) else "no images"
+        raise DataError(f"MNIST file {images_file} holds {what}; {_FIX}")
+    if labels.max() > 9:
+        raise DataError(f"MNIST labels in {labels_file} go up to {labels.max()}, expected 0-9")
     x = torch.from_numpy(images.copy()).unsqueeze(1)  # (N, 1, H, W) uint8
-    return TensorSplit(x, torch.from_numpy(labels.astype(np.int64)), scale=1 / 255)
+    return images_file, TensorSplit(x, torch.from_numpy(labels.astype(np.int64)), scale=1 / 255)
+
+
+def _size(split: TensorSplit) -> str:
+    return "x".join(map(str, split.sample_shape[1:]))
 
 
 @DATASETS.register("mnist", label="MNIST", input_shape=(1, 28, 28), num_classes=10, order=10)
@@ -110,10 +123,18 @@ def load_mnist(options: DataOptions) -> Dataset:
             + (f" and {len(missing) - 1} more file(s)" if len(missing) > 1 else "")
             + "; pass --data-dir DIR with DIR/MNIST/raw holding them, or add --download"
         )
+    train_file, train = _split(options.root, "train")
+    test_file, test = _split(options.root, "test")
+    if test.sample_shape != train.sample_shape:
+        raise DataError(
+            f"MNIST test images in {test_file} are {_size(test)} but the training images in "
+            f"{train_file} are {_size(train)}; the files do not belong together: restore the "
+            "original files or rerun with --download"
+        )
     return Dataset(
         name="mnist",
-        train=_split(options.root, "train"),
-        test=_split(options.root, "test"),
+        train=train,
+        test=test,
         num_classes=10,
         source=str(raw_dir(options.root)),
     )

@@ -12,6 +12,8 @@ from biobench.errors import BiobenchError
 from biobench.files import atomic_write
 from biobench.store.records import RunRecord
 
+FORMATS = ("png", "pdf", "svg")  # what --out may end in
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -22,17 +24,26 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(figure: Any, out: Path) -> None:
-    # Written to a file object, so the format comes from --out's suffix (png without one).
-    kind = out.suffix[1:].lower() or None
-    try:
-        atomic_write(
-            out,
-            lambda handle: figure.savefig(handle, format=kind, dpi=120, bbox_inches="tight"),
-            fix="choose another --out",
+def figure_format(out: Path) -> str:
+    """The format --out's suffix names: png, pdf or svg; any other path is refused. A folder is
+    left to `atomic_write`, which refuses it as a folder, whatever its name ends in."""
+    kind = out.suffix[1:].lower()
+    if kind not in FORMATS and not out.is_dir():
+        raise BiobenchError(
+            f"cannot write {out}: a figure's file name must end in .png, .pdf or .svg; "
+            "choose another --out"
         )
-    except ValueError as error:  # a format matplotlib cannot write
-        raise BiobenchError(f"cannot write {out}: {error}; choose another --out") from None
+    return kind
+
+
+def _save(figure: Any, out: Path) -> None:
+    # Written to a file object (a temporary file, renamed), so the format must be named.
+    kind = figure_format(out)
+    atomic_write(
+        out,
+        lambda handle: figure.savefig(handle, format=kind, dpi=120, bbox_inches="tight"),
+        fix="choose another --out",
+    )
 
 
 def learning_curves(runs: list[RunRecord], epochs: list[dict[str, Any]], out: Path) -> None:

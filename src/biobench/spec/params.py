@@ -7,16 +7,39 @@ among the choices is an error naming what the setting takes.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from biobench.errors import SpecError
 
+# The largest seed, epoch count, batch size or run id: the results database keeps them in
+# INTEGER columns, which are 32-bit on PostgreSQL. Larger values are refused up front, before
+# anything trains, rather than failing when the run's row is written.
+LARGEST_INT = 2**31 - 1
+
+# The only spellings of numbers a setting accepts: ASCII decimal literals. Python's int() and
+# float() also read "1_000" and full-width or other Unicode digits, which the recorded spec's
+# readers (other tools, other languages, people) would not take for the same number.
+DECIMAL = {
+    int: re.compile(r"[+-]?[0-9]+"),
+    float: re.compile(
+        r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)",
+        re.IGNORECASE,
+    ),
+}
+
 
 @dataclass(frozen=True)
 class HParam:
-    """A hyperparameter's type, allowed range and meaning; parses `--set` strings strictly."""
+    """A hyperparameter's type, allowed range and meaning; parses `--set` strings strictly.
+
+    A number is read only from an ASCII decimal literal: `10`, `-3`, `0.001`, `3e-4`, `1E+3`
+    (and `inf`/`nan`, refused as not finite). `1_000`, full-width or other non-ASCII digits,
+    hex and blanks inside are refused as "not a float"/"not a int". An int must fit in 64 bits
+    (torch's integers). A bool is true/yes/1 or false/no/0, in any case.
+    """
 
     kind: type
     help: str
@@ -43,23 +66,29 @@ class HParam:
                 "0": False,
             }.get(raw.strip().lower(), raw)
         elif isinstance(raw, str):
+            pattern = DECIMAL.get(self.kind)
+            if pattern is not None and not pattern.fullmatch(raw):
+                raise self._refuse(name, raw, f"is not a {self.kind.__name__}")
             try:
-                value = self.kind(raw) if self.kind is not float else float(raw)
+                value = self.kind(raw)
             except ValueError:
-                raise SpecError(
-                    f"{name}={raw!r} is not a {self.kind.__name__}; {self.describe(name)}"
-                ) from None
+                raise self._refuse(name, raw, f"is not a {self.kind.__name__}") from None
         elif self.kind is float and isinstance(raw, int) and not isinstance(raw, bool):
             value = float(raw)
         if not isinstance(value, self.kind) or isinstance(value, bool) != (self.kind is bool):
-            raise SpecError(f"{name}={raw!r} is not a {self.kind.__name__}; {self.describe(name)}")
+            raise self._refuse(name, raw, f"is not a {self.kind.__name__}")
+        if isinstance(value, int) and value.bit_length() > 63:
+            raise self._refuse(name, raw, "does not fit in 64 bits")
         if isinstance(value, float) and not math.isfinite(value):
-            raise SpecError(f"{name}={raw!r} is not finite; {self.describe(name)}")
+            raise self._refuse(name, raw, "is not finite")
         if not self._in_range(value):
-            raise SpecError(f"{name}={raw!r} is out of range; {self.describe(name)}")
+            raise self._refuse(name, raw, "is out of range")
         if self.choices is not None and value not in self.choices:
-            raise SpecError(f"{name}={raw!r} is not allowed; {self.describe(name)}")
+            raise self._refuse(name, raw, "is not allowed")
         return value
+
+    def _refuse(self, name: str, raw: Any, problem: str) -> SpecError:
+        return SpecError(f"{name}={raw!r} {problem}; {self.describe(name)}")
 
     def _in_range(self, value: Any) -> bool:
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):

@@ -25,6 +25,7 @@ import yaml
 
 from biobench.errors import SpecError
 from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, load_all
+from biobench.spec.params import LARGEST_INT
 
 PRESETS_ENV = "BIOBENCH_BENCHMARKS"
 RUN_KEYS = ("seed", "epochs", "batch_size")
@@ -161,10 +162,17 @@ def _mapping(where: str, raw: Any, allowed: Any = None) -> dict[str, Any]:
 
 
 def positive(name: str, value: Any, *, allow_zero: bool = False) -> int:
+    """A seed (`allow_zero`), epoch count or batch size, checked: an integer the results
+    database can store (see LARGEST_INT)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"{name} must be an integer, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise SpecError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    if value > LARGEST_INT:
+        raise SpecError(
+            f"{name} must be <= {LARGEST_INT} (the largest the results database stores), "
+            f"got {value}"
+        )
     return value
 
 

@@ -84,16 +84,18 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """ "0,1,2" -> (0, 1, 2); each a non-negative integer, none twice."""
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+    """ "0,1,2" -> (0, 1, 2); each a non-negative integer in ASCII digits, none twice, none
+    beyond what `positive` allows. All are checked here, before the first seed trains."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if (
+        not parts
+        or not all(part.isascii() and part.isdigit() for part in parts)
+        or len({int(part) for part in parts}) != len(parts)
+    ):
         raise SpecError(
             f"--seeds {text!r} is not a list of distinct non-negative integers; e.g. --seeds 0,1,2"
         )
-    return tuple(seeds)
+    return tuple(positive("--seeds", int(part), allow_zero=True) for part in parts)
 
 
 def check_pair(algorithm: str, architecture: str, dataset: str) -> None:
