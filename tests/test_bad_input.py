@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from biobench.cli import app
 from biobench.store import Store
-from conftest import make_mnist
+from conftest import make_mnist, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -37,6 +37,27 @@ def mnist(tmp: Path, damage=None, name: str = "train-images-idx3-ubyte") -> dict
     return {}
 
 
+def mnist_t10k(tmp: Path, images: np.ndarray) -> dict[str, str]:
+    """MNIST whose test images are `images` (with as many labels)."""
+    raw = make_mnist(tmp / "data", n_train=20, n_test=10) / "MNIST" / "raw"
+    write_idx(raw / "t10k-images-idx3-ubyte", images, 2051)
+    write_idx(raw / "t10k-labels-idx1-ubyte", np.zeros(len(images)), 2049)
+    return {}
+
+
+def mnist_replaced(tmp: Path, by: str) -> dict[str, str]:
+    """MNIST whose train-images file is a damaged .gz (by="gz") or a folder (by="folder")."""
+    target = make_mnist(tmp / "data", n_train=20, n_test=10) / "MNIST" / "raw"
+    target /= "train-images-idx3-ubyte"
+    target.unlink()
+    if by == "gz":  # a gzip header, then a deflate stream zlib cannot decode
+        header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+        target.with_name(target.name + ".gz").write_bytes(header + b"\xff" * 64)
+    else:
+        target.mkdir()
+    return {}
+
+
 class Planted:
     """What a hostile CIFAR-10 batch holds: unpickling it would run a shell command."""
 
@@ -48,14 +69,23 @@ class Planted:
 
 
 def cifar(
-    tmp: Path, columns: int = 3072, corrupt: bool = False, planted: bool = False
+    tmp: Path,
+    columns: int = 3072,
+    corrupt: bool = False,
+    planted: bool = False,
+    n_test: int = 4,
+    folder_for: str | None = None,
 ) -> dict[str, str]:
     folder = tmp / "data" / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        if name == folder_for:
+            (folder / name).mkdir()
+            continue
+        n = n_test if name == "test_batch" else 4
         batch = {
-            b"data": Planted(tmp / "pwned") if planted else np.zeros((4, columns), np.uint8),
-            b"labels": [0, 1, 2, 3],
+            b"data": Planted(tmp / "pwned") if planted else np.zeros((n, columns), np.uint8),
+            b"labels": list(range(n)),
             b"batch_label": b"x",
             b"filenames": [b"a"] * 4,
         }
@@ -64,12 +94,20 @@ def cifar(
     return {}
 
 
-def imagenet32(tmp: Path) -> dict[str, str]:
+def imagenet32(
+    tmp: Path, channels: int = 2, n_val: int = 4, folder_for: str | None = None
+) -> dict[str, str]:
     folder = tmp / "data" / "imagenet32"
     folder.mkdir(parents=True)
-    for name in ("train_data_batch_1.npz", "val_data.npz"):  # 2 channels' worth, not 3
+    for name in ("train_data_batch_1.npz", "val_data.npz"):  # 2 channels' worth by default
+        n = n_val if name == "val_data.npz" else 4
+        if name == folder_for:
+            (folder / name).mkdir()
+            continue
         np.savez(
-            folder / name, data=np.zeros((4, 2 * 32 * 32), np.uint8), labels=np.array([1, 2, 3, 4])
+            folder / name,
+            data=np.zeros((n, channels * 32 * 32), np.uint8),
+            labels=np.arange(1, n + 1),
         )
     return {}
 
@@ -86,6 +124,18 @@ def newer_schema(tmp: Path) -> dict[str, str]:
     return {}
 
 
+def a_file(tmp: Path) -> dict[str, str]:
+    (tmp / "file").write_text("not a folder")
+    return {}
+
+
+def running_spool(tmp: Path) -> dict[str, str]:
+    (tmp / "pending.json").write_text(
+        '{"run_id": 1, "spec_hash": "abc", "epochs": {}, "status": "running"}'
+    )
+    return {}
+
+
 def foreign_spool(tmp: Path) -> dict[str, str]:
     (tmp / "pending.json").write_text('{"run_id": 1, "spec_hash": "abc", "epochs": {}}')
     return {}
@@ -96,6 +146,7 @@ PRESET = (
     "reference: {test_top1: 1}, tolerance: 1, lr: 3}\n"
 )
 DEFAULTS = "defaults: {seed: 0, epochs: 1, batch_size: 8}\n"
+HUGE = "99999999999999999999"  # beyond 64 bits
 
 # (id, arguments, setup, what the one line must say). {tmp} is a scratch folder, {db} the
 # database holding one finished run.
@@ -172,6 +223,19 @@ CASES = [
         "aux_units='0' is out of range",
     ),
     (
+        "--set an int beyond 64 bits",
+        ["run", "--algo", "ao-sdtp", "--set", f"aux_units={HUGE}"],
+        None,
+        f"aux_units='{HUGE}' does not fit in 64 bits",
+    ),
+    (
+        "--set a number in full-width digits",
+        ["run", "--set", "lr=\uff11e-3"],
+        None,
+        "lr='\uff11e-3' is not a float",
+    ),
+    ("--set a number with an underscore", ["run", "--set", "lr=1_0"], None, "lr='1_0' is not a"),
+    (
         "--set another dataset's setting",
         ["run", "--set", "augment=true"],
         None,
@@ -181,6 +245,30 @@ CASES = [
     ("negative epochs", ["run", "--epochs", "-3"], None, "--epochs must be > 0, got -3"),
     ("zero batch size", ["run", "--batch-size", "0"], None, "--batch-size must be > 0, got 0"),
     ("negative seed", ["run", "--seed", "-1"], None, "--seed must be >= 0, got -1"),
+    (
+        "a seed beyond the database's integers",
+        ["run", "--seed", HUGE],
+        None,
+        f"--seed must be <= 2147483647 (the largest the results database stores), got {HUGE}",
+    ),
+    (
+        "epochs beyond the database's integers",
+        ["run", "--epochs", HUGE],
+        None,
+        "--epochs must be <=",
+    ),
+    (
+        "a batch size beyond the database's integers",
+        ["run", "--batch-size", "2147483648"],
+        None,
+        "--batch-size must be <= 2147483647",
+    ),
+    (
+        "a batch size in exponent notation",
+        ["run", "--batch-size", "1e8"],
+        None,
+        "Invalid value for '--batch-size': Input should be a valid integer",
+    ),
     (
         "unknown preset",
         ["run", "--preset", "mnist-fc-dtp"],
@@ -254,6 +342,31 @@ CASES = [
         "is corrupt",
     ),
     (
+        "MNIST split with no images",
+        ["run", "--data", "mnist", "--data-dir", "{tmp}/data"],
+        lambda t: mnist_t10k(t, np.zeros((0, 28, 28))),
+        "{tmp}/data/MNIST/raw/t10k-images-idx3-ubyte holds no images; delete it",
+    ),
+    (
+        "MNIST test images of another size",
+        ["run", "--data", "mnist", "--data-dir", "{tmp}/data"],
+        lambda t: mnist_t10k(t, np.zeros((10, 14, 14))),
+        "MNIST test images in {tmp}/data/MNIST/raw/t10k-images-idx3-ubyte are 14x14 but the "
+        "training images in {tmp}/data/MNIST/raw/train-images-idx3-ubyte are 28x28",
+    ),
+    (
+        "MNIST .gz that does not decompress",
+        ["run", "--data", "mnist", "--data-dir", "{tmp}/data"],
+        lambda t: mnist_replaced(t, "gz"),
+        "MNIST file {tmp}/data/MNIST/raw/train-images-idx3-ubyte.gz is unreadable",
+    ),
+    (
+        "MNIST file that is a folder",
+        ["run", "--data", "mnist", "--data-dir", "{tmp}/data"],
+        lambda t: mnist_replaced(t, "folder"),
+        "MNIST file {tmp}/data/MNIST/raw/train-images-idx3-ubyte is a folder, not a file",
+    ),
+    (
         "CIFAR-10 corrupt pickle",
         ["run", "--data", "cifar10", "--data-dir", "{tmp}/data"],
         lambda t: cifar(t, corrupt=True),
@@ -272,10 +385,34 @@ CASES = [
         "data_batch_1 is not a batch file: it asks to call",
     ),
     (
+        "CIFAR-10 test batch with no images",
+        ["run", "--data", "cifar10", "--data-dir", "{tmp}/data"],
+        lambda t: cifar(t, n_test=0),
+        "{tmp}/data/cifar-10-batches-py/test_batch holds no images; delete it",
+    ),
+    (
+        "CIFAR-10 batch that is a folder",
+        ["run", "--data", "cifar10", "--data-dir", "{tmp}/data"],
+        lambda t: cifar(t, folder_for="data_batch_3"),
+        "{tmp}/data/cifar-10-batches-py/data_batch_3 is a folder, not a file",
+    ),
+    (
         "ImageNet32 with the wrong channel count",
         ["run", "--data", "imagenet32", "--data-dir", "{tmp}/data"],
         imagenet32,
         "train_data_batch_1",
+    ),
+    (
+        "ImageNet32 validation file with no images",
+        ["run", "--data", "imagenet32", "--data-dir", "{tmp}/data"],
+        lambda t: imagenet32(t, channels=3, n_val=0),
+        "{tmp}/data/imagenet32/val_data.npz holds no images; download it again",
+    ),
+    (
+        "ImageNet32 file that is a folder",
+        ["run", "--data", "imagenet32", "--data-dir", "{tmp}/data"],
+        lambda t: imagenet32(t, channels=3, folder_for="val_data.npz"),
+        "{tmp}/data/imagenet32/val_data.npz is a folder, not a file",
     ),
     (
         "unwritable database path",
@@ -324,7 +461,7 @@ CASES = [
         "database newer than biobench",
         ["runs", "--db", "sqlite:///{tmp}/newer.db"],
         newer_schema,
-        "newer than this biobench knows (head 0003); upgrade biobench",
+        "newer than this biobench knows (head 0004); upgrade biobench",
     ),
     (
         "unknown run id for --resume",
@@ -350,6 +487,30 @@ CASES = [
         ["export", "--run", "42", "--db", "{db}"],
         None,
         "no run with id 42",
+    ),
+    (
+        "a run id beyond the database's integers",
+        ["show", HUGE, "--db", "{db}"],
+        None,
+        f"Invalid value for 'run_id': must be from 1 to 2147483647, got {HUGE}",
+    ),
+    (
+        "an exported run id beyond the database's integers",
+        ["export", "--run", HUGE, "--db", "{db}"],
+        None,
+        "Invalid value for '--run': must be from 1 to 2147483647",
+    ),
+    (
+        "a plotted run id beyond the database's integers",
+        ["plot", "1", HUGE, "--db", "{db}"],
+        None,
+        "Invalid value for 'run_ids': must be from 1 to 2147483647",
+    ),
+    (
+        "a --limit beyond the database's integers",
+        ["runs", "--limit", HUGE],
+        None,
+        "Invalid value for '--limit': must be from 1 to 2147483647",
     ),
     (
         "unwritable export file",
@@ -395,10 +556,22 @@ CASES = [
         "cannot write {tmp}: it is a directory, not a regular file; choose another --out",
     ),
     (
+        "plot to a file of no image format",
+        ["plot", "1", "--out", "{tmp}/figure", "--db", "{db}"],
+        None,
+        "cannot write {tmp}/figure: a figure's file name must end in .png, .pdf or .svg",
+    ),
+    (
+        "unknown dataset for plot --compare",
+        ["plot", "--compare", "svhn", "--db", "{db}"],
+        None,
+        "unknown dataset 'svhn'; choose one of",
+    ),
+    (
         "import of a missing file",
         ["import", "{tmp}/nothing.json", "--db", "{db}"],
         None,
-        "is not a biobench spool file",
+        "nothing.json: No such file or directory",
     ),
     (
         "import into the wrong database",
@@ -407,10 +580,70 @@ CASES = [
         "belongs to another run 1",
     ),
     (
+        "import of a status no run ends with",
+        ["import", "{tmp}/pending.json", "--db", "{db}"],
+        running_spool,
+        "is not a valid spool file: status 'running' is not one of finished, failed, "
+        "interrupted, diverged; nothing imported",
+    ),
+    (
+        "a seconds variable that is not a number",
+        ["runs", "--db", "{db}"],
+        lambda t: {"BIOBENCH_LOST_AFTER": "5min"},
+        "BIOBENCH_LOST_AFTER='5min' is not a number of seconds; set it to e.g. 300, or unset it",
+    ),
+    (
+        "a checkpoint folder that is a file",
+        [
+            "run",
+            "--data",
+            "synthetic",
+            "--epochs",
+            "1",
+            "--checkpoint-dir",
+            "{tmp}/file",
+            "--db",
+            "{db}",
+        ],
+        a_file,
+        "cannot keep checkpoints in {tmp}/file: Not a directory; pass --checkpoint-dir DIR "
+        "with a writable folder",
+    ),
+    (
+        "resume with a falsy spec option",
+        ["run", "--resume", "1", "--epochs", "0", "--db", "{db}"],
+        None,
+        "--resume continues a run with its own spec; drop --epochs",
+    ),
+    (
+        "resume of a run id beyond the database's integers",
+        ["run", "--resume", HUGE, "--db", "{db}"],
+        None,
+        "Invalid value for '--resume'",
+    ),
+    (
+        "a GPU index that is not a number",
+        ["run", "--device", "cuda:x"],
+        None,
+        "unknown device 'cuda:x'; choose one of: auto, cpu, cuda, cuda:N",
+    ),
+    (
         "a value that looks like terminal markup",
         ["run", "--set", "lr=[red]1e-3"],
         None,
         "lr='[red]1e-3' is not a float",
+    ),
+    (
+        "a path holding a terminal escape",
+        ["run", "--data", "mnist", "--data-dir", "{tmp}/\x1b[2Jgone"],
+        None,
+        "MNIST not found: expected {tmp}/\\x1b[2Jgone/MNIST/raw/train-images-idx3-ubyte",
+    ),
+    (
+        "an --out holding a terminal escape",
+        ["plot", "1", "--out", "{tmp}/\x1b]0;title\x07", "--db", "{db}"],
+        None,
+        "cannot write {tmp}/\\x1b]0;title\\x07: a figure's file name must end in .png",
     ),
     (
         "an option value of the wrong type",
@@ -436,6 +669,12 @@ CASES = [
         ["run", "--seeds", "0,one"],
         None,
         "--seeds '0,one' is not a list of distinct non-negative integers",
+    ),
+    (
+        "a seed in --seeds beyond the database's integers",
+        ["run", "--seeds", f"0,{HUGE}"],
+        None,
+        f"--seeds must be <= 2147483647 (the largest the results database stores), got {HUGE}",
     ),
     (
         "--seed and --seeds",
@@ -471,9 +710,10 @@ def test_bad_input(
     db: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for key, value in (setup(tmp_path) if setup else {}).items():
+    environment = setup(tmp_path) if setup else {}
+    before = snapshot(db)  # before the environment changes: it may be what is bad
+    for key, value in environment.items():
         monkeypatch.setenv(key, value)
-    before = snapshot(db)
     fill = {"{tmp}": str(tmp_path), "{db}": db}
     argv = [re.sub("|".join(map(re.escape, fill)), lambda m: fill[m.group(0)], a) for a in args]
     if "--db" not in argv:
@@ -482,8 +722,11 @@ def test_bad_input(
     expected = message.replace("{tmp}", str(tmp_path))
     assert result.exit_code != 0
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr[:-1].isprintable(), result.stderr  # no escape reaches the terminal
     assert expected in result.stderr
     assert "Traceback" not in result.output and "hunter2" not in result.output
+    for key in environment:
+        monkeypatch.delenv(key)
     assert snapshot(db) == before
 
 

@@ -154,7 +154,7 @@ def test_resume_refuses_every_spec_option_even_a_falsy_one(
         ({"epochs": {"2": None}}, "epoch 2 must map metric names"),
         ({"epochs": {"2": {"accuracy": 1}}}, "epoch 2 must map metric names"),
         ({"epochs": {"2": {"test_top1": "high"}}}, "epoch 2 test_top1 is 'high'"),
-        ({"extra": 1}, "its keys must be"),
+        ({"extra": 1}, "its keys must be run_id, spec_hash, epochs (and status, error)"),
     ],
 )
 def test_import_validates_the_whole_file_before_writing(

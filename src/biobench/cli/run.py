@@ -13,6 +13,7 @@ from biobench.cli.app import (
     _state,
     app,
     console,
+    database_int,
     err_console,
     handle_errors,
 )
@@ -94,6 +95,7 @@ def run(
             help="Continue a stopped run (interrupted, failed or lost) from its last "
             "complete epoch.",
             show_default=False,
+            callback=database_int,
         ),
     ] = None,
     checkpoint_dir: Annotated[

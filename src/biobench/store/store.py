@@ -223,11 +223,16 @@ class Store:
         path = Path(database).expanduser()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            is_dir, exists = path.is_dir(), path.exists()
         except OSError as error:
             raise StoreError(
-                f"cannot use the database file {mask_url(str(path))}: {error.strerror}; "
+                f"cannot create the database folder {path.parent}: {error.strerror}; "
                 "pass --db or set BIOBENCH_DB to a writable location"
+            ) from None
+        try:
+            is_dir, exists = path.is_dir(), path.exists()
+        except OSError as error:  # e.g. a name longer than the file system allows
+            raise StoreError(
+                f"cannot use the database file {path}: {error.strerror}; pass another --db"
             ) from None
         if is_dir:
             raise StoreError(

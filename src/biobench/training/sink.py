@@ -26,6 +26,7 @@ from biobench.store.models import METRIC_COLUMNS
 SPOOL = "pending.json"  # in the run's checkpoint folder
 WAIT_ENV = "BIOBENCH_DB_WAIT"  # seconds `close` waits for an unreachable database (default 120)
 SPOOL_KEYS = ("run_id", "spec_hash", "epochs", "status", "error")
+REQUIRED_SPOOL_KEYS = SPOOL_KEYS[:3]
 # What a spool file may set as the final status: a run that ended (never running, never lost).
 SPOOL_STATUSES = tuple(s.value for s in RunStatus if s.ended and s is not RunStatus.lost)
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -146,11 +147,16 @@ def read_spool(path: Path) -> tuple[int, str, dict[int, dict[str, float | None]]
     rows, final status or None, error or None)."""
     try:
         content = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise BiobenchError(f"cannot read {path} as a spool file ({error})") from None
+    except OSError as error:
+        raise BiobenchError(f"cannot read {path}: {error.strerror}") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise BiobenchError(f"{path} is not a biobench spool file (not JSON: {error})") from None
     try:
-        if not isinstance(content, dict) or set(content) != set(SPOOL_KEYS):
-            raise ValueError(f"its keys must be {', '.join(SPOOL_KEYS)}")
+        keys = set(content) if isinstance(content, dict) else set()
+        if not set(REQUIRED_SPOOL_KEYS) <= keys <= set(SPOOL_KEYS):
+            raise ValueError(
+                f"its keys must be {', '.join(REQUIRED_SPOOL_KEYS)} (and status, error)"
+            )
         run_id, spec_hash = content["run_id"], content["spec_hash"]
         if isinstance(run_id, bool) or not isinstance(run_id, int) or not 0 < run_id < 2**63:
             raise ValueError(f"run_id {run_id!r} is not a run id")
@@ -167,7 +173,7 @@ def read_spool(path: Path) -> tuple[int, str, dict[int, dict[str, float | None]]
                     f"epoch {key} must map metric names ({', '.join(METRIC_COLUMNS)})"
                 )
             epochs[int(key)] = {k: _metric(f"epoch {key} {k}", v) for k, v in row.items()}
-        status, error = content["status"], content["error"]
+        status, error = content.get("status"), content.get("error")
         if status is not None and status not in SPOOL_STATUSES:
             raise ValueError(f"status {status!r} is not one of {', '.join(SPOOL_STATUSES)}")
         if error is not None and not isinstance(error, str):
