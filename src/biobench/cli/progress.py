@@ -81,6 +81,7 @@ class RichReporter(Reporter):
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
+            disable=not self.console.is_terminal,  # a log file gets the epoch lines only
         )
         with progress:
             task = progress.add_task("train", total=batches)
