@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote_plus
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -38,13 +38,13 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, make_url
 
 from biobench.errors import LeaseLost, StoreError
 from biobench.paths import check_environment, default_db_url, env_seconds
 from biobench.retry import retry
 from biobench.store.models import METRIC_COLUMNS, Epoch, Metric, Run
 from biobench.store.records import STORED_STATUSES, RunRecord, RunStatus
+from biobench.store.urls import is_secret_param, mask_url, parse_url
 
 # A `running` run whose heartbeat is older than this was lost (SIGKILL, machine gone): reads
 # show it as `lost`, at once when its process is gone on this very machine. Training refreshes
@@ -82,58 +82,6 @@ _SQLITE_BUSY_MS = 30_000
 _PG_SCHEMA_LOCK = 0x62696F62
 
 
-# Query parameters whose value is a secret, by a part of their (lower-case) name: libpq's
-# password and sslpassword, and the passwd/pwd/secret/token/api_key spellings other drivers use.
-_SECRET_PARAMS = ("pass", "pwd", "secret", "token", "credential", "apikey", "api_key")
-
-
-def _is_secret_param(name: str) -> bool:
-    return any(part in unquote_plus(name).lower() for part in _SECRET_PARAMS)
-
-
-def _secret_spans(text: str) -> list[tuple[int, int]]:
-    """Where the secrets of a URL (or a URL-bearing argument such as --db=URL) are in `text`.
-
-    Read generously, as no single parser can: a password may hold an unencoded /, :, ? or @,
-    so the user info runs from the first ":" after "://" to the LAST "@", and query parameters
-    are read after every "?" (the first may sit inside the password).
-    """
-    start = text.find("://") + 3 if "://" in text else 0
-    spans = []
-    at = text.rfind("@", start)
-    colon = text.find(":", start, at) if at >= 0 else -1
-    if colon >= 0:
-        spans.append((colon + 1, at))
-    question = text.find("?", start)
-    while question >= 0:
-        offset = question + 1
-        for part in text[offset:].split("&"):
-            name, equals, _ = part.partition("=")
-            if equals and _is_secret_param(name):
-                spans.append((offset + len(name) + 1, offset + len(part)))
-            offset += len(part) + 1
-        question = text.find("?", question + 1)
-    return spans
-
-
-def mask_url(url: str | URL) -> str:
-    """`url` with every secret in it (password, password= and token= parameters...) replaced
-    by ***, however it is written: also strings SQLAlchemy cannot parse, and arguments like
-    --db=URL. Text without a URL's secrets comes back unchanged."""
-    text = url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
-    merged: list[list[int]] = []
-    for begin, end in sorted(s for s in _secret_spans(text) if s[0] < s[1]):
-        if merged and begin <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([begin, end])
-    kept, last = [], 0
-    for begin, end in merged:
-        kept += [text[last:begin], "***"]
-        last = end
-    return "".join([*kept, text[last:]])
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -155,31 +103,6 @@ def _is_transient(error: sa_exc.DBAPIError) -> bool:
             "could not serialize access",
         )
     )
-
-
-def parse_url(raw: str) -> URL:
-    """Parse a database URL, defaulting PostgreSQL to the psycopg (v3) driver we depend on."""
-    try:
-        url = make_url(raw)
-    except (sa_exc.ArgumentError, ValueError):
-        raise StoreError(
-            f"cannot parse database URL {mask_url(raw)!r}; expected e.g. "
-            "sqlite:///path/results.db or postgresql://user:password@host/dbname"
-        ) from None
-    if url.host and "@" in url.host:  # SQLAlchemy ends the password at its first "@"
-        raise StoreError(
-            f"the password in database URL {mask_url(raw)} holds an '@'; write it as %40"
-        )
-    if url.drivername in ("postgres", "postgresql"):
-        url = url.set(drivername="postgresql+psycopg")
-    try:
-        url.get_dialect()
-    except (sa_exc.NoSuchModuleError, ImportError):
-        raise StoreError(
-            f"unknown database scheme {url.drivername!r} in {mask_url(url)}; "
-            "use sqlite:///path/results.db or postgresql://user:password@host/dbname"
-        ) from None
-    return url
 
 
 class Store:
@@ -318,7 +241,7 @@ class Store:
         secrets = [self.url.password or ""] + [
             value
             for name, values in self.url.query.items()
-            if _is_secret_param(name)
+            if is_secret_param(name)
             for value in ((values,) if isinstance(values, str) else values)
         ]
         for secret in filter(None, secrets):
