@@ -184,8 +184,10 @@ def test_a_plain_run_takes_the_papers_values_for_its_cell_and_mode() -> None:
     parallel = resolve(
         algorithm="dtp", architecture="fc", dataset="mnist", overrides=["mode=parallel"]
     )
-    assert alternating.hparams == HPARAMS["mnist-fc-dtp-alt"] and alternating.preset is None
-    assert parallel.hparams == HPARAMS["mnist-fc-dtp-par"]
+    # The paper's values, plus the declared default of what the paper does not set.
+    assert alternating.hparams == {**HPARAMS["mnist-fc-dtp-alt"], "alpha_scale": "sample"}
+    assert alternating.preset is None
+    assert parallel.hparams == {**HPARAMS["mnist-fc-dtp-par"], "alpha_scale": "sample"}
 
 
 def test_command_line_options_override_a_preset() -> None:

@@ -39,7 +39,7 @@ def test_the_hash_identifies_the_experiment() -> None:
     [
         (
             {"algorithm": "dtpp"},
-            "unknown algorithm 'dtpp'; choose one of: ao-sdtp, bp, dfa, dtp, ",
+            "unknown algorithm 'dtpp'; choose one of: ao-sdtp, bp, ",
         ),
         ({"architecture": "resnet"}, "architecture 'resnet'; choose one of: conv, fc, lc"),
         ({"dataset": "imagenet1k"}, "unknown dataset .imagenet1k."),
@@ -154,7 +154,7 @@ def test_an_architecture_refuses_rules_outside_its_families_before_data_loads(
         resolve(algorithm="dtp", architecture="residual", dataset="digits")
     assert str(refused.value) == (
         "architecture 'residual' supports backprop, feedback alignment rules only, not dtp "
-        "(target propagation); use one of: fa, dfa, bp"
+        "(target propagation); use one of: fa, usf, brsf, frsf, kp, wm, dfa, drtp, bp"
     )
     assert resolve(algorithm="fa", architecture="residual", dataset="digits").algorithm == "fa"
 

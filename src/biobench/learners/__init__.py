@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
-from biobench.learners import bp, feedback_alignment, target_prop
+from biobench.learners import (
+    bp,
+    ddtp,
+    drtp,
+    feedback_alignment,
+    kolen_pollack,
+    sign_symmetry,
+    target_prop,
+    weight_mirror,
+)
 from biobench.learners.base import ADAM, Learner
 from biobench.registry import ALGORITHMS
 from biobench.spec.params import HParam
 
-__all__ = ["ADAM", "ALGORITHMS", "HParam", "Learner", "bp", "feedback_alignment", "target_prop"]
+__all__ = [
+    "ADAM",
+    "ALGORITHMS",
+    "HParam",
+    "Learner",
+    "bp",
+    "ddtp",
+    "drtp",
+    "feedback_alignment",
+    "kolen_pollack",
+    "sign_symmetry",
+    "target_prop",
+    "weight_mirror",
+]

@@ -26,8 +26,12 @@ inverses, then the forward weights, on every minibatch; `mode=alternating` (defa
 better mode) trains the inverses for a full pass over the training set, then the forward weights
 for a full pass, and one reported epoch is both passes.
 
-biobench choice: dL/dh_{L-1} is the gradient of each sample's own cross-entropy (the batch sum),
-so alpha is a per-sample step whatever the batch size (the paper does not say).
+The paper does not say which loss alpha steps on; `alpha_scale` chooses (TP, DTP, DDTP):
+    sample (default, biobench's choice): dL/dh_{L-1} is the gradient of each sample's own
+        cross-entropy (the loss summed over the batch), so alpha is a per-sample step whatever
+        the batch size;
+    batch: the gradient of the batch-mean cross-entropy, as in Lee et al.'s code, so the step
+        is alpha / N for a minibatch of N (with N = 128, 128 times smaller than `sample`'s).
 """
 
 from __future__ import annotations
@@ -68,6 +72,12 @@ MODE = HParam(
     default="alternating",
 )
 AUX_UNITS = HParam(int, "fixed random output features of AO-SDTP", low=1, default=512)
+ALPHA_SCALE = HParam(
+    str,
+    "what alpha steps on: each sample's loss (sample) or the batch-mean loss (batch)",
+    choices=("sample", "batch"),
+    default="sample",
+)
 
 
 class Inverse(nn.Module):
@@ -180,10 +190,15 @@ class _TargetProp(Learner):
     # -- forward weights ---------------------------------------------------------------------
 
     def penultimate_target(self, trace: Trace, y: Tensor) -> Tensor:
-        """h^_{L-1} by one gradient step on each sample's loss, through the output layer only."""
+        """h^_{L-1} by one gradient step on the task loss (each sample's, or the batch mean's:
+        alpha_scale), through the output layer only."""
         output_layer = self.net.layers[-1]
         h = trace.out[-2].detach().requires_grad_(True)
-        loss = F.cross_entropy(output_layer.preactivation(h), y, reduction="sum")
+        # A learner built by hand without alpha_scale (an older caller) keeps `sample`.
+        per_sample = self.hp.get("alpha_scale", ALPHA_SCALE.default) == "sample"
+        loss = F.cross_entropy(
+            output_layer.preactivation(h), y, reduction="sum" if per_sample else "mean"
+        )
         grad = local_grad(loss, h, output_layer.parameters())
         return h.detach() - self.hp["alpha"] * grad
 
@@ -234,7 +249,7 @@ class _TargetProp(Learner):
     order=10,
 )
 class DifferenceTargetProp(_TargetProp):
-    hparams = {**_TargetProp.hparams, "alpha": ALPHA}
+    hparams = {**_TargetProp.hparams, "alpha": ALPHA, "alpha_scale": ALPHA_SCALE}
     noise_preserving = True
 
 
