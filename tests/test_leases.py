@@ -112,7 +112,8 @@ def test_resume_finds_the_data_and_checkpoints_where_the_run_left_them(
     started = runner.invoke(
         app,
         ["run", "--data", "mnist", "--data-dir", str(data), "--epochs", "1",
-         "--checkpoint-dir", "ckpt", "--batch-size", "20", "--db", url],
+         "--checkpoint-dir", "ckpt", "--batch-size", "20", "--keep-checkpoint", "last",
+         "--db", url],
     )  # fmt: skip
     assert started.exit_code == 0, started.output
     store = Store(url)

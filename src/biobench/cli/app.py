@@ -22,7 +22,45 @@ from biobench.errors import BiobenchError
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
-class OneLineErrors(typer.core.TyperGroup):
+def _no_type(ctx: Any) -> None:
+    return None
+
+
+class PlainMetavars:
+    """Help that shows what to type. A flag shows no value placeholder (Typer prints `<bool>`
+    beside --help and every other flag, as if it took a value); an option or argument with a
+    `metavar=` (NAME, N, FILE, RUN_ID) shows that alone, not also Typer's `<int>` or
+    `<list[int]>`; choices keep their list (`<csv|json>`)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+            elif (
+                isinstance(param, typer.core.TyperArgument)
+                and param.metavar
+                and not param.type_descriptor.is_choice
+            ):
+                param.display_type_rich = _no_type  # Typer reads the type only from here
+        return params
+
+
+class Command(PlainMetavars, typer.core.TyperCommand):
+    """Every biobench command (see `App`). Its usage line names arguments as POSIX does:
+    `biobench show [OPTIONS] RUN_ID`, not Typer's `{run_id}`."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, typer.core.TyperArgument):
+                name = param.metavar or (param.name or "").upper()
+                name += "..." if param.nargs != 1 else ""
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+class OneLineErrors(PlainMetavars, typer.core.TyperGroup):
     """Usage errors (a bad option value, a missing argument, an unknown command) as one line
     naming the help to read, like every other biobench error, instead of a framed panel."""
 
@@ -50,14 +88,23 @@ class OneLineErrors(typer.core.TyperGroup):
         raise SystemExit(code if isinstance(code, int) else 0)
 
 
-app = typer.Typer(
-    cls=OneLineErrors,
+class App(typer.Typer):
+    """A Typer app of `OneLineErrors` groups and `Command`s unless told otherwise."""
+
+    def __init__(self, *, cls: type | None = None, **kwargs: Any) -> None:
+        super().__init__(cls=cls or OneLineErrors, **kwargs)
+
+    def command(self, *args: Any, cls: type | None = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or Command, **kwargs)
+
+
+app = App(
     help="Benchmark biologically-motivated learning rules against backprop.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-db_app = typer.Typer(help="Manage the results database's schema.", no_args_is_help=True)
+db_app = App(help="Manage the results database's schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 # Into a pipe or a file, a line is never broken to fit 80 columns (grep, redirects); in a
@@ -74,6 +121,7 @@ DbOption = Annotated[
         help="Results database URL (SQLAlchemy). Default: $BIOBENCH_DB, else "
         "sqlite:///$BIOBENCH_HOME/results.db.",
         show_default=False,
+        metavar="URL",
     ),
 ]
 
@@ -115,8 +163,9 @@ def handle_errors(command: F) -> F:
             if _state["debug"]:
                 raise
             raise _fail(str(error), 2) from None
-        except KeyboardInterrupt:
-            raise _fail("interrupted", 130) from None
+        except KeyboardInterrupt as error:
+            # A command that knows how to continue what was stopped says so in the message.
+            raise _fail(str(error) or "interrupted", 130) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as error:

@@ -38,17 +38,20 @@ def epoch_line(epoch: int, epochs: int, row: dict[str, float]) -> str:
 class RichReporter(Reporter):
     def __init__(self, console: Console, errors: Console, db_url: str) -> None:
         self.console, self.errors, self.db_url = console, errors, db_url
+        self.run_id: int | None = None  # the run training now: what a Ctrl-C would stop
 
     def _say(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False)
 
     def spec_started(self, index: int, total: int, spec: Any) -> None:
+        self.run_id = None
         name = spec.preset or f"{spec.algorithm} / {spec.architecture} / {spec.dataset}"
         self.console.rule(escape(f"[{index}/{total}] {name}, seed {spec.seed}"))
 
     def run_started(
         self, run_id: int, spec: Any, parameters: int, first_epoch: int, device: Any
     ) -> None:
+        self.run_id = run_id
         name = f" [{spec.preset}]" if spec.preset else ""
         resumed = f", resuming at epoch {first_epoch}" if first_epoch > 1 else ""
         self._say(
@@ -58,6 +61,7 @@ class RichReporter(Reporter):
         )
 
     def run_ended(self, run: Any) -> None:
+        self.run_id = None
         best = run.best_test_top1
         best_text = f"{best:.2f}%" if best is not None else "-"
         self._say(
@@ -66,6 +70,7 @@ class RichReporter(Reporter):
         )
 
     def spec_failed(self, name: str, error: BaseException) -> None:
+        self.run_id = None
         self.errors.print(
             f"[bold red]error:[/] {escape(name)}: {escape(str(error))}", highlight=False
         )

@@ -30,7 +30,7 @@ class ExportFormat(str, Enum):
 def list_runs(
     db: DbOption = None,
     limit: Annotated[
-        int, typer.Option(help="Show the newest N runs.", callback=database_int)
+        int, typer.Option(help="Show the newest N runs.", callback=database_int, metavar="N")
     ] = 50,
     status: Annotated[
         str | None,
@@ -38,20 +38,30 @@ def list_runs(
             help="Only runs in this status: running, finished, failed, interrupted, diverged "
             "or lost.",
             show_default=False,
+            metavar="STATUS",
         ),
     ] = None,
     algo: Annotated[
-        str | None, typer.Option("--algo", help="Only this algorithm.", show_default=False)
+        str | None,
+        typer.Option("--algo", help="Only this algorithm.", show_default=False, metavar="NAME"),
     ] = None,
     arch: Annotated[
-        str | None, typer.Option("--arch", help="Only this architecture.", show_default=False)
+        str | None,
+        typer.Option("--arch", help="Only this architecture.", show_default=False, metavar="NAME"),
     ] = None,
     data: Annotated[
-        str | None, typer.Option("--data", help="Only this dataset.", show_default=False)
+        str | None,
+        typer.Option("--data", help="Only this dataset.", show_default=False, metavar="NAME"),
     ] = None,
     preset: Annotated[
         str | None,
-        typer.Option("--preset", "--bench", help="Only runs of this preset.", show_default=False),
+        typer.Option(
+            "--preset",
+            "--bench",
+            help="Only runs of this preset.",
+            show_default=False,
+            metavar="NAME",
+        ),
     ] = None,
 ) -> None:
     """List runs, newest first, with their progress and best test error."""
@@ -95,7 +105,10 @@ def list_runs(
 @handle_errors
 def show(
     run_id: Annotated[
-        int, typer.Argument(help="Run id, as `biobench runs` lists it.", callback=database_int)
+        int,
+        typer.Argument(
+            help="Run id, as `biobench runs` lists it.", callback=database_int, metavar="RUN_ID"
+        ),
     ],
     db: DbOption = None,
 ) -> None:
@@ -115,11 +128,14 @@ def export(
         ExportFormat, typer.Option("--format", help="csv or json.")
     ] = ExportFormat.csv,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write here instead of standard output.")
+        Path | None,
+        typer.Option("--out", help="Write here instead of standard output.", metavar="FILE"),
     ] = None,
     run_ids: Annotated[
         list[int] | None,
-        typer.Option("--run", help="Only this run id (repeatable).", callback=database_int),
+        typer.Option(
+            "--run", help="Only this run id (repeatable).", callback=database_int, metavar="ID"
+        ),
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -172,7 +188,9 @@ def _key_column(table: Any, title: str, names: list[str]) -> None:
 @app.command("list")
 @handle_errors
 def list_entries(
-    what: Annotated[ListWhat, typer.Argument(help="What to list.")] = ListWhat.presets,
+    what: Annotated[ListWhat, typer.Argument(help="What to list.", metavar="WHAT")] = (
+        ListWhat.presets
+    ),
 ) -> None:
     """List presets, suites, algorithms (with their hyperparameters), architectures or
     datasets, plugins included."""
@@ -291,7 +309,7 @@ def print_comparison(
     if frame.empty:
         console.print(nothing_to_compare(datasets), markup=False)
         return
-    print_tables(console, frame)
+    print_tables(console, frame, final)
     console.print(
         "Δ: biobench minus the paper (test top-1); vs BP: minus BP on the same "
         "architecture and protocol; ±: std over seeds",
@@ -302,8 +320,12 @@ def print_comparison(
 @app.command()
 @handle_errors
 def compare(
-    data: Annotated[str | None, typer.Option("--data", help="Only this dataset.")] = None,
-    arch: Annotated[str | None, typer.Option("--arch", help="Only this architecture.")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Only this dataset.", metavar="NAME")
+    ] = None,
+    arch: Annotated[
+        str | None, typer.Option("--arch", help="Only this architecture.", metavar="NAME")
+    ] = None,
     format: Annotated[CompareFormat, typer.Option("--format", help="Output format.")] = (
         CompareFormat.table
     ),
@@ -325,12 +347,12 @@ def compare(
         print_comparison(store, {data} if data else None, arch, final)
         return
     frame = load_comparison(store, {data} if data else None, arch, final)
-    renderer = {
-        CompareFormat.markdown: render_markdown,
-        CompareFormat.csv: render_csv,
-        CompareFormat.json: render_json,
-    }[format]
-    sys.stdout.write(renderer(frame) if not frame.empty else "")
+    if frame.empty:
+        return
+    if format == CompareFormat.markdown:
+        sys.stdout.write(render_markdown(frame, final))
+    else:  # one row per cell; --final decides which epoch its errors are from
+        sys.stdout.write((render_csv if format == CompareFormat.csv else render_json)(frame))
 
 
 def print_check(
@@ -356,15 +378,20 @@ def check(
     preset: Annotated[
         list[str] | None,
         typer.Option(
-            "--preset", "--bench", help="Only this preset (repeatable).", show_default=False
+            "--preset",
+            "--bench",
+            help="Only this preset (repeatable).",
+            show_default=False,
+            metavar="NAME",
         ),
     ] = None,
     suite: Annotated[
-        str | None, typer.Option("--suite", help="Only this suite's presets.")
+        str | None, typer.Option("--suite", help="Only this suite's presets.", metavar="NAME")
     ] = None,
     junit: Annotated[
-        Path | None, typer.Option("--junit", help="Also write a JUnit XML report.")
-    ] = (None),
+        Path | None,
+        typer.Option("--junit", help="Also write a JUnit XML report.", metavar="FILE"),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Check preset runs against their references; exit 1 on a regression.
@@ -401,11 +428,15 @@ def plot(
     run_ids: Annotated[
         list[int] | None,
         typer.Argument(
-            help="Runs whose learning curves to draw.", show_default=False, callback=database_int
+            help="Runs whose learning curves to draw (one or more).",
+            show_default=False,
+            callback=database_int,
+            metavar="RUN_ID",
         ),
     ] = None,
     out: Annotated[
-        Path, typer.Option("--out", help="The image file to write (.png, .pdf, .svg).")
+        Path,
+        typer.Option("--out", help="The image file to write (.png, .pdf, .svg).", metavar="FILE"),
     ] = Path("biobench.png"),
     compare_data: Annotated[
         str | None,
@@ -414,6 +445,7 @@ def plot(
             help="Instead: a bar chart of the comparison for this dataset "
             "('all' for every dataset).",
             show_default=False,
+            metavar="DATASET",
         ),
     ] = None,
     db: DbOption = None,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shlex
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from biobench.cli.app import (
     BiobenchError,
+    Command,
     DbOption,
     _state,
     app,
@@ -18,24 +21,50 @@ from biobench.cli.app import (
     handle_errors,
 )
 
+# --algo, --arch and --data: what their help says before the names the registries hold.
+_NAMED = {
+    "algo": "Learning algorithm (default bp)",
+    "arch": "Architecture (default fc)",
+    "data": "Dataset (default digits: offline, no download)",
+}
 
-@app.command()
+
+class RunCommand(Command):
+    """`run`, whose --help names every algorithm, architecture and dataset, plugins included.
+    The registries are read only when that help is shown: loading them imports torch and
+    every plugin, which `biobench --help` and the other commands need not wait for."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, load_all
+
+        load_all()
+        registries = {"algo": ALGORITHMS, "arch": ARCHITECTURES, "data": DATASETS}
+        for param in self.params:
+            if param.name in registries:
+                names = ", ".join(registries[param.name].names())
+                param.help = f"{_NAMED[param.name]}: {names}."
+        super().format_help(ctx, formatter)
+
+
+class KeepCheckpoint(str, Enum):
+    last = "last"
+    none = "none"
+
+
+@app.command(cls=RunCommand)
 @handle_errors
 def run(
     algo: Annotated[
         str | None,
-        typer.Option("--algo", help="Learning algorithm (default bp).", show_default=False),
+        typer.Option("--algo", help=f"{_NAMED['algo']}.", show_default=False, metavar="NAME"),
     ] = None,
     arch: Annotated[
-        str | None, typer.Option("--arch", help="Architecture (default fc).", show_default=False)
+        str | None,
+        typer.Option("--arch", help=f"{_NAMED['arch']}.", show_default=False, metavar="NAME"),
     ] = None,
     data: Annotated[
         str | None,
-        typer.Option(
-            "--data",
-            help="Dataset (default digits: offline, no download).",
-            show_default=False,
-        ),
+        typer.Option("--data", help=f"{_NAMED['data']}.", show_default=False, metavar="NAME"),
     ] = None,
     preset: Annotated[
         str | None,
@@ -45,6 +74,7 @@ def run(
             help="Run a preset of benchmarks.yaml, e.g. mnist-fc-dtp-alt (`biobench list "
             "presets`).",
             show_default=False,
+            metavar="NAME",
         ),
     ] = None,
     suite: Annotated[
@@ -53,14 +83,21 @@ def run(
             "--suite",
             help="Run every preset of a suite in turn, e.g. smoke or paper-mnist.",
             show_default=False,
+            metavar="NAME",
         ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default: benchmarks.yaml).")] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Epochs (default: benchmarks.yaml; digits: 30).", metavar="N"),
+    ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Minibatch size (default: benchmarks.yaml).")
+        int | None,
+        typer.Option(
+            "--batch-size", help="Minibatch size (default: benchmarks.yaml).", metavar="N"
+        ),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed for initialisation and data order.")
+        int | None, typer.Option(help="Seed for initialisation and data order.", metavar="N")
     ] = None,
     seeds: Annotated[
         str | None,
@@ -68,6 +105,7 @@ def run(
             "--seeds",
             help="Run each spec once per seed, e.g. 0,1,2 (compare then shows mean ± std).",
             show_default=False,
+            metavar="N,N,...",
         ),
     ] = None,
     device: Annotated[
@@ -76,6 +114,7 @@ def run(
             help="cpu, cuda, cuda:N or auto (the default; a resume takes the run's own). "
             "CUDA_VISIBLE_DEVICES picks which GPUs are visible.",
             show_default=False,
+            metavar="DEVICE",
         ),
     ] = None,
     db: DbOption = None,
@@ -85,9 +124,12 @@ def run(
             "--data-dir",
             help="Dataset root. Default: $BIOBENCH_DATA_DIR, else $BIOBENCH_HOME/data.",
             show_default=False,
+            metavar="DIR",
         ),
     ] = None,
-    download: Annotated[bool, typer.Option(help="Download missing dataset files.")] = False,
+    download: Annotated[
+        bool, typer.Option("--download", help="Download missing dataset files.")
+    ] = False,
     resume: Annotated[
         int | None,
         typer.Option(
@@ -96,6 +138,7 @@ def run(
             "complete epoch.",
             show_default=False,
             callback=database_int,
+            metavar="ID",
         ),
     ] = None,
     checkpoint_dir: Annotated[
@@ -105,14 +148,26 @@ def run(
             help="Where runs keep their checkpoints. Default: "
             "$BIOBENCH_CHECKPOINT_DIR, else $BIOBENCH_HOME/checkpoints.",
             show_default=False,
+            metavar="DIR",
+        ),
+    ] = None,
+    keep_checkpoint: Annotated[
+        KeepCheckpoint | None,
+        typer.Option(
+            "--keep-checkpoint",
+            help="What a finished run keeps of its checkpoints: none (the default: its "
+            "last.pt is deleted) or last. Stopped, failed and diverged runs keep theirs.",
+            show_default=False,
         ),
     ] = None,
     overrides: Annotated[
         list[str] | None,
         typer.Option(
             "--set",
-            help="Hyperparameter or dataset setting name=value (repeatable).",
+            help="Hyperparameter or dataset setting (repeatable), e.g. lr=3e-4; "
+            "`biobench list algorithms` and `biobench list datasets` show the names.",
             show_default=False,
+            metavar="NAME=VALUE",
         ),
     ] = None,
 ) -> None:
@@ -134,20 +189,30 @@ def run(
         seeds=parse_seeds(seeds) if seeds is not None else None,
         overrides=tuple(overrides or ()),
         checkpoint_dir=checkpoint_dir,
+        keep_checkpoint=keep_checkpoint.value if keep_checkpoint else None,
         resume=resume,
     )
     if device is not None:
         resolve_device(device)  # a bad --device is refused before the database is opened
     store = Store(db)
-    outcome = run_request(
-        request,
-        store=store,
-        device=device,
-        data_dir=data_dir,
-        download=download,
-        reporter=RichReporter(console, err_console, store.display_url),
-        keep_going=not _state["debug"],
-    )
+    reporter = RichReporter(console, err_console, store.display_url)
+    try:
+        outcome = run_request(
+            request,
+            store=store,
+            device=device,
+            data_dir=data_dir,
+            download=download,
+            reporter=reporter,
+            keep_going=not _state["debug"],
+        )
+    except KeyboardInterrupt:
+        if reporter.run_id is None:  # stopped before a run existed: nothing to continue
+            raise
+        again = f"biobench run --resume {reporter.run_id}"
+        if db is not None:  # the same database, its password masked for the user to fill in
+            again += f" --db {shlex.quote(store.display_url)}"
+        raise KeyboardInterrupt(f"interrupted; continue it with `{again}`") from None
     if len(outcome.specs) > 1:  # a suite or several seeds: how they compare, and the check
         from biobench.cli.results import print_check, print_comparison
 
@@ -167,7 +232,10 @@ def run(
 def import_rows(
     spool: Annotated[
         Path,
-        typer.Argument(help="A pending.json a run left when the database stayed unreachable."),
+        typer.Argument(
+            help="A pending.json a run left when the database stayed unreachable.",
+            metavar="FILE",
+        ),
     ],
     db: DbOption = None,
 ) -> None:

@@ -112,10 +112,12 @@ def latest_per_seed(runs: list[RunRecord]) -> list[RunRecord]:
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std of the finite values; the std of one value is unknown (NaN, an
+    empty CSV cell, null in JSON), not 0."""
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return math.nan, math.nan
-    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else math.nan
 
 
 def comparison(
@@ -220,9 +222,13 @@ def _has_top5(block: pd.DataFrame) -> bool:
     return bool(block["paper_test_top5"].notna().any() or block["dataset"].eq("imagenet").any())
 
 
-def comparison_tables(frame: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]]]]:
+def comparison_tables(
+    frame: pd.DataFrame, final: bool = False
+) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) per dataset and protocol, in the paper's layout: methods down,
-    architectures across, each with our train/test error, the paper's, Δ and the gap to BP."""
+    architectures across, each with our train/test error, the paper's, Δ and the gap to BP.
+    `final`: the frame holds final-epoch errors (`comparison(final=True)`), as titles say."""
+    which = "final epoch" if final else "best epoch"
     tables = []
     for (dataset, protocol), block in frame.groupby(["dataset", "protocol"], sort=False):
         top5 = _has_top5(block)
@@ -261,13 +267,13 @@ def comparison_tables(frame: pd.DataFrame) -> list[tuple[str, list[str], list[li
                     _signed(r["gap_to_bp"]),
                 ]
             rows.append(row)
-        tables.append((f"{dataset}: {protocol} (errors in %, best epoch)", header, rows))
+        tables.append((f"{dataset}: {protocol} (errors in %, {which})", header, rows))
     return tables
 
 
-def rich_tables(frame: pd.DataFrame) -> list[Table]:
+def rich_tables(frame: pd.DataFrame, final: bool = False) -> list[Table]:
     tables = []
-    for title, header, rows in comparison_tables(frame):
+    for title, header, rows in comparison_tables(frame, final):
         table = Table(title=title, title_justify="left", box=None, pad_edge=False)
         for i, column in enumerate(header):
             table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
@@ -277,16 +283,16 @@ def rich_tables(frame: pd.DataFrame) -> list[Table]:
     return tables
 
 
-def print_tables(console: Console, frame: pd.DataFrame) -> None:
+def print_tables(console: Console, frame: pd.DataFrame, final: bool = False) -> None:
     """The comparison tables, each at its natural width: a cell is never wrapped or cut, so a
     narrow terminal wraps whole lines and a pipe gets one line per row."""
-    for table in rich_tables(frame):
+    for table in rich_tables(frame, final):
         print_natural(console, table)
 
 
-def render_markdown(frame: pd.DataFrame) -> str:
+def render_markdown(frame: pd.DataFrame, final: bool = False) -> str:
     parts = []
-    for title, header, rows in comparison_tables(frame):
+    for title, header, rows in comparison_tables(frame, final):
         lines = [
             f"### {title}",
             "",

@@ -82,35 +82,93 @@ def learning_curves(runs: list[RunRecord], epochs: list[dict[str, Any]], out: Pa
     plt.close(figure)
 
 
+# Okabe & Ito's colour-blind-safe palette: one colour per architecture, in registry order, so
+# fc, lc and conv look the same in every panel and every figure.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
+# The spread over seeds and the paper's number must not be mistaken for each other: thin grey
+# error bars, hollow diamonds.
+SPREAD = {"color": "0.3", "linewidth": 0.8}
+PAPER_MARK = {
+    "linestyle": "none",
+    "marker": "D",
+    "markersize": 5.5,
+    "markerfacecolor": "white",
+    "markeredgecolor": "black",
+}
+
+
+def architecture_colours(architectures: list[str]) -> dict[str, str]:
+    """A fixed colour per architecture: by its place in the registry (plugins included), then
+    any the registry no longer knows, by name."""
+    from biobench.registry import ARCHITECTURES, load_all
+
+    load_all()
+    known = [e.name for e in sorted(ARCHITECTURES.entries(), key=lambda e: e.order)]
+    ordered = known + sorted(set(architectures) - set(known))
+    return {arch: PALETTE[i % len(PALETTE)] for i, arch in enumerate(ordered)}
+
+
 def comparison_bars(frame: pd.DataFrame, out: Path) -> None:
-    """Our best test top-1 error per method and architecture, with the paper's as markers."""
+    """Our test top-1 error per method (groups) and architecture (bars, one colour each across
+    panels), ±1 std over seeds as thin grey error bars, the paper's number as a hollow
+    diamond; one panel per dataset and protocol, one legend outside them all."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     plt = _pyplot()
+    colours = architecture_colours(list(frame["architecture"].unique()))
     groups = list(frame.groupby(["dataset", "protocol"], sort=False))
-    figure, axes = plt.subplots(len(groups), 1, figsize=(10, 4 * len(groups)), squeeze=False)
+    most = max(block["label"].nunique() for _, block in groups)
+    # One bar width in every panel, so a panel with fewer architectures has no fatter bars.
+    width = 0.8 / max(block["architecture"].nunique() for _, block in groups)
+    figure, axes = plt.subplots(
+        len(groups),
+        1,
+        figsize=(max(6.0, 1.2 * most + 2.5), 3.6 * len(groups)),
+        squeeze=False,
+        layout="constrained",  # makes room for rotated labels, titles and the legend
+    )
+    shown: set[str] = set()  # architectures drawn anywhere, for the legend
+    has_std = has_paper = False
     for axis, ((dataset, protocol), block) in zip(axes[:, 0], groups, strict=True):
         labels = list(dict.fromkeys(block["label"]))
-        archs = list(dict.fromkeys(block["architecture"]))
-        width = 0.8 / len(archs)
+        archs = [a for a in colours if a in set(block["architecture"])]
         for j, arch in enumerate(archs):
             rows = block[block["architecture"] == arch].set_index("label")
-            xs = [i + j * width for i in range(len(labels))]
+            xs = [i + width * (j - (len(archs) - 1) / 2) for i in range(len(labels))]
             ours = [rows["test_top1"].get(label, math.nan) for label in labels]
-            errs = [rows["test_top1_std"].get(label, 0.0) for label in labels]
-            axis.bar(xs, ours, width, yerr=errs, label=f"{arch} (biobench)", color=f"C{j}")
+            spread = [rows["test_top1_std"].get(label, math.nan) for label in labels]
             paper = [rows["paper_test_top1"].get(label, math.nan) for label in labels]
-            axis.scatter(
+            axis.bar(xs, ours, width * 0.92, color=colours[arch], zorder=2)
+            axis.errorbar(
                 xs,
-                paper,
-                marker="_",
-                s=200,
-                color="black",
+                ours,
+                yerr=spread,
+                fmt="none",
+                ecolor=SPREAD["color"],
+                elinewidth=SPREAD["linewidth"],
+                capsize=2,
                 zorder=3,
-                label="paper" if j == 0 else None,
             )
-        axis.set_xticks([i + width * (len(archs) - 1) / 2 for i in range(len(labels))])
-        axis.set_xticklabels(labels, rotation=30, ha="right")
+            axis.plot(xs, paper, zorder=4, **PAPER_MARK)
+            shown.add(arch)
+            has_std |= any(math.isfinite(v) for v in spread)
+            has_paper |= any(math.isfinite(v) for v in paper)
+        axis.set_xticks(range(len(labels)))
+        axis.set_xticklabels(labels, rotation=30, ha="right", rotation_mode="anchor")
+        axis.set_xlim(-0.6, len(labels) - 0.4)
+        axis.set_ylim(bottom=0)
         axis.set_ylabel("test top-1 error (%)")
-        axis.set_title(f"{dataset}: {protocol}")
-        axis.legend(fontsize="small")
+        axis.set_title(f"{dataset}: {protocol}", loc="left")
+        axis.grid(axis="y", alpha=0.3, zorder=0)
+        axis.spines[["top", "right"]].set_visible(False)
+    handles: list[Any] = [
+        Patch(color=c, label=arch) for arch, c in colours.items() if arch in shown
+    ]
+    if has_std:
+        handles.append(Line2D([], [], label="±1 std over seeds", **SPREAD))
+    if has_paper:
+        handles.append(Line2D([], [], label="paper (Bartunov et al., 2018)", **PAPER_MARK))
+    figure.legend(handles=handles, loc="outside right upper", frameon=False)
     _save(figure, out)
     plt.close(figure)

@@ -50,7 +50,9 @@ RUN_EXPORT_COLUMNS = (
     "finished_at",
     "heartbeat_at",
     "hparams",
+    "data_settings",
 )
+JSON_COLUMNS = ("hparams", "data_settings")  # nested in JSON, JSON text in a CSV cell
 
 
 def _table(title: str, **options: Any) -> Table:
@@ -189,7 +191,11 @@ def run_detail(run: RunRecord, epochs: list[dict[str, Any]]) -> Group:
     if run.error:
         parts.append(Text(f"error: {run.error}", style="red"))
     if run.checkpoint:
-        parts.append(Text(f"checkpoints: {run.checkpoint}"))
+        gone = (
+            run.status is RunStatus.finished and run.environment.get("keep_checkpoint") == "none"
+        )
+        deleted = " (deleted when the run finished: --keep-checkpoint none)" if gone else ""
+        parts.append(Text(f"checkpoints: {run.checkpoint}{deleted}"))
     if run.status.resumable:
         parts.append(Text(f"continue it with `biobench run --resume {run.id}`"))
     parts.append(_pairs("spec", {**run.spec, "spec_hash": run.spec_hash}))
@@ -201,17 +207,20 @@ def run_detail(run: RunRecord, epochs: list[dict[str, Any]]) -> Group:
 def export_frames(
     runs: list[RunRecord], epochs: list[dict[str, Any]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    run_frame = pd.DataFrame(
-        [{key: run.as_dict()[key] for key in RUN_EXPORT_COLUMNS} for run in runs],
-        columns=list(RUN_EXPORT_COLUMNS),
-    )
-    run_frame["hparams"] = run_frame["hparams"].map(lambda h: json.dumps(h, sort_keys=True))
+    records = []
+    for run in runs:
+        values = {**run.as_dict(), "data_settings": run.spec.get("data_settings") or {}}
+        records.append({key: values[key] for key in RUN_EXPORT_COLUMNS})
+    run_frame = pd.DataFrame(records, columns=list(RUN_EXPORT_COLUMNS))
+    for column in JSON_COLUMNS:
+        run_frame[column] = run_frame[column].map(lambda h: json.dumps(h, sort_keys=True))
     epoch_frame = pd.DataFrame(epochs, columns=["run_id", "epoch", *METRIC_COLUMNS, "recorded_at"])
     return run_frame.sort_values("id"), epoch_frame
 
 
 def export_csv(runs: list[RunRecord], epochs: list[dict[str, Any]]) -> str:
-    """One row per (run, epoch): the run's columns repeated beside each epoch's metrics.
+    """One row per (run, epoch): the run's columns repeated beside each epoch's metrics, where
+    `epochs` is the run's configured count and `epoch` the row's number.
 
     A run with no finished epoch still appears, once, with empty metric columns.
     """
@@ -222,7 +231,8 @@ def export_csv(runs: list[RunRecord], epochs: list[dict[str, Any]]) -> str:
 
 
 def export_json(runs: list[RunRecord], epochs: list[dict[str, Any]]) -> str:
-    """{"runs": [{...run, "epochs": [{...}, ...]}, ...]}; NaN and inf metrics become null."""
+    """{"runs": [{...run, "epoch_rows": [{...}, ...]}, ...]}: as in the CSV, `epochs` is the
+    run's configured count; its epochs' rows are `epoch_rows`. NaN and inf become null."""
     run_frame, epoch_frame = export_frames(runs, epochs)
     by_run: dict[int, list[dict[str, Any]]] = {}
     for record in json.loads(
@@ -233,6 +243,7 @@ def export_json(runs: list[RunRecord], epochs: list[dict[str, Any]]) -> str:
         run_frame.to_json(orient="records", date_format="iso", double_precision=15)
     )
     for record in records:
-        record["hparams"] = json.loads(record["hparams"])
-        record["epochs"] = by_run.get(record["id"], [])
+        for column in JSON_COLUMNS:
+            record[column] = json.loads(record[column])
+        record["epoch_rows"] = by_run.get(record["id"], [])
     return json.dumps({"runs": records}, indent=2)

@@ -501,6 +501,14 @@ class Store:
             values["finished_at"] = values["heartbeat_at"]
         return values
 
+    def delete_runs(self, run_ids: list[int]) -> int:
+        """Delete these runs, their epoch rows with them (ON DELETE CASCADE); returns how many
+        runs there were to delete. Their checkpoint folders are the caller's to remove."""
+        runs = Run.__table__
+        return int(
+            self._run(lambda c: c.execute(runs.delete().where(runs.c.id.in_(run_ids))).rowcount)
+        )
+
     # -- reading -------------------------------------------------------------------------------
 
     def runs(

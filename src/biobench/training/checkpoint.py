@@ -11,6 +11,7 @@ unpickles arbitrary objects.
 from __future__ import annotations
 
 import random
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ from biobench.store.records import RunRecord
 FORMAT = 1
 FILE = "last.pt"
 KEYS = ("epoch", "spec_hash", "learner", "rng", "generator")  # run_id: from biobench 0.2 on
+# What a finished run keeps (`run --keep-checkpoint`): its last checkpoint, or nothing. A stopped,
+# failed or diverged run always keeps its own, to resume from or to look into.
+KEEP = ("last", "none")
+DEFAULT_KEEP = "none"  # a finished run is never resumed, and an ImageNet checkpoint is GBs
 
 
 def _rng_state() -> dict[str, Any]:
@@ -81,6 +86,16 @@ def save(
         lambda handle: torch.save(payload, handle),
         fix="free some space or pass --checkpoint-dir on another disk",
     )
+
+
+def discard(folder: Path) -> None:
+    """Delete a finished run's checkpoint, then its folder if nothing else is left in it.
+
+    The run's status is recorded by then, so a file that cannot be removed costs disk space
+    only (`biobench rm` can still remove it); it does not fail the run."""
+    with suppress(OSError):
+        (folder / FILE).unlink(missing_ok=True)
+        folder.rmdir()
 
 
 def load(folder: Path, device: torch.device) -> dict[str, Any] | None:

@@ -169,9 +169,14 @@ def execute(
     download: bool = False,
     reporter: Reporter | None = None,
     checkpoint_dir: Path | None = None,
+    keep_checkpoint: str = "last",
 ) -> int:
     """Train `spec` and record it in `store`; returns the run id. Everything a user can get
-    wrong (data, network, checkpoint folder) is checked before the run row is made."""
+    wrong (data, network, checkpoint folder) is checked before the run row is made.
+
+    `keep_checkpoint` (checkpoint.KEEP) is what the run keeps once finished, recorded with it:
+    called from Python, the trained network stays loadable unless `none` is asked for;
+    `biobench run` (`run_request`) asks for checkpoint.DEFAULT_KEEP."""
     data_dir = data_dir.expanduser().resolve()
     job = prepare(spec, device, data_dir, download)
     env = environment(device)
@@ -183,6 +188,7 @@ def execute(
         train_eval_size=len(job.data.train_eval_split),
         test_size=len(job.data.test),
         pid=os.getpid(),
+        keep_checkpoint=keep_checkpoint,  # a resume finishes the run as it was asked to
     )
     folder = _run_folder(checkpoint_dir, spec)
     owner = uuid.uuid4().hex  # this process's lease on the run: only it writes the run
@@ -203,7 +209,9 @@ def execute(
         folder.rmdir()  # still empty: nothing of a run that was never recorded stays behind
         raise
     (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), 1, device)
-    _train(run_id, owner, job, store, folder, reporter, start_epoch=1)
+    _train(
+        run_id, owner, job, store, folder, reporter, start_epoch=1, keep_checkpoint=keep_checkpoint
+    )
     return run_id
 
 
@@ -268,7 +276,8 @@ def resume(
             f"{taken.host}); not resuming"
         )
     (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), start, device)
-    _train(run_id, owner, job, store, folder, reporter, start_epoch=start)
+    keep = run.environment.get("keep_checkpoint", checkpoint.DEFAULT_KEEP)
+    _train(run_id, owner, job, store, folder, reporter, start_epoch=start, keep_checkpoint=keep)
     return run_id
 
 
@@ -302,6 +311,7 @@ def _train(
     reporter: Reporter | None,
     *,
     start_epoch: int,
+    keep_checkpoint: str,
 ) -> None:
     spec = job.spec
     sink = EpochSink(store, run_id, folder / SPOOL, spec.spec_hash(), owner)
@@ -347,7 +357,9 @@ def _train(
     except BaseException as error:
         sink.close(RunStatus.failed, f"{type(error).__name__}: {error}")
         raise
-    sink.close(RunStatus.finished)
+    sink.close(RunStatus.finished)  # raises, keeping the checkpoint, if it cannot be recorded
+    if keep_checkpoint == "none":
+        checkpoint.discard(folder)
 
 
 # -- what `biobench run` asks for ------------------------------------------------------------
@@ -368,6 +380,7 @@ class Request:
     seeds: tuple[int, ...] | None = None
     overrides: tuple[str, ...] = ()
     checkpoint_dir: Path | None = None
+    keep_checkpoint: str | None = None  # checkpoint.KEEP; None: checkpoint.DEFAULT_KEEP
     resume: int | None = None
 
 
@@ -384,6 +397,7 @@ _RESUME_FIXED = (
     ("--seeds", "seeds"),
     ("--set", "overrides"),
     ("--checkpoint-dir", "checkpoint_dir"),
+    ("--keep-checkpoint", "keep_checkpoint"),  # the run's own choice, recorded when it began
 )
 
 
@@ -461,6 +475,11 @@ def run_request(
     propagates.
     """
     reporter = reporter or Reporter()
+    keep = request.keep_checkpoint or checkpoint.DEFAULT_KEEP
+    if keep not in checkpoint.KEEP:
+        raise BiobenchError(
+            f"unknown --keep-checkpoint {keep!r}; choose one of: {', '.join(checkpoint.KEEP)}"
+        )
     if request.resume is not None:
         check_resume(request)
         stored_device, stored_data = stored_place(store.run(request.resume))
@@ -487,7 +506,11 @@ def run_request(
             reporter.spec_started(index, len(specs), spec)
         try:
             run_id = execute(
-                spec, reporter=reporter, checkpoint_dir=request.checkpoint_dir, **options
+                spec,
+                reporter=reporter,
+                checkpoint_dir=request.checkpoint_dir,
+                keep_checkpoint=keep,
+                **options,
             )
         except Exception as error:  # one failed preset does not stop the suite
             if len(specs) == 1 or not keep_going:
