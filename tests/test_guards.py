@@ -30,7 +30,16 @@ from biobench.data import Dataset, TensorSplit
 from biobench.learners.base import Learner
 from biobench.registry import ALGORITHMS, ARCHITECTURES
 from biobench.results.check import Verdict, check, check_store, describe, junit_xml
-from biobench.results.compare import Method, _arch_order, comparison, latest_per_seed, method_of
+from biobench.results.compare import (
+    Method,
+    _arch_order,
+    _num,
+    _signed,
+    comparison,
+    latest_per_seed,
+    method_of,
+    protocol_of,
+)
 from biobench.spec import Preset, RunSpec, load_presets, resolve
 from biobench.store import Store
 from biobench.store.records import RunRecord, RunStatus
@@ -48,10 +57,10 @@ class LogitsFromImages(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.spare = nn.Parameter(torch.zeros(1))  # unused: lets a test make the weights NaN
-        self.modes: list[bool] = []  # self.training at each call
+        self.modes: list[tuple[bool, bool]] = []  # (training, grad enabled) at each call
 
     def forward(self, x: Tensor) -> Tensor:
-        self.modes.append(self.training)
+        self.modes.append((self.training, torch.is_grad_enabled()))
         return x.flatten(1)
 
 
@@ -72,6 +81,9 @@ class StillLearner(Learner):
     def train_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         self.calls.append(("step", len(y)))
         return {}
+
+    def logits(self, x: Tensor) -> Tensor:  # a plugin may forget torch.no_grad here
+        return self.net(x)
 
 
 def ranked(labels: list[int], ranks: list[int], classes: int = CLASSES) -> TensorSplit:
@@ -298,17 +310,19 @@ def test_evaluate_sums_hits_and_loss_over_every_batch(batch_size: int) -> None:
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_evaluate_runs_the_net_in_eval_mode_and_gives_its_mode_back(training: bool) -> None:
+def test_evaluate_runs_the_net_in_eval_mode_without_autograd_and_gives_its_mode_back(
+    training: bool,
+) -> None:
     learner = StillLearner()
     learner.net.train(training)
     evaluate(learner, TEST, batch_size=2)
-    assert learner.net.modes == [False, False]
+    assert learner.net.modes == [(False, False), (False, False)]
     assert learner.net.training is training
 
 
 def test_evaluate_refuses_an_empty_split() -> None:
     empty = TensorSplit(torch.zeros(0, 1, 1, CLASSES), torch.zeros(0))
-    with pytest.raises(ValueError, match="empty split"):
+    with pytest.raises(ValueError, match="^cannot evaluate an empty split$"):
         evaluate(StillLearner(), empty)
 
 
@@ -639,6 +653,94 @@ def test_gap_to_bp_and_delta_to_the_paper_use_the_same_network_and_protocol() ->
     assert rows[("fa", "fc", 3)]["gap_to_bp"] == 1.0  # to BP of its own protocol
     paper = load_presets().preset("mnist-fc-fa").reference["test_top1"]
     assert rows[("fa", "fc", 500)]["delta_test_top1"] == pytest.approx(2.25 - paper)
+
+
+def test_the_comparison_frame_has_one_column_per_number_and_a_plain_index() -> None:
+    frame = comparison([bp_run(1, 0)], epoch_rows({1: [1.0]}), load_presets())
+    assert list(frame.columns) == [
+        "dataset",
+        "protocol",
+        "method",
+        "label",
+        "family",
+        "architecture",
+        "runs",
+        "other_specs",
+        "run_ids",
+        "train_top1",
+        "train_top1_std",
+        "test_top1",
+        "test_top1_std",
+        "test_top5",
+        "test_top5_std",
+        "paper_train_top1",
+        "paper_test_top1",
+        "paper_test_top5",
+        "delta_test_top1",
+        "gap_to_bp",
+    ]
+    assert list(frame.index) == [0]
+    assert frame.iloc[0]["family"] == "backprop"
+
+
+def test_comparison_keeps_only_the_dataset_and_architecture_asked_for() -> None:
+    def run(run_id: int, dataset: str, architecture: str) -> RunRecord:
+        return record(run_id, resolve(algorithm="bp", architecture=architecture, dataset=dataset))
+
+    # The digits run comes first: a filter that stopped at the first mismatch would drop all.
+    runs = [run(1, "digits", "fc"), run(2, "mnist", "lc"), run(3, "mnist", "fc")]
+    epochs = epoch_rows({1: [1.0], 2: [2.0], 3: [3.0]})
+
+    def run_ids(**kw: str) -> list[str]:
+        return sorted(comparison(runs, epochs, load_presets(), **kw)["run_ids"])
+
+    assert run_ids(dataset="mnist") == ["2", "3"]
+    assert run_ids(architecture="fc") == ["1", "3"]
+    assert run_ids(dataset="mnist", architecture="fc") == ["3"]
+    assert run_ids() == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "protocol"),
+    [
+        ({"epochs": 500, "batch_size": 128}, "500 epochs, batch 128"),
+        ({"epochs": 3, "batch_size": 8, "data_settings": {}}, "3 epochs, batch 8"),
+        (
+            {"epochs": 3, "batch_size": 8, "data_settings": {"workers": 2, "augment": True}},
+            "3 epochs, batch 8, augment=True,workers=2",
+        ),
+    ],
+)
+def test_a_protocol_names_epochs_batch_size_and_data_settings_in_order(
+    spec: dict[str, Any], protocol: str
+) -> None:
+    assert protocol_of(spec) == protocol
+
+
+@pytest.mark.parametrize(
+    ("value", "std", "text"),
+    [
+        (1.234, None, "1.23"),
+        (1.5, 0.0, "1.50"),  # two identical seeds: no ±0.00
+        (1.5, math.nan, "1.50"),  # one seed: its spread is unknown
+        (1.5, 0.144, "1.50±0.14"),
+        (math.nan, 0.1, "–"),
+        (math.inf, None, "–"),
+        (None, None, "–"),
+    ],
+)
+def test_a_table_number_has_two_decimals_and_a_spread_only_when_there_is_one(
+    value: float | None, std: float | None, text: str
+) -> None:
+    assert _num(value, std) == text  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.0, "+0.00"), (0.674, "+0.67"), (-0.5, "-0.50"), (math.nan, "–"), (None, "–")],
+)
+def test_a_difference_is_signed_with_two_decimals(value: float | None, text: str) -> None:
+    assert _signed(value) == text  # type: ignore[arg-type]
 
 
 # -- the store's filters ---------------------------------------------------------------------
