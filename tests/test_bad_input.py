@@ -472,7 +472,7 @@ CASES = [
         "database newer than biobench",
         ["runs", "--db", "sqlite:///{tmp}/newer.db"],
         newer_schema,
-        "newer than this biobench knows (head 0004); upgrade biobench",
+        "newer than this biobench knows (head 0005); upgrade biobench",
     ),
     (
         "unknown run id for --resume",

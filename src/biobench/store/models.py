@@ -103,6 +103,11 @@ class Run(Base):
     checkpoint: Mapped[str | None] = mapped_column(String(1024))  # folder of its checkpoints
     owner: Mapped[str | None] = mapped_column(String(64))  # the writing process's lease token
     pid: Mapped[int | None] = mapped_column(Integer)  # the writing process, on `host`
+    study: Mapped[str | None] = mapped_column(String(128), index=True)  # Optuna study, if a trial
+    trial: Mapped[int | None] = mapped_column(Integer)  # its trial number in that study
+    world_size: Mapped[int] = mapped_column(
+        Integer, server_default="1"
+    )  # processes that trained it
 
 
 class Epoch(Base):

@@ -68,6 +68,9 @@ class RunRecord:
     checkpoint: str | None  # the folder of its checkpoints
     owner: str | None = None  # the lease token of the process that writes it
     pid: int | None = None  # that process, on `host`
+    study: str | None = None  # the Optuna study this run is a trial of
+    trial: int | None = None  # its trial number there
+    world_size: int = 1  # processes that trained it (data parallel)
     epochs_done: int = 0
     best_test_top1: float | None = None
     best_test_top5: float | None = None
