@@ -150,7 +150,7 @@ def test_the_default_database_lives_in_biobench_home(tmp_path: Path) -> None:
         (["run", "--data", "cifar"], "dataset 'cifar'; choose one of: cifar10, digits"),
         (["run", "--device", "tpu"], "unknown device 'tpu'; choose one of: auto, cpu, cuda"),
         (["run", "--set", "lr=fast"], "lr='fast' is not a float"),
-        (["run", "--set", "momentum=0.9"], "bp has no hyperparameter 'momentum'"),
+        (["run", "--set", "alpha=0.9"], "bp has no hyperparameter 'alpha'"),
         (["run", "--epochs", "0"], "--epochs must be > 0"),
         (["run", "--batch-size", "0"], "--batch-size must be > 0"),
         (

@@ -20,6 +20,7 @@ from biobench.results.check import check_store
 from biobench.results.compare import load_comparison, print_tables, render_markdown
 from biobench.spec import resolve
 from biobench.store import Store
+from biobench.store.models import Run
 
 runner = CliRunner()
 
@@ -66,21 +67,22 @@ def store(sqlite_url: str) -> Store:
 GOLDEN_MARKDOWN = """\
 ### mnist: 500 epochs, batch 128 (errors in %, best epoch)
 
-| method | fc train | fc test | fc paper | fc Δ | fc vs BP | lc train | lc test | lc paper | lc Δ | lc vs BP | conv train | conv test | conv paper | conv Δ | conv vs BP |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-| DTP alternating | 1.00 | 2.50 | 0.00 / 1.83 | +0.67 | +1.00 |  |  |  |  |  |  |  |  |  |  |
-| FA |  |  |  |  |  | 4.00 | 9.00 | 0.00 / 1.26 | +7.74 | +7.80 |  |  |  |  |  |
-| BP | 0.10±0.14 | 1.50±0.14 (n=2) | 0.00 / 1.48 | +0.02 | +0.00 | 0.00 | 1.20 | 0.00 / 1.17 | +0.03 | +0.00 | 1.00 | 1.10 | 0.00 / 1.01 | +0.09 | +0.00 |
+| family | method | fc train | fc test | fc paper | fc Δ | fc vs BP | lc train | lc test | lc paper | lc Δ | lc vs BP | conv train | conv test | conv paper | conv Δ | conv vs BP |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| backprop | BP | 0.10±0.14 | 1.50±0.14 (n=2) | 0.00 / 1.48 | +0.02 | +0.00 | 0.00 | 1.20 | 0.00 / 1.17 | +0.03 | +0.00 | 1.00 | 1.10 | 0.00 / 1.01 | +0.09 | +0.00 |
+| feedback alignment | FA |  |  |  |  |  | 4.00 | 9.00 | 0.00 / 1.26 | +7.74 | +7.80 |  |  |  |  |  |
+| target propagation | DTP alternating | 1.00 | 2.50 | 0.00 / 1.83 | +0.67 | +1.00 |  |  |  |  |  |  |  |  |  |  |
 """  # noqa: E501
 
 # BP on the conv net sits under conv (the paper's BP-ConvNet cell is its reference there) and
-# is compared with BP on conv, so its gap to BP is zero, not BP-LC's.
+# is compared with BP on conv, so its gap to BP is zero, not BP-LC's. Rules are grouped by
+# family, in registry.FAMILIES order.
 GOLDEN_TABLE = """\
 mnist: 500 epochs, batch 128 (errors in %, best epoch)
-method            fc train          fc test     fc paper   fc Δ  fc vs BP  lc train  lc test     lc paper   lc Δ  lc vs BP  conv train  conv test   conv paper  conv Δ  conv vs BP
-DTP alternating       1.00             2.50  0.00 / 1.83  +0.67     +1.00
-FA                                                                             4.00     9.00  0.00 / 1.26  +7.74     +7.80
-BP               0.10±0.14  1.50±0.14 (n=2)  0.00 / 1.48  +0.02     +0.00      0.00     1.20  0.00 / 1.17  +0.03     +0.00        1.00       1.10  0.00 / 1.01   +0.09       +0.00
+family              method            fc train          fc test     fc paper   fc Δ  fc vs BP  lc train  lc test     lc paper   lc Δ  lc vs BP  conv train  conv test   conv paper  conv Δ  conv vs BP
+backprop            BP               0.10±0.14  1.50±0.14 (n=2)  0.00 / 1.48  +0.02     +0.00      0.00     1.20  0.00 / 1.17  +0.03     +0.00        1.00       1.10  0.00 / 1.01   +0.09       +0.00
+feedback alignment  FA                                                                             4.00     9.00  0.00 / 1.26  +7.74     +7.80
+target propagation  DTP alternating       1.00             2.50  0.00 / 1.83  +0.67     +1.00
 """  # noqa: E501
 
 
@@ -111,6 +113,22 @@ def test_runs_of_another_protocol_are_not_compared_with_the_paper_cell(store: St
     assert set(frame["protocol"]) == {"500 epochs, batch 128", "3 epochs, batch 128"}
     short = frame[frame["protocol"] == "3 epochs, batch 128"]
     assert list(short["method"]) == ["bp"] and short["test_top1"].item() == pytest.approx(0.9)
+
+
+def test_the_trials_of_a_search_stand_for_no_cell_unless_named(store: Store) -> None:
+    cell = dict(algorithm="bp", architecture="fc", dataset="mnist", epochs=3)
+    measured = add_run(store, None, [(0.0, 0.9)], **cell)
+    trial_id = add_run(store, None, [(0.0, 40.0)], **cell)  # a bad configuration, run last
+    with store._transaction(write=True) as connection:
+        connection.execute(
+            Run.__table__.update().where(Run.__table__.c.id == trial_id).values(study="s", trial=0)
+        )
+    frame = load_comparison(store, datasets={"mnist"})
+    short = frame[frame["protocol"] == "3 epochs, batch 128"]
+    assert short["test_top1"].item() == pytest.approx(0.9) and short["runs"].item() == 1
+    named = load_comparison(store, run_ids=[trial_id])
+    assert named["test_top1"].item() == pytest.approx(40.0)
+    assert measured != trial_id
 
 
 def test_check_verdicts(store: Store) -> None:

@@ -678,6 +678,7 @@ def test_the_comparison_frame_has_one_column_per_number_and_a_plain_index() -> N
         "paper_test_top5",
         "delta_test_top1",
         "gap_to_bp",
+        "reference",  # whose published numbers the paper_* columns hold: paper, biotorch
     ]
     assert list(frame.index) == [0]
     assert frame.iloc[0]["family"] == "backprop"

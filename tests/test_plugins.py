@@ -100,8 +100,8 @@ def test_compare_puts_the_plugin_rule_beside_bp(env: dict[str, str]) -> None:
     shown = biobench(env, "compare", "--data", "digits", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(shown.stdout)))
     labels = [row["label"] for row in rows]
-    assert labels == ["My rule", "BP"]  # its declared order (55) puts it above BP (70)
-    mine = rows[0]
+    assert labels == ["BP", "My rule"]  # backprop's family first, then its own (feedback)
+    mine = rows[1]
     assert mine["family"] == "feedback" and float(mine["gap_to_bp"]) == pytest.approx(
         float(mine["test_top1"]) - float(rows[1]["test_top1"])
     )

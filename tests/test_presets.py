@@ -147,10 +147,35 @@ HPARAMS = {k: v for k, v in expected_hparams().items() if k in REFERENCES}
 
 
 def test_there_is_one_preset_per_cell_of_tables_1_and_2() -> None:
-    presets = load_presets().presets
-    paper = {k for k in presets if not k.startswith("smoke-")}
-    assert paper == set(REFERENCES)
+    config = load_presets()
+    paper = {k for k in config.presets if not k.startswith("smoke-")}
+    paper -= set(config.suites["biotorch-cifar10"])
+    assert paper == set(REFERENCES) == set(config.suites["paper"])
     assert len(paper) == 44
+
+
+# biotorch's Benchmarks.md, CIFAR-10 ResNet-20 (SGD) column (Sanfiz & Akrout 2021).
+BIOTORCH = {"bp": 8.63, "fa": 32.16, "dfa": 45.94, "usf": 10.05, "brsf": 11.02, "frsf": 11.2}
+
+
+@pytest.mark.parametrize("algorithm", sorted(BIOTORCH))
+def test_the_biotorch_presets_carry_its_numbers_and_protocol(algorithm: str) -> None:
+    config = load_presets()
+    preset = config.presets[f"cifar10-resnet20-{algorithm}"]
+    assert preset.name in config.suites["biotorch-cifar10"]
+    assert preset.reference == {"test_top1": BIOTORCH[algorithm]}
+    spec = resolve(preset=preset.name)
+    assert (spec.architecture, spec.dataset, spec.epochs, spec.batch_size) == (
+        "resnet20",
+        "cifar10",
+        250,
+        128,
+    )
+    assert spec.data_settings == {"augment": True}
+    lr = 0.001 if algorithm == "dfa" else 0.1
+    expected = {"optimizer": "sgd", "lr": lr, "momentum": 0.9, "weight_decay": 1e-4}
+    expected |= {"lr_schedule": "step", "lr_milestones": "100,150,200", "lr_gamma": 0.1}
+    assert {name: spec.hparams[name] for name in expected} == expected
 
 
 @pytest.mark.parametrize("preset", sorted(REFERENCES))
@@ -167,7 +192,7 @@ def test_hyperparameters_are_table_5(preset: str) -> None:
 def test_every_preset_resolves_to_a_valid_spec(preset: str) -> None:
     spec = resolve(preset=preset)
     assert spec.preset == preset
-    if not preset.startswith("smoke-"):
+    if preset in load_presets().suites["paper"]:
         assert spec.epochs == (50 if preset.startswith("imagenet") else 500)
         assert spec.batch_size == (256 if preset.startswith("imagenet") else 128)
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from biobench.data import TensorSplit
 from biobench.errors import SpecError
-from biobench.learners.base import Learner
+from biobench.learners.base import EpochList, Learner
 from biobench.registry import ALGORITHMS, DATASETS, load_all
 from biobench.results.compare import comparison
 from biobench.spec import HParam, load_presets, resolve
@@ -214,6 +214,9 @@ def valid_values(param: HParam) -> st.SearchStrategy[Any]:
             allow_nan=False,
             allow_infinity=False,
         )
+    if isinstance(param, EpochList):  # increasing epochs, in their one spelling
+        epochs = st.lists(st.integers(1, 10_000), min_size=1, unique=True)
+        return epochs.map(lambda e: ",".join(map(str, sorted(e))))
     if param.kind is str:
         return st.text(string.ascii_letters + string.digits + "-_.", min_size=1)
     raise NotImplementedError(f"no strategy for {param.kind.__name__} settings: add one here")

@@ -18,7 +18,9 @@ def spec(**kw):
 def test_mnist_fc_bp_takes_the_papers_table5_hyperparameters() -> None:
     resolved = resolve(algorithm="bp", architecture="fully-connected", dataset="mnist")
     assert resolved.architecture == "fc"  # aliases resolve to the canonical name
-    assert resolved.hparams == {"lr": 1.52e-4, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    adam = {"lr": 1.52e-4, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    assert {name: resolved.hparams[name] for name in adam} == adam
+    assert resolved.hparams["optimizer"] == "adam"  # and the declared defaults for the rest
     assert (resolved.epochs, resolved.batch_size, resolved.seed) == (500, 128, 0)
 
 
@@ -78,8 +80,8 @@ PRESET = "presets:\n  p1: {algorithm: bp, architecture: fc, dataset: digits, "
         (BASE + "hparams: {bp: {default: {lr: 1}}}\n", "unknown key.*hparams"),
         ("defaults: {seed: 0, epochs: 1, batch_size: 2147483648}\n", "batch_size must be <="),
         (
-            BASE + PRESET + "hparams: {momentum: 1}, reference: {test_top1: 1}, tolerance: 1}\n",
-            "presets.p1.hparams: bp has no hyperparameter 'momentum'",
+            BASE + PRESET + "hparams: {alpha: 1}, reference: {test_top1: 1}, tolerance: 1}\n",
+            "presets.p1.hparams: bp has no hyperparameter 'alpha'",
         ),
         (
             BASE + PRESET + "hparams: {lr: -1}, reference: {test_top1: 1}, tolerance: 1}\n",

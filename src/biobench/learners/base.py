@@ -12,15 +12,18 @@ reaches any parameter outside the set the rule allows (a layer's own weights, sa
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from biobench.archs.stack import Stack
+from biobench.errors import SpecError
+from biobench.nn.feedback import WeightTransportError
 from biobench.spec.params import HParam
 
 # Adam, the paper's optimiser for every method (Table 4 gives its search space).
@@ -48,6 +51,121 @@ def adam(parameters: Any, hp: Mapping[str, Any], prefix: str = "") -> torch.opti
     )
 
 
+@dataclass(frozen=True)
+class EpochList(HParam):
+    """A setting that lists epochs: ASCII integers >= 1, comma-separated, increasing."""
+
+    def parse(self, name: str, raw: Any) -> Any:
+        value = super().parse(name, raw)
+        parts = [part.strip() for part in value.split(",")]
+        if not all(part.isascii() and part.isdigit() for part in parts):
+            raise self._refuse(name, raw, "is not a list of epochs")
+        epochs = [int(part) for part in parts]
+        if epochs[0] < 1 or any(a >= b for a, b in zip(epochs, epochs[1:], strict=False)):
+            raise self._refuse(name, raw, "is not increasing from 1")
+        return ",".join(map(str, epochs))
+
+    def domain(self) -> str:
+        return "epochs >= 1, comma-separated and increasing (e.g. 100,150,200)"
+
+
+# The optimiser and learning-rate schedule of backprop and the feedback family, declared like
+# any hyperparameter (`--set optimizer=sgd momentum=0.9 ...`). The defaults are the paper's
+# Adam with a constant rate; biotorch's ResNet protocol is SGD, momentum 0.9, weight decay 1e-4
+# and a step schedule (the cifar10-resnet20-* presets).
+OPTIMIZER: dict[str, HParam] = {
+    "lr": replace(ADAM["lr"], help="learning rate (at epoch 1, under a schedule)"),
+    "beta1": ADAM["beta1"],
+    "beta2": ADAM["beta2"],
+    "eps": ADAM["eps"],
+    "optimizer": HParam(
+        str, "adam, or sgd (with momentum, nesterov)", choices=("adam", "sgd"), default="adam"
+    ),
+    "momentum": HParam(
+        float, "SGD momentum (sgd only)", low=0.0, high=1.0, high_open=True, default=0.0
+    ),
+    "nesterov": HParam(bool, "Nesterov momentum (sgd only, with momentum > 0)", default=False),
+    "weight_decay": HParam(
+        float, "L2 penalty added to the gradient, as torch.optim's", low=0.0, default=0.0
+    ),
+    "lr_schedule": HParam(
+        str,
+        "lr per epoch: none; step (x lr_gamma after each of lr_milestones); cosine (to 0 over "
+        "lr_period epochs)",
+        choices=("none", "step", "cosine"),
+        default="none",
+    ),
+    "lr_milestones": EpochList(
+        str, "epochs after which step multiplies the lr by lr_gamma", default="100,150,200"
+    ),
+    "lr_gamma": HParam(
+        float, "step's factor at each milestone", low=0.0, low_open=True, high=1.0, default=0.1
+    ),
+    "lr_period": HParam(
+        int, "epochs over which cosine decays the lr to 0 (set it to --epochs)", low=1, default=200
+    ),
+}
+
+
+def scheduled_lr(hp: Mapping[str, Any], epoch: int) -> float:
+    """The learning rate of `epoch` (1-based) under the run's schedule, in closed form:
+
+    none:    lr
+    step:    lr * lr_gamma ** #{milestones m : m < epoch}     (torch's MultiStepLR)
+    cosine:  lr * (1 + cos(pi * min(epoch - 1, T) / T)) / 2,  T = lr_period
+                                                (torch's CosineAnnealingLR, eta_min = 0)
+    """
+    lr, schedule = hp["lr"], hp.get("lr_schedule", "none")
+    if schedule == "step":
+        passed = sum(int(m) < epoch for m in hp["lr_milestones"].split(","))
+        return lr * hp["lr_gamma"] ** passed
+    if schedule == "cosine":
+        period = hp["lr_period"]
+        return lr * (1 + math.cos(math.pi * min(epoch - 1, period) / period)) / 2
+    return lr
+
+
+def make_optimizer(
+    parameters: Any, hp: Mapping[str, Any], *, decoupled: bool = False
+) -> torch.optim.Optimizer:
+    """The optimiser `hp` declares (OPTIMIZER) over `parameters` (tensors or param groups).
+
+    Adam is base.adam's fused Adam, so the defaults train exactly as before these settings;
+    its weight_decay is torch's L2 term, or AdamW's decoupled decay with `decoupled` (KP).
+    Settings that do not apply to the chosen optimiser are refused, not ignored.
+    """
+    kind = hp.get("optimizer", "adam")
+    if kind == "adam":
+        for name, idle in (("momentum", 0.0), ("nesterov", False)):
+            if hp.get(name, idle) != idle:
+                raise SpecError(
+                    f"{name}={hp[name]} applies to optimizer=sgd only; add --set optimizer=sgd "
+                    f"or drop {name}"
+                )
+        options = {"lr": hp["lr"], "betas": (hp["beta1"], hp["beta2"]), "eps": hp["eps"]}
+        if decoupled:
+            return torch.optim.AdamW(parameters, **options, fused=True)
+        decay = hp.get("weight_decay", 0.0)
+        return torch.optim.Adam(parameters, **options, weight_decay=decay, fused=True)
+    if hp["nesterov"] and hp["momentum"] == 0:
+        raise SpecError("nesterov=true needs momentum > 0; add e.g. --set momentum=0.9")
+    return torch.optim.SGD(
+        parameters,
+        lr=hp["lr"],
+        momentum=hp["momentum"],
+        nesterov=hp["nesterov"],
+        weight_decay=hp["weight_decay"],
+    )
+
+
+def weighted_ops(net: nn.Module) -> list[nn.Module]:
+    """The ops with weights that feedback rules give feedback to, input to output: each
+    layer's op for a Stack, the network's `ops` otherwise (a ResNet's convs and dense op)."""
+    if isinstance(net, Stack):
+        return [layer.op for layer in net.layers]
+    return list(net.ops)
+
+
 class Learner(ABC):
     """One learning rule applied to one network.
 
@@ -62,7 +180,7 @@ class Learner(ABC):
     family: ClassVar[str] = "other"  # backprop, feedback, target-propagation or other
     order: ClassVar[int] = 1000  # position in tables (BP is 70, the paper's rules below it)
 
-    def __init__(self, net: Stack, hp: Mapping[str, Any]) -> None:
+    def __init__(self, net: nn.Module, hp: Mapping[str, Any]) -> None:
         self.net = net
         self.hp = dict(hp)
 
@@ -80,8 +198,24 @@ class Learner(ABC):
         """The passes over the training set that make up one reported epoch (1-based).
 
         One pass by default; alternating target propagation makes two (inverse, forward).
+        The loop asks once, as the epoch starts, so the learning-rate schedule is set here.
         """
+        self.schedule(epoch)
         return ("train",)
+
+    def schedule(self, epoch: int) -> None:
+        """Give every optimiser the learning rate of `epoch` under the declared schedule.
+
+        The rate is a closed-form function of the epoch (`scheduled_lr`), so a resumed run,
+        which restarts the loop at the epoch after its checkpoint, continues on the same
+        schedule; the optimisers' saved state holds the rate they were last given.
+        """
+        if self.hp.get("lr_schedule", "none") == "none":
+            return
+        lr = scheduled_lr(self.hp, epoch)
+        for optimizer in self.optimizers().values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
 
     def start_phase(self, phase: str) -> None:  # noqa: B027 - optional hook
         """Called before each pass with one of the names `epoch_phases` returned."""
@@ -99,10 +233,6 @@ class Learner(ABC):
         self.net.load_state_dict(state["net"])
         for key, optimizer in self.optimizers().items():
             optimizer.load_state_dict(state["optimizers"][key])
-
-
-class WeightTransportError(RuntimeError):
-    """A learning rule tried to send a gradient through weights it must not use."""
 
 
 def reachable_parameters(output: Tensor) -> set[int]:

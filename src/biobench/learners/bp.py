@@ -1,6 +1,7 @@
 """Backprop: the baseline every other learning rule is measured against.
 
-On a `conv` network this is the paper's BP-ConvNet; the code is the same.
+On a `conv` network this is the paper's BP-ConvNet; on `resnet20`, biotorch's BP baseline. The
+code is the same: autograd through whatever network it is given.
 """
 
 from __future__ import annotations
@@ -10,20 +11,19 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from biobench.archs.stack import Stack
-from biobench.learners.base import ADAM, Learner, adam
+from biobench.learners.base import OPTIMIZER, Learner, make_optimizer
 from biobench.registry import ALGORITHMS
 
 
 @ALGORITHMS.register("bp", aliases=("backprop",), label="BP", family="backprop", order=70)
 class Backprop(Learner):
-    hparams = ADAM
+    hparams = OPTIMIZER
 
-    def __init__(self, net: Stack, hp: Mapping[str, Any]) -> None:
+    def __init__(self, net: nn.Module, hp: Mapping[str, Any]) -> None:
         super().__init__(net, hp)
-        self.optimizer = adam(net.parameters(), self.hp)
+        self.optimizer = make_optimizer(net.parameters(), self.hp)
 
     def train_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         loss = F.cross_entropy(self.net(x), y)

@@ -25,6 +25,10 @@ shared updates aligns B_l with W_l. The default, 1, is a compromise measured on 
 lr 1e-3, 6 epochs): B_l's angle to W_l falls from 90 degrees to 63-79 at 5.3% test error; 10
 brings it to 14-22 degrees but the decay of W then costs accuracy (14.7%). Over the paper's
 500 MNIST epochs (about 230,000 steps) even lr 1e-4 with the default decay aligns B fully.
+With --set optimizer=sgd the two optimisers are SGD with kp_decay as their L2 term on W_l and
+B_l (and the same momentum): W_l - B_l then shrinks the same way, through the momentum buffer.
+Biases and batch-norm parameters take `weight_decay`; on resnet20, the ops' B_l are those of
+every conv and the dense op (biobench.nn.feedback).
 """
 
 from __future__ import annotations
@@ -33,10 +37,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from biobench.archs.stack import Stack
-from biobench.learners.base import ADAM
+from biobench.learners.base import OPTIMIZER, make_optimizer
 from biobench.learners.learned_feedback import LearnedFeedback
 from biobench.registry import ALGORITHMS
 from biobench.spec.params import HParam
@@ -49,37 +52,33 @@ KP_DECAY = HParam(
 )
 
 
-def adamw(groups: list[dict[str, Any]], hp: Mapping[str, Any]) -> torch.optim.AdamW:
-    """AdamW over parameter groups (each with its own weight_decay), fused as base.adam."""
-    return torch.optim.AdamW(
-        groups, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"], fused=True
-    )
-
-
 @ALGORITHMS.register("kp", aliases=("kolen-pollack",), label="KP", family="feedback", order=54)
 class KolenPollack(LearnedFeedback):
     """FA whose feedback B gets W's own update, with weight decay on both: B -> W^T."""
 
-    hparams = {**ADAM, "kp_decay": KP_DECAY}
+    hparams = {**OPTIMIZER, "kp_decay": KP_DECAY}
 
-    def __init__(self, net: Stack, hp: Mapping[str, Any]) -> None:
+    def __init__(self, net: nn.Module, hp: Mapping[str, Any]) -> None:
         super().__init__(net, hp)
-        decay = self.hp["kp_decay"]
-        weights = [layer.op.weight for layer in net.layers]
+        decay, others_decay = self.hp["kp_decay"], self.hp["weight_decay"]
+        weights = [op.weight for op in self.ops]
         others = [p for p in net.parameters() if all(p is not w for w in weights)]
-        self.optimizer = adamw(
-            [{"params": weights, "weight_decay": decay}, {"params": others, "weight_decay": 0.0}],
-            self.hp,
+        groups = [
+            {"params": weights, "weight_decay": decay},
+            {"params": others, "weight_decay": others_decay},
+        ]
+        self.optimizer = make_optimizer(groups, self.hp, decoupled=True)
+        self.feedback_optimizer = make_optimizer(
+            [{"params": self.learned, "weight_decay": decay}], self.hp, decoupled=True
         )
-        self.feedback_optimizer = adamw([{"params": self.learned, "weight_decay": decay}], self.hp)
 
     def train_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         self.feedback_optimizer.zero_grad(set_to_none=True)  # last step's, shared with W's
         metrics = super().train_step(x, y)  # FA's sweep and W's step (W.grad is kept)
         # dB_l = dW_l: the gradient W_l just stepped on, delta_l h_{l-1}^T, given to B_l's own
         # AdamW, whose moments therefore equal W_l's.
-        for feedback, layer in zip(self.learned, self.net.layers[1:], strict=True):
-            feedback.grad = layer.op.weight.grad
+        for feedback, op in zip(self.learned, self.ops[1:], strict=True):
+            feedback.grad = op.weight.grad
         self.feedback_optimizer.step()
         return metrics
 

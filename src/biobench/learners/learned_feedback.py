@@ -14,26 +14,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
-from biobench.archs.stack import Stack
-from biobench.learners.base import Trace
 from biobench.learners.feedback_alignment import _FeedbackLearner
 from biobench.nn import glorot_like
-from biobench.nn.ops import transpose
 
 
 class LearnedFeedback(_FeedbackLearner):
     """FA through feedback weights B_l (W_l's Glorot initialisation, drawn independently)."""
 
-    def __init__(self, net: Stack, hp: Mapping[str, Any]) -> None:
+    def __init__(self, net: nn.Module, hp: Mapping[str, Any]) -> None:
         super().__init__(net, hp)
         # B_l for every layer but the first (nothing is sent below the input): learned[l - 1].
-        self.learned = [glorot_like(layer.op) for layer in net.layers[1:]]
+        self.learned = [glorot_like(op) for op in self.ops[1:]]
 
-    def delta_below(self, l: int, delta: Tensor, e: Tensor, trace: Trace) -> Tensor:
-        signal = transpose(self.net.layers[l].op, delta, self.learned[l - 1])
-        return self.through_activation(l - 1, signal, trace)
+    def feedback_weight(self, l: int) -> Tensor:
+        return self.learned[l - 1]
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "learned_feedback": [b.clone() for b in self.learned]}

@@ -22,7 +22,8 @@ transpose with B_l in place of W_l, so on an LC layer the feedback keeps its spa
 These rules are defined with W: they read its signs, not its values. That read is the one
 exception to "no weight transport" here, and it is confined: B_l is built from
 sign(W_l.detach()), a constant tensor for the step, so no autograd graph reaches W_l, and each
-layer's update still goes through local_backward's guard with that layer's own parameters only.
+layer's update still goes through local_backward's guard with that layer's own parameters only
+(on resnet20, through biobench.nn.feedback's guard, which refuses W itself as feedback).
 """
 
 from __future__ import annotations
@@ -33,13 +34,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from biobench.archs.stack import Stack
-from biobench.learners.base import Trace
 from biobench.learners.feedback_alignment import _FeedbackLearner
 from biobench.nn import glorot_fans, glorot_like
-from biobench.nn.ops import transpose
 from biobench.registry import ALGORITHMS
 
 
@@ -50,12 +48,9 @@ class _SignConcordant(_FeedbackLearner):
     def magnitude(self, l: int) -> Tensor | float:
         """M_l for layer l (0-based, l >= 1): a scalar or a tensor of W_l's shape."""
 
-    def delta_below(self, l: int, delta: Tensor, e: Tensor, trace: Trace) -> Tensor:
-        op = self.net.layers[l].op
+    def feedback_weight(self, l: int) -> Tensor:
         # The rule's only read of W: its sign, detached, a constant for this step.
-        feedback = self.magnitude(l) * torch.sign(op.weight.detach())
-        signal = transpose(op, delta, feedback)
-        return self.through_activation(l - 1, signal, trace)
+        return self.magnitude(l) * torch.sign(self.ops[l].weight.detach())
 
 
 @ALGORITHMS.register(
@@ -64,11 +59,11 @@ class _SignConcordant(_FeedbackLearner):
 class UniformSignFeedback(_SignConcordant):
     """Sign symmetry: B = sign(W) scaled by the layer's Glorot standard deviation."""
 
-    def __init__(self, net: Stack, hp: Mapping[str, Any]) -> None:
+    def __init__(self, net: nn.Module, hp: Mapping[str, Any]) -> None:
         super().__init__(net, hp)
         # sqrt(2 / (fan_in + fan_out)): the std of W's Glorot-uniform draw (biotorch's
         # scaling_factor), so B starts at the size of W rather than +-1, which would explode.
-        self.scales = [math.sqrt(2.0 / sum(glorot_fans(layer.op))) for layer in net.layers[1:]]
+        self.scales = [math.sqrt(2.0 / sum(glorot_fans(op))) for op in self.ops[1:]]
 
     def magnitude(self, l: int) -> float:
         return self.scales[l - 1]
@@ -81,7 +76,7 @@ class BatchwiseRandomSignFeedback(_SignConcordant):
     """Sign-concordant feedback with Glorot random magnitudes redrawn for every minibatch."""
 
     def magnitude(self, l: int) -> Tensor:
-        return glorot_like(self.net.layers[l].op).abs_()
+        return glorot_like(self.ops[l]).abs_()
 
 
 @ALGORITHMS.register(
@@ -90,11 +85,11 @@ class BatchwiseRandomSignFeedback(_SignConcordant):
 class FixedRandomSignFeedback(_SignConcordant):
     """Sign-concordant feedback with Glorot random magnitudes drawn once and fixed."""
 
-    def __init__(self, net: Stack, hp: Mapping[str, Any]) -> None:
+    def __init__(self, net: nn.Module, hp: Mapping[str, Any]) -> None:
         super().__init__(net, hp)
         # |R_l| for every layer but the first: fixed, so listed in `feedback` (checkpointed,
         # and what the tests check never changes).
-        self.feedback = [glorot_like(layer.op).abs_() for layer in net.layers[1:]]
+        self.feedback = [glorot_like(op).abs_() for op in self.ops[1:]]
 
     def magnitude(self, l: int) -> Tensor:
         return self.feedback[l - 1]

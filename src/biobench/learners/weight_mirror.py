@@ -23,6 +23,9 @@ dividing by that count (1 for dense and LC weights) averages it instead, and E[B
 multiple of W_l for every op. The mirror update is plain Hebbian (no optimiser, as in the
 paper); the forward weights' Adam is the only one.
 
+On resnet20 each conv and the dense op mirrors alone (its exact forward on noise of its input's
+shape; the convs have no bias), while the engaged mode reroutes their backward through B_l.
+
 biobench choices: Gaussian noise (the authors' code draws uniform noise); the linear response
 W xi rather than the authors' code's sigmoid(W xi + b), as in the paper's derivation; decay
 rather than the code's rescaling of B; no mirror-only warm-up before training.
@@ -30,14 +33,15 @@ rather than the code's rescaling of B; no mirror-only warm-up before training.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from biobench.archs.stack import Layer, Stack
-from biobench.learners.base import ADAM, local_grad
+from biobench.archs.stack import Stack
+from biobench.learners.base import OPTIMIZER, local_grad
 from biobench.learners.learned_feedback import LearnedFeedback
 from biobench.registry import ALGORITHMS
 from biobench.spec.params import HParam
@@ -53,14 +57,33 @@ MIRROR = {
 }
 
 
-def connections(layer: Layer) -> Tensor | float:
+@dataclass(frozen=True)
+class Mirror:
+    """What the mirror mode of layer l needs: its op, the op applied to an input of the
+    layer's shape (a Stack layer's pre-activation, which flattens; a ResNet op's exact
+    forward) and that input's per-sample shape."""
+
+    op: nn.Module
+    apply: Callable[[Tensor], Tensor]
+    input_shape: tuple[int, ...]
+
+
+def mirrors(net: nn.Module) -> list[Mirror]:
+    """One Mirror per layer that sends a signal down (every one but the first)."""
+    if isinstance(net, Stack):
+        return [Mirror(layer.op, layer.preactivation, layer.input_shape) for layer in net.layers]
+    return [Mirror(op, op.plain, op.input_shape) for op in net.ops]
+
+
+def connections(mirror: Mirror) -> Tensor | float:
     """How many (output position, input) pairs each weight of the layer's op connects for one
     sample: d sum(op(1)) / dW, at least 1 (LC weights that only ever meet the zero padding
     count 1). A plain 1 when every weight connects once (dense, LC), which saves an LC layer's
     weight-sized tensor; for a conv weight, the output positions it serves."""
-    weight = layer.op.weight
-    ones = torch.ones(1, *layer.input_shape, dtype=weight.dtype, device=weight.device)
-    count = local_grad(layer.preactivation(ones).sum(), weight, layer.parameters()).clamp_(min=1)
+    weight = mirror.op.weight
+    ones = torch.ones(1, *mirror.input_shape, dtype=weight.dtype, device=weight.device)
+    allowed = mirror.op.parameters()
+    count = local_grad(mirror.apply(ones).sum(), weight, allowed).clamp_(min=1)
     return 1.0 if bool((count == 1).all()) else count
 
 
@@ -68,11 +91,12 @@ def connections(layer: Layer) -> Tensor | float:
 class WeightMirror(LearnedFeedback):
     """FA whose feedback B learns W (up to a scale) from noise sent through each layer."""
 
-    hparams = {**ADAM, **MIRROR}
+    hparams = {**OPTIMIZER, **MIRROR}
 
-    def __init__(self, net: Stack, hp: Mapping[str, Any]) -> None:
+    def __init__(self, net: nn.Module, hp: Mapping[str, Any]) -> None:
         super().__init__(net, hp)
-        self.connections = [connections(layer) for layer in net.layers[1:]]
+        self.mirrors = mirrors(net)[1:]
+        self.connections = [connections(mirror) for mirror in self.mirrors]
 
     def train_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         metrics = super().train_step(x, y)  # engaged mode: FA's update of the forward weights
@@ -83,15 +107,15 @@ class WeightMirror(LearnedFeedback):
         """Mirror mode: B_l <- (1 - decay) B_l + lr mean(y xi^T) (per connection of a shared
         weight), y = W_l xi, for each layer l >= 1."""
         rate, decay, sigma = (self.hp[k] for k in ("mirror_lr", "mirror_decay", "mirror_sigma"))
-        for feedback, layer, count in zip(
-            self.learned, self.net.layers[1:], self.connections, strict=True
+        for feedback, mirror, count in zip(
+            self.learned, self.mirrors, self.connections, strict=True
         ):
-            shape = (samples, *layer.input_shape)
+            shape = (samples, *mirror.input_shape)
             xi = sigma * torch.randn(shape, dtype=feedback.dtype, device=feedback.device)
             with torch.no_grad():  # the answer to silence: the bias, where there is one
-                silence = layer.preactivation(torch.zeros_like(xi[:1]))
-            a = layer.preactivation(xi)  # a graph of this layer's op alone
+                silence = mirror.apply(torch.zeros_like(xi[:1]))
+            a = mirror.apply(xi)  # a graph of this layer's op alone
             y = a.detach() - silence
             # sum_n y_n xi_n^T in W_l's layout: d<a, y>/dW_l, a function of xi and y only.
-            hebbian = local_grad((a * y).sum(), layer.op.weight, layer.parameters())
+            hebbian = local_grad((a * y).sum(), mirror.op.weight, mirror.op.parameters())
             feedback.mul_(1 - decay).add_(hebbian / count, alpha=rate / samples)

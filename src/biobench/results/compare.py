@@ -4,9 +4,17 @@ It reads finished runs from the store and the presets of benchmarks.yaml; it nev
 
 - `comparison()` builds the paper's table layout as a long pandas frame: one row per
   (dataset, protocol, method, architecture) with our best-epoch errors (mean and std over
-  seeds), the paper's numbers, the difference, and the gap to BP on the same architecture.
-  Runs are only compared within one protocol: same dataset, epochs, batch size and data
-  settings; the algorithm and its hyperparameters are what differs between rows.
+  seeds), the published reference numbers, the difference, and the gap to BP on the same
+  architecture. Runs are only compared within one protocol: same dataset, epochs, batch size
+  and data settings; the algorithm and its hyperparameters are what differs between rows.
+- Rows are grouped by the learning rule's family (backprop, feedback alignment, target
+  propagation, other: registry.FAMILIES, in that order), then by the rule's own order, both
+  read from the rule's registry entry, so a new rule (a plugin's too) joins its family's group
+  with no edit here.
+- References come from the presets of the reference suites (REFERENCES): the paper's
+  (Bartunov et al. 2018) and biotorch's CIFAR-10 ResNet-20 table (Sanfiz & Akrout 2021). A
+  table names the source of its reference column; biotorch's presets use their own protocol
+  (250 epochs, SGD, augmentation), so their runs form a table of their own.
 """
 
 from __future__ import annotations
@@ -21,13 +29,15 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from biobench.registry import ALGORITHMS, ARCHITECTURES, load_all
+from biobench.registry import ALGORITHMS, ARCHITECTURES, FAMILIES, load_all
 from biobench.results.render import print_natural
 from biobench.spec import Preset, Presets, load_presets, seedless_hash
 from biobench.store.records import RunRecord, RunStatus
 
 BASELINE = "bp"  # every rule's gap is measured to backprop on the same network and protocol
 PAPER_SUITE = "paper"  # the presets whose references are the paper's published numbers
+# Reference suites -> how a table names their source, first match wins.
+REFERENCES = {PAPER_SUITE: "paper", "biotorch-cifar10": "biotorch"}
 MODES = {"parallel": "par", "alternating": "alt"}
 METRICS = ("train_top1", "test_top1", "test_top5")
 
@@ -90,16 +100,22 @@ class _Cell:
     architecture: str
 
 
-def _paper_reference(
+def _family_order(family: str) -> int:
+    return list(FAMILIES).index(family) if family in FAMILIES else len(FAMILIES)
+
+
+def _reference(
     config: Presets, dataset: str, method: str, architecture: str
-) -> Preset | None:
-    for name in config.suites.get(PAPER_SUITE, []):
-        preset = config.presets[name]
-        if (preset.dataset, preset.architecture) == (dataset, architecture) and (
-            method_of(preset.algorithm, preset.hparams).key == method
-        ):
-            return preset
-    return None
+) -> tuple[Preset, str] | tuple[None, None]:
+    """The published reference for a cell, and its source's name, from the reference suites."""
+    for suite, source in REFERENCES.items():
+        for name in config.suites.get(suite, []):
+            preset = config.presets[name]
+            if (preset.dataset, preset.architecture) == (dataset, architecture) and (
+                method_of(preset.algorithm, preset.hparams).key == method
+            ):
+                return preset, source
+    return None, None
 
 
 def latest_per_seed(runs: list[RunRecord]) -> list[RunRecord]:
@@ -162,16 +178,21 @@ def comparison(
             "runs": len(chosen),
             "other_specs": len(groups) - 1,
             "run_ids": ",".join(str(r.id) for r in chosen),
-            "_order": (*cell.method.order, _arch_order(cell.architecture)),
+            "_order": (
+                _family_order(cell.method.family),
+                *cell.method.order,
+                _arch_order(cell.architecture),
+            ),
         }
         for metric in METRICS:
             record[metric], record[f"{metric}_std"] = _mean_std([e[metric] for e in errors])
-        paper = _paper_reference(config, cell.dataset, cell.method.key, cell.architecture)
+        paper, source = _reference(config, cell.dataset, cell.method.key, cell.architecture)
         for metric in METRICS:
             record[f"paper_{metric}"] = (
                 paper.reference.get(metric, math.nan) if paper else math.nan
             )
         record["delta_test_top1"] = record["test_top1"] - record["paper_test_top1"]
+        record["reference"] = source
         records.append(record)
     frame = pd.DataFrame.from_records(records)
     if frame.empty:
@@ -186,6 +207,7 @@ def comparison(
         for r in records
     ]
     frame = frame.sort_values(["dataset", "protocol", "_order"], kind="stable")
+    frame = frame[[c for c in frame.columns if c != "reference"] + ["reference"]]
     return frame.drop(columns="_order").reset_index(drop=True)
 
 
@@ -197,9 +219,17 @@ def load_comparison(
     *,
     run_ids: list[int] | None = None,
 ) -> pd.DataFrame:
-    """`comparison()` over the runs of a Store, optionally of some datasets or runs only."""
+    """`comparison()` over the runs of a Store, optionally of some datasets or runs only.
+
+    The trials of a search (`biobench search`, runs with a `study`) are left out unless named
+    by `run_ids`: they are configurations tried, not measurements of a cell, and the last trial
+    to finish would otherwise stand for the cell. `biobench study NAME` shows them."""
     load_all()  # labels, families and orders come from the registries, plugins included
-    runs = [r for r in store.runs(run_ids) if datasets is None or r.dataset in datasets]
+    runs = [
+        r
+        for r in store.runs(run_ids)
+        if (datasets is None or r.dataset in datasets) and (run_ids is not None or r.study is None)
+    ]
     epochs = store.epochs([r.id for r in runs])
     return comparison(runs, epochs, load_presets(), architecture=architecture, final=final)
 
@@ -226,25 +256,31 @@ def comparison_tables(
     frame: pd.DataFrame, final: bool = False
 ) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) per dataset and protocol, in the paper's layout: methods down,
-    architectures across, each with our train/test error, the paper's, Δ and the gap to BP.
+    grouped by family, architectures across, each with our train/test error, the published
+    reference (the paper's, or biotorch's where the column says so), Δ and the gap to BP.
     `final`: the frame holds final-epoch errors (`comparison(final=True)`), as titles say."""
     which = "final epoch" if final else "best epoch"
     tables = []
     for (dataset, protocol), block in frame.groupby(["dataset", "protocol"], sort=False):
         top5 = _has_top5(block)
         archs = list(dict.fromkeys(block["architecture"]))
-        header = ["method"]
+        sources = block["reference"].dropna() if "reference" in block else []
+        source = sources.iloc[0] if len(sources) else "paper"
+        header = ["family", "method"]
         for arch in archs:
             header += [
                 f"{arch} train",
                 f"{arch} test" + (" top-1/5" if top5 else ""),
-                f"{arch} paper",
+                f"{arch} {source}",
                 f"{arch} Δ",
                 f"{arch} vs BP",
             ]
         rows = []
+        shown = None
         for label, method_rows in block.groupby("label", sort=False):
-            row = [str(label)]
+            family = method_rows["family"].iloc[0]
+            row = ["" if family == shown else FAMILIES.get(family, family), str(label)]
+            shown = family
             for arch in archs:
                 match = method_rows[method_rows["architecture"] == arch]
                 if match.empty:
@@ -276,7 +312,7 @@ def rich_tables(frame: pd.DataFrame, final: bool = False) -> list[Table]:
     for title, header, rows in comparison_tables(frame, final):
         table = Table(title=title, title_justify="left", box=None, pad_edge=False)
         for i, column in enumerate(header):
-            table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
+            table.add_column(column, justify="left" if i < 2 else "right", no_wrap=i < 2)
         for row in rows:
             table.add_row(*row)
         tables.append(table)
@@ -297,7 +333,7 @@ def render_markdown(frame: pd.DataFrame, final: bool = False) -> str:
             f"### {title}",
             "",
             "| " + " | ".join(header) + " |",
-            "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+            "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|",
         ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         parts.append("\n".join(lines))
