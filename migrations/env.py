@@ -13,6 +13,7 @@ from alembic import context
 from sqlalchemy import TypeDecorator
 
 from biobench.store.models import Base
+from biobench.store.versions import VERSION_TABLE
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -34,6 +35,9 @@ context.configure(
     render_as_batch=True,
     compare_type=True,
     render_item=_render_item,
+    # Not Alembic's default `alembic_version`: Optuna's tables share the database and keep their
+    # revision there (see biobench/store/versions.py).
+    version_table=VERSION_TABLE,
 )
 with context.begin_transaction():
     context.run_migrations()

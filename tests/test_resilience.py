@@ -332,13 +332,13 @@ def test_migration_0003_renames_benchmark_to_preset_and_rehashes_the_spec(
 
 def test_the_migrations_build_exactly_the_models(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
 
     from biobench.store.models import Base
+    from biobench.store.versions import version_context
 
     store = Store(db_url)
     with store._read_engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        assert compare_metadata(version_context(connection), Base.metadata) == []
 
 
 def test_passwords_never_reach_stored_run_rows(sqlite_url: str, monkeypatch) -> None:

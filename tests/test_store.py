@@ -147,7 +147,7 @@ def test_a_database_newer_than_the_code_is_refused(db_url: str) -> None:
     Store(db_url).dispose()
     engine = create_engine(Store(db_url).url)
     with engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        connection.execute(text("UPDATE biobench_version SET version_num = '9999'"))
     engine.dispose()
     with pytest.raises(StoreError, match="newer than this biobench.*upgrade biobench"):
         Store(db_url)

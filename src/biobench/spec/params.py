@@ -49,6 +49,9 @@ class HParam:
     high_open: bool = False
     choices: tuple[Any, ...] | None = None
     default: Any = None  # what a run takes when neither a preset nor --set gives a value
+    # What `biobench search` samples it from, when the rule declares it; else SEARCH_ROLES by
+    # the hyperparameter's name (the paper's Table 4), else it is not searched.
+    search: Dist | None = None
 
     def __post_init__(self) -> None:
         if self.default is not None:  # a declared default must itself be valid
@@ -124,3 +127,81 @@ def with_defaults(params: Mapping[str, HParam], **defaults: Any) -> dict[str, HP
         name: replace(param, default=defaults[name]) if name in defaults else param
         for name, param in params.items()
     }
+
+
+@dataclass(frozen=True)
+class Dist:
+    """A hyperparameter's search distribution: a range [low, high] sampled uniformly (on a log
+    scale with `log`), or a list of `choices` sampled uniformly. One choice fixes the value."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+
+    def check(self, name: str, param: HParam) -> Dist:
+        """This distribution with its values parsed by `param`; a bound or choice `param`
+        refuses, an empty range or a log range reaching 0 are SpecErrors."""
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.log:
+                raise SpecError(f"{name}: give choices or low/high, not both")
+            if not self.choices:
+                raise SpecError(f"{name}: choices is empty; list at least one value")
+            choices = tuple(param.parse(name, value) for value in self.choices)
+            if len(set(choices)) != len(choices):
+                raise SpecError(f"{name}: choices {list(self.choices)} repeat a value")
+            return replace(self, choices=choices)
+        if self.low is None or self.high is None:
+            raise SpecError(f"{name}: give both low and high, or choices")
+        if param.kind not in (int, float):
+            raise SpecError(f"{name} is a {param.kind.__name__}: give choices, not a range")
+        low, high = param.parse(name, self.low), param.parse(name, self.high)
+        if not low < high:
+            raise SpecError(f"{name}: low {low:g} is not below high {high:g}")
+        if self.log and low <= 0:
+            raise SpecError(f"{name}: a log range needs low > 0, got {low:g}")
+        return replace(self, low=low, high=high)
+
+    @property
+    def fixed(self) -> bool:
+        return self.choices is not None and len(self.choices) == 1
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.choices is not None:
+            return {"choices": list(self.choices)}
+        return {"low": self.low, "high": self.high, "log": self.log}
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return (
+                "{"
+                + ", ".join(f"{c:g}" if isinstance(c, float) else str(c) for c in self.choices)
+                + "}"
+            )
+        return f"[{self.low:g}, {self.high:g}]{' log' if self.log else ''}"
+
+
+# The paper's search space (Table 4), by role: every rule whose hyperparameters carry these
+# names is searched over it unless it declares its own `search`.
+_ADAM_SPACE = {
+    "lr": Dist(1e-5, 3e-4, log=True),
+    "beta1": Dist(choices=(0.9,)),
+    "beta2": Dist(choices=(0.99, 0.999)),
+    "eps": Dist(choices=(1e-4, 1e-6, 1e-8)),
+}
+SEARCH_ROLES: dict[str, Dist] = {
+    **_ADAM_SPACE,
+    **{f"inverse_{name}": dist for name, dist in _ADAM_SPACE.items()},
+    "alpha": Dist(0.01, 0.2),
+    "sigma": Dist(0.01, 0.3),
+}
+
+
+def default_space(params: Mapping[str, HParam]) -> dict[str, Dist]:
+    """The search space of a rule: each hyperparameter's own `search`, else its role's."""
+    space = {}
+    for name, param in params.items():
+        dist = param.search or SEARCH_ROLES.get(name)
+        if dist is not None:
+            space[name] = dist.check(name, param)
+    return space

@@ -24,7 +24,6 @@ from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
@@ -42,6 +41,7 @@ from sqlalchemy import exc as sa_exc
 from biobench.errors import LeaseLost, StoreError
 from biobench.paths import check_environment, default_db_url, env_seconds
 from biobench.retry import retry
+from biobench.store import versions
 from biobench.store.models import METRIC_COLUMNS, Epoch, Metric, Run
 from biobench.store.records import STORED_STATUSES, RunRecord, RunStatus
 from biobench.store.urls import is_secret_param, mask_url, parse_url
@@ -273,17 +273,15 @@ class Store:
         return head
 
     def current_revision(self) -> str | None:
-        def work(connection: Connection) -> str | None:
-            return MigrationContext.configure(connection).get_current_revision()
-
-        return self._run(work, write=False)
+        known = self._known_revisions()
+        return self._run(lambda c: versions.current_revision(c, known), write=False)
 
     def _known_revisions(self) -> set[str]:
         scripts = ScriptDirectory.from_config(self.alembic_config())
         return {script.revision for script in scripts.walk_revisions()}
 
     def _check_schema(self) -> None:
-        head = self.head_revision()
+        head, known = self.head_revision(), self._known_revisions()
 
         def work(connection: Connection) -> str | None:
             if connection.dialect.name == "postgresql":
@@ -291,7 +289,7 @@ class Store:
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK}
                 )
             # On SQLite this transaction began IMMEDIATE, so check-then-create is atomic too.
-            current = MigrationContext.configure(connection).get_current_revision()
+            current = versions.current_revision(connection, known)
             if current is None:
                 if set(inspect(connection).get_table_names()) & {"runs", "epochs"}:
                     return "foreign"
@@ -332,7 +330,13 @@ class Store:
         """Bring the database to head; returns (revision before, revision after)."""
         before = self.current_revision()
         self._refuse_unknown(before)
-        self._run(lambda c: command.upgrade(self.alembic_config(c), "head"))
+        scripts = ScriptDirectory.from_config(self.alembic_config())
+
+        def work(connection: Connection) -> None:
+            versions.carry_over(connection, scripts)
+            command.upgrade(self.alembic_config(connection), "head")
+
+        self._run(work)
         return before, self.head_revision()
 
     # -- runs ----------------------------------------------------------------------------------

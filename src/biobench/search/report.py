@@ -1,0 +1,110 @@
+"""What `biobench studies` and `biobench study NAME` show: plain rows, no rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from biobench.errors import BiobenchError
+from biobench.search.study import SPEC_ATTR, StudySpec, load, storage, study_names
+from biobench.store import Store
+
+
+def trial_rows(study: optuna.Study, spec: StudySpec, store: Store) -> list[dict[str, Any]]:
+    """One row per trial, best first: number, run, state, searched values, objective (the
+    run's best test top-1 error over the epochs it trained; for a screened study also the
+    epochs each trained, so a promoted trial shows its full-length error)."""
+    runs = {run.id: run for run in store.runs(study=study.study_name)}
+    searched = spec.searched()
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    rows = []
+    for trial in trials:
+        if trial.user_attrs.get("surplus"):
+            continue  # handed out after the study was full; it never trained
+        run = runs.get(trial.user_attrs.get("run_id"))
+        row: dict[str, Any] = {
+            "trial": trial.number,
+            "run": run.id if run else None,
+            "state": "retried" if trial.number in retried else trial.state.name.lower(),
+            **{name: trial.params.get(name) for name in searched},
+            "objective": run.best_test_top1 if run and trial.state in _SCORED else trial.value,
+            "epochs": run.epochs_done if run else 0,
+        }
+        if trial.state == TrialState.FAIL and trial.user_attrs.get("diverged"):
+            row["state"] = "diverged"
+        rows.append(row)
+    return sorted(rows, key=_best_first)
+
+
+_SCORED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _best_first(row: dict[str, Any]) -> tuple:
+    scored = row["state"] in ("complete", "pruned") and row["objective"] is not None
+    # Longer runs first (a promoted trial beats its screened peers), then lower error.
+    return (not scored, -row["epochs"] if scored else 0, row["objective"] or 0, row["trial"])
+
+
+def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    scored = [row for row in rows if row["state"] == "complete" and row["objective"] is not None]
+    return scored[0] if scored else None
+
+
+def study_rows(store: Store) -> list[dict[str, Any]]:
+    """One row per study: its cell and options, finished / total trials, best and its run."""
+    rows = []
+    if not study_names(store):
+        return rows
+    for summary in optuna.get_all_study_summaries(storage(store)):
+        attrs = summary.user_attrs.get(SPEC_ATTR)
+        if attrs is None:
+            continue  # an Optuna study biobench did not make
+        study, spec = load(summary.study_name, store)
+        trials = trial_rows(study, spec, store)
+        top = best(trials)
+        rows.append(
+            {
+                "study": summary.study_name,
+                "algorithm": spec.algorithm,
+                "architecture": spec.architecture,
+                "dataset": spec.dataset,
+                "epochs": spec.epochs,
+                "sampler": spec.sampler,
+                "finished": sum(row["state"] in ("complete", "pruned") for row in trials),
+                "trials": len(trials),
+                "best": top["objective"] if top else None,
+                "best_run": top["run"] if top else None,
+            }
+        )
+    return rows
+
+
+PLOTS = ("history", "importance")
+
+
+def plot(study: optuna.Study, kind: str, out: Path) -> None:
+    """Optuna's optimisation history or hyperparameter importances (fANOVA), drawn with
+    matplotlib into `out` (.png, .pdf or .svg)."""
+    from biobench.results.plot import _save, figure_format
+
+    figure_format(out)  # refused before anything is drawn
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if kind == "importance" and (len(complete) < 2 or not complete[0].distributions):
+        raise BiobenchError(
+            f"study {study.study_name} needs at least 2 finished trials with searched values "
+            "for importances; use --plot history"
+        )
+    if not complete:
+        raise BiobenchError(f"study {study.study_name} has no finished trial to plot yet")
+    from optuna.visualization import matplotlib as optuna_plots
+
+    draw = {
+        "history": optuna_plots.plot_optimization_history,
+        "importance": optuna_plots.plot_param_importances,
+    }[kind]
+    axes = draw(study, target_name="best test top-1 error (%)")
+    _save(axes.figure, out)
