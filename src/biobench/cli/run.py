@@ -51,6 +51,24 @@ class KeepCheckpoint(str, Enum):
     none = "none"
 
 
+class Launcher(str, Enum):
+    slurm = "slurm"
+    local = "local"
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line less its --nproc, as each of the processes it starts runs it."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
+
+
 @app.command(cls=RunCommand)
 @handle_errors
 def run(
@@ -170,11 +188,91 @@ def run(
             metavar="NAME=VALUE",
         ),
     ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc",
+            help="Train each run data-parallel on N processes (gloo on the CPU, NCCL with one "
+            "GPU each); --batch-size stays the global batch.",
+            show_default=False,
+            min=1,
+            metavar="N",
+        ),
+    ] = None,
+    launcher: Annotated[
+        Launcher | None,
+        typer.Option(
+            "--launcher",
+            help="Submit each preset and seed as a job instead of running here: slurm (a job "
+            "array, through submitit) or local (--workers processes). Returns once submitted.",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Jobs running at once (--launcher; local default 1, Slurm: no limit).",
+            show_default=False,
+            min=1,
+            metavar="K",
+        ),
+    ] = None,
+    slurm_partition: Annotated[
+        str | None,
+        typer.Option("--slurm-partition", help="Slurm partition.", metavar="NAME"),
+    ] = None,
+    slurm_time: Annotated[
+        str | None,
+        typer.Option(
+            "--slurm-time",
+            help="Time limit per job, e.g. 12:00:00 (default: the partition's). A job that "
+            "runs out is requeued and resumes from its checkpoint.",
+            metavar="HH:MM:SS",
+        ),
+    ] = None,
+    gpus_per_job: Annotated[
+        int,
+        typer.Option(
+            "--gpus-per-job",
+            help="GPUs per job; above 1 each job is a data-parallel run on them.",
+            min=0,
+            metavar="G",
+        ),
+    ] = 0,
+    slurm_set: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slurm-set",
+            help="Any other sbatch option (repeatable), e.g. account=lab or mem=16G.",
+            show_default=False,
+            metavar="KEY=VALUE",
+        ),
+    ] = None,
+    jobs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--jobs-dir",
+            help="Job logs (--launcher). Default: $BIOBENCH_HOME/jobs/DATE-TIME.",
+            show_default=False,
+            metavar="DIR",
+        ),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="With --launcher: block until every job ended; exit 1 if any failed."
+        ),
+    ] = False,
 ) -> None:
     """Train a spec, a preset or a suite of presets, streaming each epoch to the database."""
+    import os
+    import sys
+
     from biobench.cli.progress import RichReporter
     from biobench.spec import parse_seeds
     from biobench.store import Store
+    from biobench.training import distributed
+    from biobench.training.loop import Reporter
     from biobench.training.runner import Request, resolve_device, run_request
 
     request = Request(
@@ -194,8 +292,33 @@ def run(
     )
     if device is not None:
         resolve_device(device)  # a bad --device is refused before the database is opened
+    if launcher is not None:
+        from biobench.cli.submit import submit_runs
+        from biobench.launch import Options
+        from biobench.launch.runs import Place
+
+        options = Options(
+            launcher=launcher.value,
+            workers=workers,
+            partition=slurm_partition,
+            time=slurm_time,
+            gpus_per_job=gpus_per_job,
+            nproc=nproc or 1,
+            slurm_set=tuple(slurm_set or ()),
+            folder=jobs_dir,
+        )
+        place = Place(db=db, device=device, data_dir=data_dir, download=download)
+        submit_runs(request, options, place, Store(db), wait_for=wait)
+        return
+    if nproc is not None and nproc > 1 and distributed.world_size() == 1:
+        code = distributed.launch(nproc, _without_nproc(sys.argv[1:]))
+        if code:
+            raise typer.Exit(code)
+        return
     store = Store(db)
     reporter = RichReporter(console, err_console, store.display_url)
+    if int(os.environ.get("RANK", "0")) > 0:  # one rank of several: rank 0 shows progress
+        reporter = Reporter()  # type: ignore[assignment]
     try:
         outcome = run_request(
             request,
@@ -207,12 +330,14 @@ def run(
             keep_going=not _state["debug"],
         )
     except KeyboardInterrupt:
-        if reporter.run_id is None:  # stopped before a run existed: nothing to continue
+        if getattr(reporter, "run_id", None) is None:  # no run yet: nothing to continue
             raise
         again = f"biobench run --resume {reporter.run_id}"
         if db is not None:  # the same database, its password masked for the user to fill in
             again += f" --db {shlex.quote(store.display_url)}"
         raise KeyboardInterrupt(f"interrupted; continue it with `{again}`") from None
+    if int(os.environ.get("RANK", "0")) > 0:
+        return
     if len(outcome.specs) > 1:  # a suite or several seeds: how they compare, and the check
         from biobench.cli.results import print_check, print_comparison
 

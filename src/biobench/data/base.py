@@ -33,6 +33,9 @@ class Split(Protocol):
         self, batch_size: int, generator: torch.Generator | None = None
     ) -> Iterator[tuple[Tensor, Tensor]]: ...
 
+    # Splits may also take `shard: Shard | None = None` in `batches` and yield this process's
+    # part of each batch (biobench's do); for one that does not, the loop slices whole batches.
+
     def to(self, device: torch.device | str) -> Split: ...
 
     @property
@@ -40,6 +43,31 @@ class Split(Protocol):
 
     @property
     def sample_shape(self) -> tuple[int, ...]: ...
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Process `rank` of `world` in a data-parallel run: which part of each batch it trains on.
+
+    A batch of n splits into near-equal, contiguous parts in rank order (the first n % world
+    ranks one sample more), so the parts put together are the batch one process would train
+    on. A rank left without a sample (a last batch smaller than the world) gets the batch's
+    first sample so that it keeps in step with the others; its `size` is 0, and the loop gives
+    its gradients no weight.
+    """
+
+    rank: int
+    world: int
+
+    def size(self, n: int) -> int:
+        """How many of a batch of n samples are this rank's own."""
+        return n // self.world + (self.rank < n % self.world)
+
+    def bounds(self, n: int) -> tuple[int, int]:
+        """[lo, hi) of this rank's part of a batch of n, never empty (see the class)."""
+        lo = self.rank * (n // self.world) + min(self.rank, n % self.world)
+        size = self.size(n)
+        return (lo, lo + size) if size else (0, 1)
 
 
 class TensorSplit:
@@ -87,20 +115,29 @@ class TensorSplit:
         return -(-len(self) // batch_size)
 
     def batches(
-        self, batch_size: int, generator: torch.Generator | None = None
+        self, batch_size: int, generator: torch.Generator | None = None, shard: Shard | None = None
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield (x, y) batches; shuffled by `generator` when one is given, else in order."""
+        """Yield (x, y) batches; shuffled by `generator` when one is given, else in order; with
+        `shard`, only this process's part of each."""
         n = len(self)
         if generator is None:
             for start in range(0, n, batch_size):
-                yield self._batch(slice(start, start + batch_size))
+                lo, hi = shard.bounds(min(batch_size, n - start)) if shard else (0, batch_size)
+                yield self._batch(slice(start + lo, start + hi))
             return
         # The permutation is drawn on the CPU from a seeded generator, so the data order depends
         # only on the seed, not on the device.
         order = torch.randperm(n, generator=generator).to(self.y.device)
         for start in range(0, n, batch_size):
-            x, y = self._batch(order[start : start + batch_size])
-            yield (self.augment(x, generator) if self.augment else x), y
+            index = order[start : start + batch_size]
+            lo, hi = shard.bounds(len(index)) if shard else (0, len(index))
+            if self.augment is None:
+                yield self._batch(index[lo:hi])
+                continue
+            # Augmented whole, then cut: every process draws the whole batch's crops, so the
+            # generator stays in step and each sample is cropped as one process would crop it.
+            x, y = self._batch(index)
+            yield self.augment(x, generator)[lo:hi], y[lo:hi]
 
     def _batch(self, index: slice | Tensor) -> tuple[Tensor, Tensor]:
         x = self.x[index].to(torch.float32)

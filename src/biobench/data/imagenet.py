@@ -35,7 +35,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from biobench.data.base import DataOptions, Dataset, normalisation
+from biobench.data.base import DataOptions, Dataset, Shard, normalisation
 from biobench.errors import DataError
 from biobench.registry import DATASETS
 from biobench.spec.params import HParam
@@ -156,14 +156,20 @@ class FolderSplit:
         return -(-len(self) // batch_size)
 
     def batches(
-        self, batch_size: int, generator: torch.Generator | None = None
+        self, batch_size: int, generator: torch.Generator | None = None, shard: Shard | None = None
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield normalised (x, y) batches; shuffled and augmented by `generator` when one is
-        given, else in order with centre crops."""
+        given, else in order with centre crops. With `shard`, only this process's part of each
+        batch: its own workers decode its own files."""
+        keys = self._keys(generator)
+        shard = shard or Shard(0, 1)
+        parts = []
+        for start in range(0, len(keys), batch_size):
+            lo, hi = shard.bounds(min(batch_size, len(keys) - start))
+            parts.append(keys[start + lo : start + hi])
         loader = DataLoader(
             _Images(self.paths, self.labels),
-            batch_size=batch_size,
-            sampler=self._keys(generator),
+            batch_sampler=parts,
             num_workers=self.workers,
             collate_fn=_collate,
             pin_memory=self._device.type == "cuda",

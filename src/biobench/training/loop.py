@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,8 @@ import torch.nn.functional as F
 
 from biobench.data.base import Dataset, Split
 from biobench.learners.base import Learner
+from biobench.training import distributed
+from biobench.training.distributed import Parallel
 from biobench.training.metrics import topk_correct
 
 EVAL_BATCH = 1024
@@ -88,12 +90,21 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def evaluate(learner: Learner, split: Split, batch_size: int = EVAL_BATCH) -> Evaluation:
-    """Top-1/top-5 error and mean loss of the learner's network over a whole split."""
+def evaluate(
+    learner: Learner,
+    split: Split,
+    batch_size: int = EVAL_BATCH,
+    parallel: Parallel | None = None,
+) -> Evaluation:
+    """Top-1/top-5 error and mean loss of the learner's network over a whole split (with
+    `parallel`, each rank evaluates its part of every batch and the sums are added up)."""
     was_training = learner.net.training
     learner.net.eval()
     correct1 = correct5 = loss_sum = None
-    for x, y in split.batches(batch_size):
+    shard = parallel.shard if parallel else None
+    for x, y, own, _ in distributed.batches(split, batch_size, None, shard):
+        if not own:  # a stand-in sample, counted by no rank
+            continue
         logits = learner.logits(x)
         c1, c5 = topk_correct(logits, y, (1, 5))
         loss = F.cross_entropy(logits.float(), y, reduction="sum")
@@ -105,6 +116,10 @@ def evaluate(learner: Learner, split: Split, batch_size: int = EVAL_BATCH) -> Ev
     n = len(split)
     if n == 0:
         raise ValueError("cannot evaluate an empty split")
+    if parallel is not None:  # counts are exact in float64; the loss adds in rank order
+        sums = [0.0 if s is None else s for s in (correct1, correct5, loss_sum)]
+        total = torch.tensor([float(s) for s in sums], dtype=torch.float64)
+        correct1, correct5, loss_sum = parallel.group.all_sum(total.to(parallel.group.device))
     return Evaluation(
         top1=100.0 * (1 - float(correct1) / n),
         top5=100.0 * (1 - float(correct5) / n),
@@ -123,10 +138,12 @@ def fit(
     on_checkpoint: Callable[[int], None] | None = None,
     reporter: Reporter | None = None,
     start_epoch: int = 1,
+    parallel: Parallel | None = None,
 ) -> None:
     """Train for epochs start_epoch..epochs, handing each epoch's metrics row to `on_epoch`.
 
     `generator` alone decides the data order, so a fixed seed gives a fixed run on the CPU.
+    With `parallel` (distributed.py), this process trains on its part of every batch.
     """
     reporter = reporter or Reporter()
     device = data.train.device
@@ -138,12 +155,16 @@ def fit(
         with reporter.epoch(epoch, epochs, batches * len(phases)) as advance:
             for phase in phases:  # one pass, or alternating TP's inverse then forward pass
                 learner.start_phase(phase)
-                for x, y in data.train.batches(batch_size, generator):
-                    learner.train_step(x, y)
-                    advance(len(y))
+                for x, y, own, count in distributed.batches(
+                    data.train, batch_size, generator, parallel.shard if parallel else None
+                ):
+                    with parallel.step(own, count) if parallel else nullcontext():
+                        learner.train_step(x, y)
+                    advance(count)
             _sync(device)
         train_seconds = time.perf_counter() - started
-        train, test = evaluate(learner, data.train_eval_split), evaluate(learner, data.test)
+        train = evaluate(learner, data.train_eval_split, parallel=parallel)
+        test = evaluate(learner, data.test, parallel=parallel)
         row = {
             "train_top1": train.top1,
             "train_top5": train.top5,

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from biobench.registry import ALGORITHMS
 from biobench.spec import RunSpec, load_presets, resolve
 from biobench.store import RunRecord, RunStatus, Store, mask_url
 from biobench.store.store import heartbeat_interval
-from biobench.training import checkpoint
+from biobench.training import checkpoint, distributed
 from biobench.training.loop import Diverged, Reporter, fit
 from biobench.training.sink import SPOOL, EpochSink, import_spool
 
@@ -170,14 +170,21 @@ def execute(
     reporter: Reporter | None = None,
     checkpoint_dir: Path | None = None,
     keep_checkpoint: str = "last",
+    group: distributed.Group | None = None,
 ) -> int:
     """Train `spec` and record it in `store`; returns the run id. Everything a user can get
-    wrong (data, network, checkpoint folder) is checked before the run row is made.
+    wrong (data, network, checkpoint folder) is checked before the run row is made. With
+    `group`, this process is one rank of a data-parallel run (rank 0 makes the row).
 
     `keep_checkpoint` (checkpoint.KEEP) is what the run keeps once finished, recorded with it:
     called from Python, the trained network stays loadable unless `none` is asked for;
     `biobench run` (`run_request`) asks for checkpoint.DEFAULT_KEEP."""
     data_dir = data_dir.expanduser().resolve()
+    world = group.world if group else 1
+    if spec.batch_size < world:
+        raise BiobenchError(
+            f"--batch-size {spec.batch_size} is smaller than the {world} processes sharing it"
+        )
     job = prepare(spec, device, data_dir, download)
     env = environment(device)
     env.update(
@@ -189,9 +196,27 @@ def execute(
         test_size=len(job.data.test),
         pid=os.getpid(),
         keep_checkpoint=keep_checkpoint,  # a resume finishes the run as it was asked to
+        world_size=world,
     )
-    folder = _run_folder(checkpoint_dir, spec)
     owner = uuid.uuid4().hex  # this process's lease on the run: only it writes the run
+    run_id, folder = distributed.leader_first(
+        group, lambda: _create(spec, store, device, env, checkpoint_dir, owner)
+    )
+    (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), 1, device)
+    _train(run_id, owner, job, store, folder, reporter, start=1, keep=keep_checkpoint, group=group)
+    return run_id
+
+
+def _create(
+    spec: RunSpec,
+    store: Store,
+    device: torch.device,
+    env: dict[str, Any],
+    checkpoint_dir: Path | None,
+    owner: str,
+) -> tuple[int, Path]:
+    """The run's checkpoint folder and row (the run id)."""
+    folder = _run_folder(checkpoint_dir, spec)
     try:
         run_id = store.create_run(
             **spec.run_fields(),
@@ -204,15 +229,14 @@ def execute(
             checkpoint=str(folder),
             owner=owner,
             pid=os.getpid(),
+            world_size=env["world_size"],
         )
     except BaseException:
         folder.rmdir()  # still empty: nothing of a run that was never recorded stays behind
         raise
-    (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), 1, device)
-    _train(
-        run_id, owner, job, store, folder, reporter, start_epoch=1, keep_checkpoint=keep_checkpoint
-    )
-    return run_id
+    if note := os.environ.get("BIOBENCH_RUN_ID_FILE"):  # a requeued cluster job resumes it
+        Path(note).write_text(str(run_id))
+    return run_id, folder
 
 
 def stored_place(run: RunRecord) -> tuple[str | None, Path | None]:
@@ -229,11 +253,41 @@ def resume(
     data_dir: Path,
     download: bool = False,
     reporter: Reporter | None = None,
+    group: distributed.Group | None = None,
 ) -> int:
     """Continue a stopped run from its last complete epoch, into the same run row.
 
     Only one process may do so: taking the run's lease is one compare-and-set in the
-    database, and a resume that does not get it is refused."""
+    database, and a resume that does not get it is refused. With `group`, rank 0 does all
+    that and the other ranks restore the same checkpoint; any number of processes may
+    continue a run, whatever number trained it so far."""
+    data_dir = data_dir.expanduser().resolve()
+    claimed: list[Job] = []
+    fields, folder, start, owner, keep = distributed.leader_first(
+        group, lambda: _claim(run_id, store, device, data_dir, download, claimed)
+    )
+    if claimed:
+        job = claimed[0]
+    else:  # another rank: the same network, restored from the same checkpoint
+        job = prepare(RunSpec(**fields), device, data_dir, download)
+        payload = checkpoint.load(folder, device)
+        if payload is not None:
+            checkpoint.restore(payload, job.learner, job.generator)
+    (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), start, device)
+    _train(run_id, owner, job, store, folder, reporter, start=start, keep=keep, group=group)
+    return run_id
+
+
+def _claim(
+    run_id: int,
+    store: Store,
+    device: torch.device,
+    data_dir: Path,
+    download: bool,
+    claimed: list[Job],
+) -> tuple[dict[str, Any], Path, int, str, str]:
+    """Check that the run can be resumed, restore its checkpoint into a new job (appended to
+    `claimed`) and take its lease: (spec fields, folder, first epoch, lease owner, keep)."""
     run = store.run(run_id)
     if not run.status.resumable:
         why = {
@@ -252,7 +306,7 @@ def resume(
     folder = Path(run.checkpoint) if run.checkpoint else None
     if folder is None:
         raise BiobenchError(f"run {run_id} was made before checkpoints existed; start it anew")
-    job = prepare(spec, device, data_dir.expanduser().resolve(), download)
+    job = prepare(spec, device, data_dir, download)
     spool = folder / SPOOL
     if spool.exists():  # rows the database missed before the process died: deliver them first
         import_spool(store, spool)
@@ -275,10 +329,9 @@ def resume(
             f"run {run_id} is being resumed by another process (pid {taken.pid} on "
             f"{taken.host}); not resuming"
         )
-    (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), start, device)
+    claimed.append(job)
     keep = run.environment.get("keep_checkpoint", checkpoint.DEFAULT_KEEP)
-    _train(run_id, owner, job, store, folder, reporter, start_epoch=start, keep_checkpoint=keep)
-    return run_id
+    return run.spec, folder, start, owner, keep
 
 
 @contextmanager
@@ -310,11 +363,17 @@ def _train(
     folder: Path,
     reporter: Reporter | None,
     *,
-    start_epoch: int,
-    keep_checkpoint: str,
+    start: int,
+    keep: str,
+    group: distributed.Group | None = None,
 ) -> None:
+    """Train from epoch `start` on; a finished run keeps its checkpoint as `keep` says."""
     spec = job.spec
     sink = EpochSink(store, run_id, folder / SPOOL, spec.spec_hash(), owner)
+    leader = group is None or group.leader  # the one process that writes the run
+    parallel = distributed.Parallel(job.learner, group) if group else None
+    if parallel:
+        parallel.diverge_rng()
 
     def save(epoch: int) -> None:
         checkpoint.save(
@@ -327,39 +386,50 @@ def _train(
         )
 
     try:
-        with _sigterm_as_interrupt(), _heartbeat(store, run_id, owner):
+        beat = _heartbeat(store, run_id, owner) if leader else nullcontext()
+        with _sigterm_as_interrupt(), beat:
             fit(
                 job.learner,
                 job.data,
                 epochs=spec.epochs,
                 batch_size=spec.batch_size,
                 generator=job.generator,
-                on_epoch=sink.write,
-                on_checkpoint=save,
+                on_epoch=distributed.agreed(group, sink.write),
+                on_checkpoint=distributed.agreed(group, save),
                 reporter=reporter,
-                start_epoch=start_epoch,
+                start_epoch=start,
+                parallel=parallel,
             )
-    except LeaseLost:
+    except (LeaseLost, distributed.PeerStopped):
         raise  # another process owns the run now: write nothing more, not even a status
     except Diverged as diverged:
-        sink.close(RunStatus.diverged, str(diverged))
+        if leader:
+            sink.close(RunStatus.diverged, str(diverged))
         return
     except KeyboardInterrupt:
-        sink.close(RunStatus.interrupted, "interrupted by the user (Ctrl-C or SIGTERM)")
+        if leader:
+            sink.close(RunStatus.interrupted, "interrupted by the user (Ctrl-C or SIGTERM)")
         raise
     except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError from 2.5 on
         message = (
             f"out of GPU memory with batch size {spec.batch_size}; lower it, e.g. "
             f"--batch-size {max(1, spec.batch_size // 2)}"
         )
-        sink.close(RunStatus.failed, message)
+        if leader:
+            sink.close(RunStatus.failed, message)
         raise BiobenchError(message) from None
     except BaseException as error:
-        sink.close(RunStatus.failed, f"{type(error).__name__}: {error}")
+        if leader:
+            with distributed.no_sigterm() if group else nullcontext():
+                sink.close(RunStatus.failed, f"{type(error).__name__}: {error}")
         raise
-    sink.close(RunStatus.finished)  # raises, keeping the checkpoint, if it cannot be recorded
-    if keep_checkpoint == "none":
-        checkpoint.discard(folder)
+    finally:
+        if parallel:
+            parallel.close()
+    if leader:
+        sink.close(RunStatus.finished)  # raises, keeping the checkpoint, if unrecorded
+        if keep == "none":
+            checkpoint.discard(folder)
 
 
 # -- what `biobench run` asks for ------------------------------------------------------------
@@ -483,19 +553,23 @@ def run_request(
     if request.resume is not None:
         check_resume(request)
         stored_device, stored_data = stored_place(store.run(request.resume))
+        group, place = distributed.join(resolve_device(device or stored_device or "auto"))
         run_id = resume(
             request.resume,
             store=store,
-            device=resolve_device(device or stored_device or "auto"),
+            device=place,
             data_dir=data_dir or stored_data or default_data_dir(),
             download=download,
             reporter=reporter,
+            group=group,
         )
         reporter.run_ended(store.run(run_id))
         return Outcome([], [run_id], [])
+    group, place = distributed.join(resolve_device(device or "auto"))
     options = dict(
         store=store,
-        device=resolve_device(device or "auto"),
+        device=place,
+        group=group,
         data_dir=data_dir or default_data_dir(),
         download=download,
     )

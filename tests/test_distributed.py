@@ -1,0 +1,270 @@
+"""Data-parallel runs on real gloo processes on the CPU (training/distributed.py).
+
+Equivalence: two ranks, each stepping on its part of every batch, must end where one process
+ends stepping on whole batches. Both run in float64: in float32 the sums of the two ranks'
+gradients differ from one process's in the last bits, and Adam's g / sqrt(v) can blow such a
+difference up to a whole step wherever a gradient is close to zero; in float64 the parameters
+agree to 1e-9 after several steps. The batches include one not divisible by two ranks (7) and
+one smaller than the world (1 sample: one rank takes a stand-in with no weight).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from biobench.archs import DataInfo, build_network
+from biobench.data.base import Shard
+from biobench.registry import ALGORITHMS
+from biobench.store import Store
+from biobench.training.distributed import Group, Parallel
+
+BATCHES = (16, 16, 7, 1)  # global batch sizes, in order
+STEPS_SEED = 3
+SHAPE = (1, 8, 8)
+
+# (algorithm, architecture, hyperparameters): sigma=0 where the rule's noise is per sample,
+# since two ranks draw other noise than one process (in distribution the same).
+CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "bp-fc": ("bp", "fc", {}),
+    "bp-conv": ("bp", "conv", {}),
+    "bp-lc": ("bp", "lc", {}),
+    "fa-fc": ("fa", "fc", {}),
+    "fa-lc": ("fa", "lc", {}),
+    "dfa-conv": ("dfa", "conv", {}),
+    "dtp-alt-fc": ("dtp", "fc", {"sigma": 0.0, "mode": "alternating"}),
+    "dtp-par-lc": ("dtp", "lc", {"sigma": 0.0, "mode": "parallel"}),
+    "sdtp-par-conv": ("sdtp", "conv", {"sigma": 0.0, "mode": "parallel"}),
+    "ao-sdtp-fc": ("ao-sdtp", "fc", {"sigma": 0.0, "mode": "parallel", "aux_units": 16}),
+    "kp-fc": ("kp", "fc", {}),
+    "drtp-fc": ("drtp", "fc", {}),
+    "usf-conv": ("usf", "conv", {}),
+    "wm-fc": ("wm", "fc", {}),  # mirror noise: ranks agree, one process differs
+    "brsf-fc": ("brsf", "fc", {}),  # magnitudes drawn per rank: ranks agree on the weights
+}
+NOISY = {"wm-fc", "brsf-fc"}
+
+
+def _learner(case: str) -> Any:
+    algorithm, architecture, hp = CASES[case]
+    torch.manual_seed(0)
+    net = build_network(architecture, DataInfo("digits", SHAPE, 10))
+    learner = ALGORITHMS.get(algorithm)
+    values = {name: param.default for name, param in learner.hparams.items()} | hp
+    return learner(net, values)
+
+
+def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(STEPS_SEED)
+    return [
+        (
+            torch.rand(n, *SHAPE, generator=generator),
+            torch.randint(0, 10, (n,), generator=generator),
+        )
+        for n in BATCHES
+    ]
+
+
+def _train(case: str, shard: Shard | None, group: Group | None) -> dict[str, torch.Tensor]:
+    learner = _learner(case)
+    parallel = Parallel(learner, group) if group else None
+    if parallel:
+        parallel.diverge_rng()
+    for phase in learner.epoch_phases(1):
+        learner.start_phase(phase)
+        for x, y in _batches():
+            if shard is None:
+                learner.train_step(x, y)
+                continue
+            lo, hi = shard.bounds(len(y))
+            assert parallel is not None
+            with parallel.step(shard.size(len(y)), len(y)):
+                learner.train_step(x[lo:hi], y[lo:hi])
+    return _flat_state(learner)
+
+
+def _flat_state(learner: Any) -> dict[str, torch.Tensor]:
+    state = {f"net.{k}": v.clone() for k, v in learner.net.state_dict().items()}
+    for name in ("feedback", "learned"):
+        for i, tensor in enumerate(getattr(learner, name, []) or []):
+            state[f"{name}.{i}"] = tensor.clone()
+    if hasattr(learner, "inverses"):
+        state |= {f"inverse.{k}": v.clone() for k, v in learner.inverses.state_dict().items()}
+    return state
+
+
+def _rank(rank: int, world: int, port: int, out: str) -> None:
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    group = Group(rank, world, rank, torch.device("cpu"))
+    results = {case: _train(case, group.shard, group) for case in CASES}
+    torch.save(results, Path(out) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """Every case trained by two gloo ranks (one spawn for all), each rank's final state."""
+    out = tmp_path_factory.mktemp("ranks")
+    mp.spawn(_rank, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+@pytest.fixture(scope="module")
+def one_process() -> dict[str, Any]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return {case: _train(case, None, None) for case in CASES}
+    finally:
+        torch.set_default_dtype(previous)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(set(CASES) - NOISY))
+def test_two_ranks_compute_what_one_process_computes(
+    case: str, two_ranks: list[dict[str, Any]], one_process: dict[str, Any]
+) -> None:
+    parallel, single = two_ranks[0][case], one_process[case]
+    assert parallel.keys() == single.keys()
+    for name in single:
+        torch.testing.assert_close(parallel[name], single[name], rtol=1e-9, atol=1e-12, msg=name)
+    moved = _flat_state(_learner(case))
+    assert any(not torch.equal(moved[k].double(), single[k]) for k in single), "nothing learned"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_ranks_hold_identical_state(case: str, two_ranks: list[dict[str, Any]]) -> None:
+    """Whatever a rule draws per rank, the weights and feedback stay the same on every rank
+    (WM's learned B included: it is averaged, not left to drift apart)."""
+    first, second = two_ranks[0][case], two_ranks[1][case]
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+
+
+@pytest.mark.parametrize(("n", "world"), [(16, 2), (7, 2), (1, 2), (10, 3), (2, 3), (128, 8)])
+def test_shards_cover_a_batch_once(n: int, world: int) -> None:
+    shards = [Shard(rank, world) for rank in range(world)]
+    assert sum(s.size(n) for s in shards) == n
+    covered = [i for s in shards if s.size(n) for i in range(*s.bounds(n))]
+    assert covered == list(range(n))
+    assert all(s.bounds(n) == (0, 1) for s in shards if not s.size(n))
+
+
+# -- whole runs through the CLI -----------------------------------------------------------
+
+
+def _biobench(*args: str, env: dict[str, str] | None = None, **kw: Any) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "biobench", *args],
+        capture_output=True,
+        text=True,
+        env=env or dict(os.environ),
+        timeout=kw.pop("timeout", 180),
+        **kw,
+    )
+
+
+@pytest.mark.slow
+def test_nproc_run_matches_one_process_run(sqlite_url: str) -> None:
+    common = ("run", "--algo", "bp", "--data", "digits", "--epochs", "2", "--batch-size", "25")
+    one = _biobench(*common, "--device", "cpu", "--db", sqlite_url)
+    assert one.returncode == 0, one.stderr
+    two = _biobench(*common, "--device", "cpu", "--db", sqlite_url, "--nproc", "2")
+    assert two.returncode == 0, two.stderr
+    store = Store(sqlite_url)
+    single, parallel = sorted(store.runs(), key=lambda r: r.id)
+    assert (single.world_size, parallel.world_size) == (1, 2)
+    assert parallel.status.value == "finished"
+    rows = {r["run_id"]: r for r in store.epochs() if r["epoch"] == 2}
+    a, b = rows[single.id], rows[parallel.id]
+    one_image = 100 / 360 + 1e-9  # the digits test set has 360 images
+    assert abs(a["test_top1"] - b["test_top1"]) <= one_image
+    assert abs(a["train_top1"] - b["train_top1"]) <= 100 / 1437 + 1e-9
+    assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4)
+
+
+def _rank_pids(marker: str, rank: int) -> list[int]:
+    """Processes started for this test (their BIOBENCH_HOME) that are rank `rank`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"BIOBENCH_HOME={marker}".encode() in environ and f"RANK={rank}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_rank_fails_the_run_and_one_process_resumes_it(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    env = dict(os.environ, BIOBENCH_DIST_TIMEOUT="20")
+    epochs = 4
+    store = Store(sqlite_url)  # the schema exists before the run starts: polls read it
+    args = ("run", "--algo", "bp", "--data", "digits", "--epochs", str(epochs), "--device")
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "biobench", *args, "cpu", "--batch-size", "16", "--db"]
+        + [sqlite_url, "--nproc", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            runs = store.runs()
+            if runs and runs[0].epochs_done >= 1:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the run never recorded an epoch")
+        pids = _rank_pids(os.environ["BIOBENCH_HOME"], 1)
+        assert len(pids) == 1
+        started = time.monotonic()
+        os.kill(pids[0], signal.SIGKILL)
+        launcher.wait(timeout=60)
+        ended = time.monotonic() - started
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode != 0
+    run = Store(sqlite_url).run(runs[0].id)
+    assert run.status.value == "failed", (run.status, run.error, launcher.stderr.read())
+    assert run.world_size == 2 and 1 <= run.epochs_done < epochs
+    assert "PeerLost: a process of this 2-process run stopped" in (run.error or "")
+    assert ended < 30, ended
+    resumed = _biobench("run", "--resume", str(run.id), "--db", sqlite_url, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    run = Store(sqlite_url).run(run.id)
+    assert run.status.value == "finished" and run.epochs_done == epochs
+    assert sorted(r["epoch"] for r in Store(sqlite_url).epochs([run.id])) == list(
+        range(1, epochs + 1)
+    )
