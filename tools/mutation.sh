@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# tools/mutation.sh: mutation score of biobench source files (a developer tool, not run in CI).
+#
+#   TESTS="tests/test_mutants.py tests/test_store.py" tools/mutation.sh src/biobench/store/records.py
+#
+# For each file given: copies the working tree (tracked and untracked files, not ignored ones)
+# into a scratch folder, runs mutmut 2.5.1 there (mutmut edits the file it mutates, so never in
+# the checkout), each mutant tested by `python -m pytest -x -q -m 'not slow' $TESTS`, and prints
+# killed/total. Keep TESTS to the tests that exercise the file: a run then takes minutes.
+#
+# Environment:
+#   TESTS         pytest arguments (default: tests)
+#   PYTHON        the project's interpreter, which runs the tests (default: python on PATH)
+#   MUTMUT_VENV   venv for mutmut, created with mutmut==2.5.1 if absent
+#                 (default: ~/.cache/biobench-mutmut)
+#   MUTATION_TREE the tree to copy (default: this checkout)
+#   MUTATION_WORK keep the scratch copies here (default: a fresh temporary folder). A copy already
+#                 there is reused: its tests/ is refreshed from the tree and only the mutants not
+#                 yet killed are tested again (its source must be unchanged).
+# Don't run `mutmut show` or `mutmut results` in a copy while its run goes on: they re-read the
+# (mutated) file into mutmut's cache and the run dies with an AssertionError in cache.py.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+tree=${MUTATION_TREE:-$root}
+tests=${TESTS:-tests}
+python=$(command -v "${PYTHON:-python}")
+venv=${MUTMUT_VENV:-$HOME/.cache/biobench-mutmut}
+work=${MUTATION_WORK:-$(mktemp -d)}
+if [ ! -x "$venv/bin/mutmut" ]; then
+  python3 -m venv "$venv" && "$venv/bin/pip" install -q mutmut==2.5.1
+fi
+
+copy_tree() {  # copy_tree DEST [SUBDIR]: the tree's files (git's view where it is a checkout)
+  if git -C "$tree" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    (cd "$tree" && git ls-files -coz --exclude-standard -- "${2:-.}" |
+      tar cf - --null -T - --ignore-failed-read 2>/dev/null) | tar xf - -C "$1"
+  else
+    (cd "$tree" && tar cf - "${2:-.}") | tar xf - -C "$1"
+  fi
+}
+
+for src in "$@"; do
+  dir=$work/$(echo "$src" | tr / _)
+  if [ -f "$dir/.mutmut-cache" ]; then
+    rm -rf "$dir/tests" && copy_tree "$dir" tests
+  else
+    rm -rf "$dir" && mkdir -p "$dir" && copy_tree "$dir"
+  fi
+  # biobench.migrations is top-level migrations/ (see pyproject.toml): put it in the copy's
+  # package, else an editable install would serve the checkout's own.
+  rm -rf "$dir/src/biobench/migrations" && cp -r "$dir/migrations" "$dir/src/biobench/migrations"
+  runner="env PYTHONPATH=$dir/src $python -m pytest -x -q -p no:cacheprovider -m 'not slow' $tests"
+  (cd "$dir" && "$venv/bin/mutmut" run --paths-to-mutate "$src" --runner "$runner" \
+    --simple-output --no-progress >"$dir/mutmut.log" 2>&1) || true  # non-zero: mutants survived
+  "$venv/bin/python" - "$dir/.mutmut-cache" "$src" <<'EOF'
+import collections, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+n = collections.Counter(s for (s,) in db.execute("select status from Mutant"))
+caught = n["ok_killed"] + n["bad_timeout"]  # a mutant that hangs the tests is caught too
+total = sum(n.values())
+print(f"{sys.argv[2]}: killed {caught}/{total} = {100 * caught / max(total, 1):.0f}%",
+      f"(survived {n['bad_survived']}, suspicious {n['ok_suspicious']}, untested {n['untested']})")
+EOF
+  echo "  survivors: (cd $dir && $venv/bin/mutmut results)"
+done
