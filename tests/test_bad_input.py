@@ -121,9 +121,28 @@ def newer_schema(tmp: Path) -> dict[str, str]:
     Store(url).dispose()
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
+        connection.execute(text("UPDATE biobench_version SET version_num = 'ffff'"))
     engine.dispose()
     return {}
+
+
+def a_study(tmp: Path) -> dict[str, str]:
+    """Study s of one 1-epoch trial in the test's database."""
+    args = ["search", "--study", "s", "--algo", "bp", "--arch", "fc", "--data", "synthetic"]
+    args += ["--batch-size", "256", "--trials", "1", "--epochs", "1"]
+    assert runner.invoke(app, [*args, "--db", f"sqlite:///{tmp / 'results.db'}"]).exit_code == 0
+    return {}
+
+
+def a_space(text: str):
+    def write(tmp: Path) -> dict[str, str]:
+        (tmp / "space.yaml").write_text(text)
+        return {}
+
+    return write
+
+
+SEARCH = ["search", "--study", "s", "--algo", "bp", "--arch", "fc", "--data", "synthetic"]
 
 
 def a_file(tmp: Path) -> dict[str, str]:
@@ -205,9 +224,9 @@ CASES = [
     ("--set not finite", ["run", "--set", "eps=inf"], None, "eps='inf' is not finite"),
     (
         "--set unknown name",
-        ["run", "--set", "momentum=0.9"],
+        ["run", "--set", "alpha=0.1"],
         None,
-        "bp has no hyperparameter 'momentum'; valid: lr, beta1, beta2, eps",
+        "bp has no hyperparameter 'alpha'; valid: lr, beta1, beta2, eps, optimizer, momentum,",
     ),
     (
         "--set given twice",
@@ -472,7 +491,7 @@ CASES = [
         "database newer than biobench",
         ["runs", "--db", "sqlite:///{tmp}/newer.db"],
         newer_schema,
-        "newer than this biobench knows (head 0005); upgrade biobench",
+        "newer than this biobench knows (head 0006); upgrade biobench",
     ),
     (
         "unknown run id for --resume",
@@ -729,6 +748,44 @@ CASES = [
         ["rm", HUGE, "--db", "{db}"],
         None,
         f"Invalid value for 'RUN_ID': must be from 1 to 2147483647, got {HUGE}",
+    ),
+    (
+        "unknown study",
+        ["study", "nope", "--db", "{db}"],
+        None,
+        "no study 'nope' in sqlite:///{tmp}/results.db; `biobench studies` lists them",
+    ),
+    (
+        "a study joined with another spec",
+        [*SEARCH, "--trials", "2", "--epochs", "2", "--batch-size", "256", "--db", "{db}"],
+        a_study,
+        "study 's' exists with another spec (epochs: 1 in the study, 2 asked); join it with the "
+        "same options, or pass another --study",
+    ),
+    (
+        "a search of no trials",
+        [*SEARCH, "--trials", "0", "--db", "{db}"],
+        None,
+        "Invalid value for '--trials': must be from 1 to 2147483647, got 0",
+    ),
+    (
+        "a space file with an unknown hyperparameter",
+        [*SEARCH, "--trials", "1", "--space", "{tmp}/space.yaml", "--db", "{db}"],
+        a_space("lrr: {low: 1e-5, high: 3e-4}\n"),
+        "space file {tmp}/space.yaml: bp has no hyperparameter 'lrr'; valid: ",
+    ),
+    (
+        "a space range outside the hyperparameter's bounds",
+        [*SEARCH, "--trials", "1", "--space", "{tmp}/space.yaml", "--db", "{db}"],
+        a_space("beta2: {low: 0.9, high: 1.5}\n"),
+        "space file {tmp}/space.yaml: beta2=1.5 is out of range; beta2 takes a float in [0, 1) "
+        "(Adam beta2)",
+    ),
+    (
+        "a sampler that does not exist",
+        [*SEARCH, "--trials", "1", "--sampler", "grid", "--db", "{db}"],
+        None,
+        "Invalid value for '--sampler': Value error, 'grid' is not one of 'random', 'tpe'",
     ),
 ]
 

@@ -44,3 +44,5 @@ def test_the_wheel_ships_migrations_and_benchmarks(tmp_path: Path) -> None:
         assert f"biobench/migrations/{migration.relative_to(ROOT / 'migrations')}" in names
     assert "biobench/migrations/script.py.mako" in names
     assert benchmarks == (ROOT / "benchmarks.yaml").read_text()
+    for module in (ROOT / "src" / "biobench").rglob("*.py"):  # every package, new ones too
+        assert f"biobench/{module.relative_to(ROOT / 'src' / 'biobench')}" in names, module
