@@ -98,6 +98,26 @@ def test_every_task_lands_in_the_database_once(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_search_workers_as_jobs_share_one_study(
+    launcher: str, sqlite_url: str, request: pytest.FixtureRequest
+) -> None:
+    if launcher == "slurm":
+        request.getfixturevalue("slurm")
+    Store(sqlite_url)
+    result = _biobench(
+        "search", "--study", "jobs", "--algo", "bp", "--arch", "fc", "--data", "digits",
+        "--trials", "4", "--epochs", "1", "--device", "cpu", "--db", sqlite_url,
+        "--launcher", launcher, "--workers", "2", "--wait",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "submitted 2 search worker(s) for study 'jobs'" in result.stdout
+    runs = Store(sqlite_url).runs(study="jobs")
+    assert sorted(run.trial for run in runs) == [0, 1, 2, 3]  # each trial once, none more
+    assert all(run.status.value == "finished" and run.epochs_done == 1 for run in runs)
+
+
+@pytest.mark.slow
 def test_wait_exits_1_when_a_job_fails(sqlite_url: str, tmp_path: Path) -> None:
     result = _biobench(
         "run", "--data", "mnist", "--data-dir", str(tmp_path / "nothing"), "--epochs", "1",

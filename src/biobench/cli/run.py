@@ -20,6 +20,16 @@ from biobench.cli.app import (
     err_console,
     handle_errors,
 )
+from biobench.cli.launching import (
+    GpusOption,
+    JobsDirOption,
+    LauncherOption,
+    PartitionOption,
+    SlurmSetOption,
+    TimeOption,
+    WaitOption,
+    WorkersOption,
+)
 
 # --algo, --arch and --data: what their help says before the names the registries hold.
 _NAMED = {
@@ -49,11 +59,6 @@ class RunCommand(Command):
 class KeepCheckpoint(str, Enum):
     last = "last"
     none = "none"
-
-
-class Launcher(str, Enum):
-    slurm = "slurm"
-    local = "local"
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -199,70 +204,14 @@ def run(
             metavar="N",
         ),
     ] = None,
-    launcher: Annotated[
-        Launcher | None,
-        typer.Option(
-            "--launcher",
-            help="Submit each preset and seed as a job instead of running here: slurm (a job "
-            "array, through submitit) or local (--workers processes). Returns once submitted.",
-            show_default=False,
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Jobs running at once (--launcher; local default 1, Slurm: no limit).",
-            show_default=False,
-            min=1,
-            metavar="K",
-        ),
-    ] = None,
-    slurm_partition: Annotated[
-        str | None,
-        typer.Option("--slurm-partition", help="Slurm partition.", metavar="NAME"),
-    ] = None,
-    slurm_time: Annotated[
-        str | None,
-        typer.Option(
-            "--slurm-time",
-            help="Time limit per job, e.g. 12:00:00 (default: the partition's). A job that "
-            "runs out is requeued and resumes from its checkpoint.",
-            metavar="HH:MM:SS",
-        ),
-    ] = None,
-    gpus_per_job: Annotated[
-        int,
-        typer.Option(
-            "--gpus-per-job",
-            help="GPUs per job; above 1 each job is a data-parallel run on them.",
-            min=0,
-            metavar="G",
-        ),
-    ] = 0,
-    slurm_set: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--slurm-set",
-            help="Any other sbatch option (repeatable), e.g. account=lab or mem=16G.",
-            show_default=False,
-            metavar="KEY=VALUE",
-        ),
-    ] = None,
-    jobs_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--jobs-dir",
-            help="Job logs (--launcher). Default: $BIOBENCH_HOME/jobs/DATE-TIME.",
-            show_default=False,
-            metavar="DIR",
-        ),
-    ] = None,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait", help="With --launcher: block until every job ended; exit 1 if any failed."
-        ),
-    ] = False,
+    launcher: LauncherOption = None,
+    workers: WorkersOption = None,
+    slurm_partition: PartitionOption = None,
+    slurm_time: TimeOption = None,
+    gpus_per_job: GpusOption = 0,
+    slurm_set: SlurmSetOption = None,
+    jobs_dir: JobsDirOption = None,
+    wait: WaitOption = False,
 ) -> None:
     """Train a spec, a preset or a suite of presets, streaming each epoch to the database."""
     import os

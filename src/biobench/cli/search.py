@@ -22,6 +22,15 @@ from biobench.cli.app import (
     err_console,
     handle_errors,
 )
+from biobench.cli.launching import (
+    GpusOption,
+    JobsDirOption,
+    LauncherOption,
+    PartitionOption,
+    SlurmSetOption,
+    TimeOption,
+    WaitOption,
+)
 
 
 class Sampler(str, Enum):
@@ -48,6 +57,11 @@ class StudyFormat(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+
+
+def _absolute(path: Path | None) -> Path | None:
+    """A path as a job on another node or folder must be given it."""
+    return path.expanduser().resolve() if path is not None else None
 
 
 def _name(help_text: str) -> Any:
@@ -146,6 +160,22 @@ def search(
             metavar="DIR",
         ),
     ] = None,
+    launcher: LauncherOption = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker jobs to start with --launcher (default 1); they share the study.",
+            show_default=False,
+            min=1,
+            metavar="K",
+        ),
+    ] = None,
+    slurm_partition: PartitionOption = None,
+    slurm_time: TimeOption = None,
+    gpus_per_job: GpusOption = 0,
+    slurm_set: SlurmSetOption = None,
+    jobs_dir: JobsDirOption = None,
+    wait: WaitOption = False,
 ) -> None:
     """Search a cell's hyperparameters: create the study or join it, run trials until it
     holds --trials finished ones. Start it in several terminals or jobs to share the work."""
@@ -175,6 +205,57 @@ def search(
     )
     torch_device = resolve_device(device)
     store = Store(db)
+    if launcher is not None:
+        from biobench.cli.submit import submit_tasks
+        from biobench.errors import BiobenchError
+        from biobench.launch import Options
+        from biobench.search.study import open_study
+
+        if gpus_per_job > 1:
+            raise BiobenchError(
+                f"--gpus-per-job {gpus_per_job}: a search worker trains on one device; "
+                "start more workers with --workers instead"
+            )
+        argv = ["search", "--study", study, "--algo", algo, "--arch", arch, "--data", data]
+        argv += ["--trials", str(trials), "--sampler", sampler.value, "--pruner", pruner.value]
+        argv += ["--objective", objective.value, "--device", device]
+        for flag, value in (
+            ("--epochs", epochs),
+            ("--batch-size", batch_size),
+            ("--seed", seed),
+            ("--screen-epochs", screen_epochs),
+            ("--promote", promote),
+            ("--space", _absolute(space)),
+            ("--db", db),
+            ("--data-dir", data_dir.expanduser().resolve() if data_dir else None),
+            (
+                "--checkpoint-dir",
+                checkpoint_dir.expanduser().resolve() if checkpoint_dir else None,
+            ),
+        ):
+            if value is not None:
+                argv += [flag, str(value)]
+        for override in overrides or ():
+            argv += ["--set", override]
+        options = Options(
+            launcher=launcher.value,
+            workers=workers or 1,
+            partition=slurm_partition,
+            time=slurm_time,
+            gpus_per_job=gpus_per_job,
+            slurm_set=tuple(slurm_set or ()),
+            folder=jobs_dir,
+            name=f"biobench-search-{study}",
+        )
+        open_study(study, spec, store)  # created (or its spec checked) before any job starts
+        submit_tasks(
+            [argv] * (workers or 1),
+            options,
+            store,
+            wait_for=wait,
+            what=f"search worker(s) for study {study!r}",
+        )
+        return
     reporter = RichReporter(console, err_console, store.display_url)
     worker = Worker(
         name=study,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 
 import typer
 
@@ -19,6 +20,21 @@ def submit_runs(
     """Submit one job (array task) per preset and seed; with `wait_for`, block until they
     ended and exit 1 if any failed."""
     argvs = task_argvs(request, place)
+    submit_tasks(argvs, options, store, wait_for=wait_for, what="run(s)", resume=place.args)
+
+
+def submit_tasks(
+    argvs: list[list[str]],
+    options: Options,
+    store: Store,
+    *,
+    wait_for: bool,
+    what: str,
+    resume: Callable[[], list[str]] | None = None,
+) -> None:
+    """Submit one job (array task) per `biobench` argument list and say how to follow them;
+    `resume()` gives what a requeued `run` task adds to `run --resume ID`. With `wait_for`,
+    block until every job ended and exit 1 if any failed."""
     if store.is_sqlite and options.launcher == "slurm":
         err_console.print(
             f"warning: {store.display_url} is a SQLite file: every job must reach it on a "
@@ -27,12 +43,12 @@ def submit_runs(
             style="yellow",
             highlight=False,
         )
-    jobs = submit(argvs, options, resume_args=lambda argv: place.args())
+    jobs = submit(argvs, options, resume_args=(lambda argv: resume()) if resume else None)
     folder = jobs[0].paths.folder.parent
     ids = sorted({job.job_id.split("_")[0] for job in jobs})
     where = "Slurm job" if options.launcher == "slurm" else "local worker"
     console.print(
-        f"submitted {len(argvs)} run(s) as {where}(s) {', '.join(ids)}; logs in {folder}",
+        f"submitted {len(argvs)} {what} as {where}(s) {', '.join(ids)}; logs in {folder}",
         highlight=False,
         markup=False,
     )

@@ -1,0 +1,88 @@
+"""The options of every command that submits jobs (`run`, `search`): --launcher and the rest."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class Launcher(str, Enum):
+    slurm = "slurm"
+    local = "local"
+
+
+LauncherOption = Annotated[
+    Launcher | None,
+    typer.Option(
+        "--launcher",
+        help="Submit the work as jobs instead of running here: slurm (a job array, through "
+        "submitit) or local (--workers processes); `run` submits one job per preset and "
+        "seed, `search` one per worker. Returns once submitted.",
+        show_default=False,
+    ),
+]
+
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Jobs running at once (--launcher; local default 1, Slurm: no limit).",
+        show_default=False,
+        min=1,
+        metavar="K",
+    ),
+]
+
+PartitionOption = Annotated[
+    str | None,
+    typer.Option("--slurm-partition", help="Slurm partition.", metavar="NAME"),
+]
+
+TimeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--slurm-time",
+        help="Time limit per job, e.g. 12:00:00 (default: the partition's). A job that "
+        "runs out is requeued and resumes from its checkpoint.",
+        metavar="HH:MM:SS",
+    ),
+]
+
+GpusOption = Annotated[
+    int,
+    typer.Option(
+        "--gpus-per-job",
+        help="GPUs per job; above 1 each job is a data-parallel run on them.",
+        min=0,
+        metavar="G",
+    ),
+]
+
+SlurmSetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--slurm-set",
+        help="Any other sbatch option (repeatable), e.g. account=lab or mem=16G.",
+        show_default=False,
+        metavar="KEY=VALUE",
+    ),
+]
+
+JobsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--jobs-dir",
+        help="Job logs (--launcher). Default: $BIOBENCH_HOME/jobs/DATE-TIME.",
+        show_default=False,
+        metavar="DIR",
+    ),
+]
+
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait", help="With --launcher: block until every job ended; exit 1 if any failed."
+    ),
+]
