@@ -265,6 +265,7 @@ def test_a_killed_rank_fails_the_run_and_one_process_resumes_it(
     assert resumed.returncode == 0, resumed.stderr
     run = Store(sqlite_url).run(run.id)
     assert run.status.value == "finished" and run.epochs_done == epochs
+    assert run.world_size == 1  # the row says how many processes train it now
     assert sorted(r["epoch"] for r in Store(sqlite_url).epochs([run.id])) == list(
         range(1, epochs + 1)
     )

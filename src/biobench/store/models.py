@@ -105,9 +105,8 @@ class Run(Base):
     pid: Mapped[int | None] = mapped_column(Integer)  # the writing process, on `host`
     study: Mapped[str | None] = mapped_column(String(128), index=True)  # Optuna study, if a trial
     trial: Mapped[int | None] = mapped_column(Integer)  # its trial number in that study
-    world_size: Mapped[int] = mapped_column(
-        Integer, server_default="1"
-    )  # processes that trained it
+    # processes that train it: those of its last start or resume (data parallel)
+    world_size: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
 class Epoch(Base):

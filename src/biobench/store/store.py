@@ -461,10 +461,11 @@ class Store:
     def heartbeat(self, run_id: int, *, owner: str | None = None) -> None:
         self._run(lambda c: self._touch(c, run_id, _now(), owner))
 
-    def take_lease(self, run: RunRecord, owner: str, pid: int) -> bool:
+    def take_lease(self, run: RunRecord, owner: str, pid: int, world_size: int = 1) -> bool:
         """Make this process the run's only writer: one compare-and-set on the lease token and
         status read in `run`, so of several processes resuming it at once one wins. Marks the
-        run `running` again. False: another process got there first."""
+        run `running` again, trained by `world_size` processes. False: another process got
+        there first."""
         runs = Run.__table__
         seen = (
             runs.c.status
@@ -479,6 +480,7 @@ class Store:
             "owner": owner,
             "pid": pid,
             "host": HOST,
+            "world_size": world_size,
         }
         return bool(
             self._run(lambda c: c.execute(runs.update().where(where).values(**values)).rowcount)

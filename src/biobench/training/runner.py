@@ -323,7 +323,7 @@ def _claim(
         checkpoint.check_belongs(payload, folder, run)
         start = checkpoint.restore(payload, job.learner, job.generator) + 1
     owner = uuid.uuid4().hex
-    if not store.take_lease(run, owner, os.getpid()):
+    if not store.take_lease(run, owner, os.getpid(), distributed.world_size()):
         taken = store.run(run_id)
         raise BiobenchError(
             f"run {run_id} is being resumed by another process (pid {taken.pid} on "
