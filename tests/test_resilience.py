@@ -399,6 +399,33 @@ def test_a_checkpoint_whose_epoch_does_not_meet_the_rows_is_refused(sqlite_url: 
     assert store.run(run_id).epochs_done == 3 and store.run(run_id).status == "interrupted"
 
 
+@pytest.mark.parametrize("rows", [1, 2])
+def test_a_run_killed_before_its_first_checkpoint_starts_over_and_a_later_one_is_refused(
+    sqlite_url: str, rows: int
+) -> None:
+    from sqlalchemy import text
+
+    run_id = train(sqlite_url)
+    store = Store(sqlite_url)
+    uninterrupted = metrics(store.epochs([run_id]))
+    for saved in Path(store.run(run_id).checkpoint).glob("*.pt"):
+        saved.unlink()  # as a kill between epoch 1's row and its checkpoint leaves it (rows=1)
+    with store._write_engine.begin() as connection:
+        connection.execute(
+            text("DELETE FROM epochs WHERE run_id = :run AND epoch > :rows"),
+            {"run": run_id, "rows": rows},
+        )
+    store.set_status(run_id, "interrupted")
+    result = runner.invoke(app, ["run", "--resume", str(run_id), "--db", sqlite_url])
+    if rows == 1:  # nothing learned is lost: epoch 1 is trained again from the seed
+        assert result.exit_code == 0, result.stderr
+        assert metrics(store.epochs([run_id])) == uninterrupted
+        assert store.run(run_id).status == "finished"
+    else:  # two epochs of training gone: not resumable exactly
+        assert result.exit_code == 2
+        assert f"run {run_id} has 2 epoch(s) but no checkpoint" in result.stderr
+
+
 def test_a_run_on_another_host_is_lost_only_when_its_heartbeat_is_stale(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -366,7 +366,10 @@ def test_three_workers_share_a_study_and_end_with_exactly_its_trials(db_url: str
 
 @pytest.mark.slow
 def test_a_killed_workers_trial_is_retried_from_its_checkpoint(db_url: str) -> None:
-    args = ("--trials", "6", "--epochs", "2")
+    # Small batches: epochs long enough that the kill lands inside the trial's run, and that
+    # the others have trials left to run when its heartbeat goes stale (BIOBENCH_LOST_AFTER):
+    # a retry asked for once the study is full is surplus, and the study ends without it.
+    args = ("--trials", "6", "--epochs", "2", "--batch-size", "2")
     victim = worker(db_url, *args)
     deadline = time.monotonic() + 120
     store = Store(db_url)

@@ -313,7 +313,7 @@ def _claim(
         spool.unlink(missing_ok=True)
         run = store.run(run_id)
     payload = checkpoint.load(folder, device)
-    if payload is None and run.epochs_done > 0:
+    if payload is None and run.epochs_done > 1:  # 1: killed before its first checkpoint
         raise BiobenchError(
             f"run {run_id} has {run.epochs_done} epoch(s) but no checkpoint in {folder}; "
             "it cannot be resumed exactly (was the folder moved or deleted?)"
