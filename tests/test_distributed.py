@@ -269,3 +269,23 @@ def test_a_killed_rank_fails_the_run_and_one_process_resumes_it(
     assert sorted(r["epoch"] for r in Store(sqlite_url).epochs([run.id])) == list(
         range(1, epochs + 1)
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--algo", "nope"], "error: unknown algorithm 'nope'"),
+        (["--db", "postgresql://u:pw@127.0.0.1:1/x"], "error: cannot reach database"),
+    ],
+)
+def test_bad_input_with_nproc_is_one_line_before_any_process_starts(
+    args: list[str], said: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from biobench.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--nproc", "2", "--epochs", "1", *args])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(said) and result.stderr.count("\n") == 1, result.stderr
+    assert "pw@" not in result.stderr

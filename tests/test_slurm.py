@@ -62,6 +62,16 @@ def test_a_requeued_task_resumes_the_run_it_started(tmp_path: Path) -> None:
     assert task.command()[3:] == ["run", "--resume", "17", "--db", "u", "--nproc", "2"]
 
 
+def test_a_tasks_log_and_error_mask_the_database_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    task = Task(["run", "--algo", "nope", "--db", "postgresql://me:hunter2@127.0.0.1:1/x"])
+    with pytest.raises(RuntimeError) as failed:
+        task()  # refused before any database is opened
+    shown = capsys.readouterr().out + str(failed.value)
+    assert "hunter2" not in shown and shown.count("postgresql://me:***@127.0.0.1:1/x") == 2
+
+
 @pytest.mark.parametrize(
     ("limit", "expected"),
     [("12:00:00", 720), ("90", 90), ("1:30", 2), ("2-00:00:00", 2880), ("1-12", 2160)],

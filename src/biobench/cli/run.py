@@ -222,7 +222,7 @@ def run(
     from biobench.store import Store
     from biobench.training import distributed
     from biobench.training.loop import Reporter
-    from biobench.training.runner import Request, resolve_device, run_request
+    from biobench.training.runner import Request, plan, resolve_device, run_request
 
     request = Request(
         algorithm=algo,
@@ -260,6 +260,10 @@ def run(
         submit_runs(request, options, place, Store(db), wait_for=wait)
         return
     if nproc is not None and nproc > 1 and distributed.world_size() == 1:
+        # What a user can get wrong in the request or the database is said once, here, not
+        # by every process the launcher would start.
+        plan(request)
+        Store(db)
         code = distributed.launch(nproc, _without_nproc(sys.argv[1:]))
         if code:
             raise typer.Exit(code)

@@ -63,6 +63,13 @@ def _signals_ignored() -> None:
         signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
+def _masked(argv: Sequence[str]) -> list[str]:
+    """argv with the password of every --db URL masked (parsed, as `biobench runs` shows it)."""
+    from biobench.store.urls import mask_url
+
+    return [mask_url(arg) if i and argv[i - 1] == "--db" else arg for i, arg in enumerate(argv)]
+
+
 @dataclass
 class Task:
     """One `biobench` command, run as a child process of a submitit job; checkpointable."""
@@ -87,7 +94,7 @@ class Task:
         if self.run_file:
             env[RUN_ID_ENV] = self.run_file
         command = self.command()
-        print("+", " ".join(command), flush=True)
+        print("+", " ".join(_masked(command)), flush=True)  # the job log shows no password
         self._child = child = subprocess.Popen(command, env=env, preexec_fn=_signals_ignored)
         while True:
             # Waited for in short slices: a blocking wait() holds the lock `checkpoint` (a
@@ -98,7 +105,8 @@ class Task:
             except subprocess.TimeoutExpired:
                 continue
         if code != 0:
-            raise RuntimeError(f"`biobench {' '.join(command[3:])}` exited with status {code}")
+            shown = " ".join(_masked(command[3:]))
+            raise RuntimeError(f"`biobench {shown}` exited with status {code}")
         return code
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
@@ -134,7 +142,7 @@ class TaskList:
                 task()
             except RuntimeError as error:
                 print(error, file=sys.stderr, flush=True)
-                failed.append(" ".join(task.argv))
+                failed.append(" ".join(_masked(task.argv)))
         if failed:
             raise RuntimeError(f"{len(failed)} task(s) failed: {'; '.join(failed)}")
         return 0

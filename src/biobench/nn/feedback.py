@@ -23,6 +23,7 @@ between forward and backward changes no input gradient, and B = W is refused.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -42,22 +43,24 @@ class Port:
     signal: Tensor | None = None  # (N, classes) for DFA/DRTP; None: the op's output gradient
 
 
-class _FeedbackOp:
-    """The part Conv2d and Linear share: the port and the rerouted forward."""
+class _FeedbackOp(ABC):
+    """The part Conv2d and Linear share: the port and the rerouted forward. Each op says how
+    it computes itself, its input's gradient and its weight's gradient."""
 
     port: Port | None = None
     input_shape: tuple[int, ...] = ()  # per sample; filled in by the network that holds the op
 
+    @abstractmethod
     def plain(self, x: Tensor) -> Tensor:
         """The op with its exact backward (no feedback)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def input_grad(self, signal: Tensor, weight: Tensor, shape: torch.Size) -> Tensor:
         """op^T(signal; weight) for an input of `shape`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def weight_grad(self, x: Tensor, grad: Tensor) -> Tensor:
-        raise NotImplementedError
+        """dL/dW from the op's input and its output's gradient."""
 
     def forward(self, x: Tensor) -> Tensor:
         if self.port is None or not torch.is_grad_enabled():

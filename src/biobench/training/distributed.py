@@ -268,12 +268,12 @@ def batches(
 ) -> Iterator[tuple[Tensor, Tensor, int, int]]:
     """(x, y, own, count): this rank's part of each batch, how many of its samples are its own
     (0 for a stand-in) and the global batch's size. Splits that cannot shard are cut here."""
+    if shard is None:
+        for x, y in split.batches(batch_size, generator):
+            yield x, y, len(y), len(y)
+        return
     n = len(split)
     sizes = (min(batch_size, n - start) for start in range(0, n, batch_size))
-    if shard is None:
-        for (x, y), count in zip(split.batches(batch_size, generator), sizes, strict=True):
-            yield x, y, count, count
-        return
     try:
         source = split.batches(batch_size, generator, shard=shard)  # type: ignore[call-arg]
         cut = False
