@@ -25,6 +25,7 @@ from biobench.search.study import load, make_spec, open_study
 from biobench.search.worker import Surplus, Worker
 from biobench.spec.params import default_space
 from biobench.store import Store
+from biobench.training import checkpoint
 
 runner = CliRunner()
 TABLE4 = {
@@ -373,7 +374,12 @@ def test_a_killed_workers_trial_is_retried_from_its_checkpoint(db_url: str) -> N
     victim = worker(db_url, *args)
     deadline = time.monotonic() + 120
     store = Store(db_url)
-    while not any(run.epochs_done >= 1 for run in store.runs(study="w")):
+    # Killed once its first epoch is checkpointed (the epoch row is written first: a kill in
+    # between retrains epoch 1, tested in test_resilience, and would not say "resuming").
+    while not any(
+        run.epochs_done >= 1 and (Path(run.checkpoint) / checkpoint.FILE).exists()
+        for run in store.runs(study="w")
+    ):
         assert time.monotonic() < deadline and victim.poll() is None
         time.sleep(0.1)
     victim.send_signal(signal.SIGKILL)
