@@ -21,13 +21,14 @@ from biobench.errors import BiobenchError
 from biobench.learners.bp import Backprop
 from biobench.spec import resolve
 from biobench.store import Store
+from biobench.store.models import COST_COLUMNS
 from biobench.training.loop import Reporter
 from biobench.training.runner import execute
 from biobench.training.sink import SPOOL
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).with_name("fixtures") / "schema-0001.db"
-TIMING = ("wall_time", "images_per_s", "recorded_at", "run_id")
+TIMING = (*COST_COLUMNS, "recorded_at", "run_id")
 runner = CliRunner()
 
 

@@ -13,9 +13,10 @@ import torch
 
 from biobench.spec import resolve
 from biobench.store import Store
+from biobench.store.models import COST_COLUMNS
 from biobench.training.runner import execute
 
-TIMING = ("wall_time", "images_per_s", "recorded_at", "run_id")
+TIMING = (*COST_COLUMNS, "recorded_at", "run_id")
 
 
 def run_once(url: str, dataset: str = "digits", **kw) -> list[dict]:

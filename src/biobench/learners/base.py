@@ -166,6 +166,16 @@ def weighted_ops(net: nn.Module) -> list[nn.Module]:
     return list(net.ops)
 
 
+class PhaseClock:
+    """Where a learner marks the end of each phase of its step: `lap("forward")` after the
+    forward pass, then "signal" (the learning signal: backward sweep, targets), "update" (the
+    optimiser steps), "inverse" (learning the feedback path: TP's inverses, WM's mirror).
+    This one does nothing; training installs a timing one (training/cost.py)."""
+
+    def lap(self, phase: str) -> None:
+        pass
+
+
 class Learner(ABC):
     """One learning rule applied to one network.
 
@@ -179,6 +189,7 @@ class Learner(ABC):
     label: ClassVar[str] = ""  # how tables name the rule (default: its registered name)
     family: ClassVar[str] = "other"  # backprop, feedback, target-propagation or other
     order: ClassVar[int] = 1000  # position in tables (BP is 70, the paper's rules below it)
+    clock: PhaseClock = PhaseClock()  # timing of the step's phases, while training
 
     def __init__(self, net: nn.Module, hp: Mapping[str, Any]) -> None:
         self.net = net
@@ -221,6 +232,11 @@ class Learner(ABC):
         """Called before each pass with one of the names `epoch_phases` returned."""
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {}
+
+    def feedback_weights(self) -> dict[int, Tensor]:
+        """{l: B_l}: the weights that carry op l's signal below in place of W_l (0-based op
+        index, `weighted_ops`), for rules that have them; alignment compares them with W_l."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:

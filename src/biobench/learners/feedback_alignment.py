@@ -75,6 +75,9 @@ class _FeedbackLearner(Learner):
     def feedback_weight(self, l: int) -> Tensor:
         """B_l, which op l (0-based, l >= 1) sends its signal below through."""
 
+    def feedback_weights(self) -> dict[int, Tensor]:
+        return {l: self.feedback_weight(l) for l in range(1, len(self.ops))}
+
     def direct_signal(self, e: Tensor) -> Tensor | None:
         """What every op sends below on a non-Stack net, for the direct rules (DFA, DRTP);
         None: the gradient arriving at the op's output (FA and its variants)."""
@@ -97,6 +100,7 @@ class _FeedbackLearner(Learner):
         trace = local_forward(self.net, x)
         logits = trace.pre[-1]
         e = output_error(logits, y)
+        self.clock.lap("forward")
         self.optimizer.zero_grad(set_to_none=True)
         delta = e
         for l in reversed(range(len(self.net.layers))):
@@ -104,7 +108,9 @@ class _FeedbackLearner(Learner):
             local_backward(trace.pre[l], delta, self.net.layers[l].parameters())
             if l > 0:
                 delta = self.delta_below(l, delta, e, trace)
+        self.clock.lap("signal")
         self.optimizer.step()
+        self.clock.lap("update")
         return {"loss": F.cross_entropy(logits.detach(), y)}
 
     def rerouted_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
@@ -114,9 +120,12 @@ class _FeedbackLearner(Learner):
         signal = self.direct_signal(e)
         for l, port in enumerate(self.ports, start=1):
             port.weight, port.signal = self.feedback_weight(l), signal
+        self.clock.lap("forward")
         self.optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(logits, e)  # e = dL/dlogits for the batch-mean loss
+        self.clock.lap("signal")
         self.optimizer.step()
+        self.clock.lap("update")
         for port in self.ports:  # nothing of this step's is kept beyond it
             port.weight = port.signal = None
         return {"loss": F.cross_entropy(logits.detach(), y)}
@@ -174,6 +183,9 @@ class _DirectLearner(_FeedbackLearner):
 
     def feedback_weight(self, l: int) -> Tensor:
         return self.feedback[l - 1]
+
+    def feedback_weights(self) -> dict[int, Tensor]:
+        return {}  # D_l projects the output error, not op l's signal: nothing to set beside W_l
 
 
 @ALGORITHMS.register(

@@ -80,6 +80,7 @@ class KolenPollack(LearnedFeedback):
         for feedback, op in zip(self.learned, self.ops[1:], strict=True):
             feedback.grad = op.weight.grad
         self.feedback_optimizer.step()
+        self.clock.lap("update")  # B's step, W's twin, is part of the update
         return metrics
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:

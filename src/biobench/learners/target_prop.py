@@ -150,9 +150,11 @@ class _TargetProp(Learner):
         # The inverse pass needs each layer's input, not the forward graphs: build none.
         with torch.set_grad_enabled(learns_forward):
             trace = local_forward(self.net, x)
+        self.clock.lap("forward")
         metrics: dict[str, Tensor] = {}
         if self.phase in ("train", "inverse"):
             metrics["inverse_loss"] = self.inverse_step(trace)
+            self.clock.lap("inverse")
         if learns_forward:
             metrics["loss"] = self.forward_step(trace, y)
         return metrics
@@ -222,7 +224,9 @@ class _TargetProp(Learner):
         local_backward(loss, None, layers[-1].parameters())
         for i, target in enumerate(self.targets(trace, y)):
             local_backward(_sq_error(trace.out[i], target), None, layers[i].parameters())
+        self.clock.lap("signal")
         self.forward_optimizer.step()
+        self.clock.lap("update")
         return loss.detach()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:

@@ -101,6 +101,7 @@ class WeightMirror(LearnedFeedback):
     def train_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         metrics = super().train_step(x, y)  # engaged mode: FA's update of the forward weights
         self.mirror(len(x))
+        self.clock.lap("inverse")  # learning the feedback path, as TP's inverses
         return metrics
 
     def mirror(self, samples: int) -> None:

@@ -20,7 +20,18 @@ from typing import Any
 
 from biobench.errors import SpecError
 from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, FAMILIES
+from biobench.spec.params import HParam
 from biobench.spec.presets import load_presets, positive
+
+# Settings of what a run measures beside its errors, for every rule (`--set alignment=false`).
+MEASURE: dict[str, HParam] = {
+    "alignment": HParam(
+        bool, "measure each layer's alignment with backprop after every epoch", default=True
+    ),
+    "alignment_batch": HParam(
+        int, "samples in the probe batch alignment is measured on", low=1, default=256
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -34,13 +45,23 @@ class RunSpec:
     hparams: dict[str, Any] = field(default_factory=dict)
     data_settings: dict[str, Any] = field(default_factory=dict)  # e.g. augment
     preset: str | None = None  # the preset's name, when run from one
+    # What is measured beside the errors (MEASURE), not part of the experiment: runs that
+    # differ only here share a spec hash. Holds only the values given (--set).
+    measure: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        spec = asdict(self)
+        if not spec["measure"]:  # as specs were before measure settings existed
+            del spec["measure"]
+        return spec
+
+    def measured(self, name: str) -> Any:
+        """A measure setting's value: the one given, else its default."""
+        return self.measure.get(name, MEASURE[name].default)
 
     def spec_hash(self) -> str:
         """sha256 of the canonical JSON of everything that defines the experiment."""
-        return canonical_hash(self.to_dict())
+        return canonical_hash({k: v for k, v in self.to_dict().items() if k != "measure"})
 
     def run_fields(self) -> dict[str, Any]:
         """The columns of a run row that this spec determines."""
@@ -66,7 +87,9 @@ def canonical_hash(spec: dict[str, Any]) -> str:
 
 def seedless_hash(spec: dict[str, Any]) -> str:
     """The hash of a spec with its seed left out: runs that differ only in seed share it."""
-    return canonical_hash({k: v for k, v in spec.items() if k not in ("seed", "preset")})
+    return canonical_hash(
+        {k: v for k, v in spec.items() if k not in ("seed", "preset", "measure")}
+    )
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, str]:
@@ -144,16 +167,20 @@ def resolve(
 
     given_hp: dict[str, Any] = {}
     given_data: dict[str, Any] = {}
+    measure: dict[str, Any] = {}
     for name, value in parse_overrides(overrides or []).items():
         if name in schema:
             given_hp[name] = schema[name].parse(name, value)
         elif name in data_schema:
             given_data[name] = data_schema[name].parse(name, value)
+        elif name in MEASURE:
+            measure[name] = MEASURE[name].parse(name, value)
         else:
             also = f"; {dataset} takes {', '.join(data_schema)}" if data_schema else ""
             raise SpecError(
                 f"--set {name}: {algorithm} has no hyperparameter {name!r}; "
-                f"valid: {', '.join(schema) or 'none'}{also}"
+                f"valid: {', '.join(schema) or 'none'}{also}; every run takes "
+                f"{', '.join(MEASURE)}"
             )
 
     hparams = {name: p.default for name, p in schema.items() if p.default is not None}
@@ -185,4 +212,5 @@ def resolve(
         hparams={name: hparams[name] for name in schema},
         data_settings={**(chosen.data_settings if chosen else {}), **given_data},
         preset=chosen.name if chosen else None,
+        measure=measure,
     )

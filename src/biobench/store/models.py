@@ -107,6 +107,8 @@ class Run(Base):
     trial: Mapped[int | None] = mapped_column(Integer)  # its trial number in that study
     # processes that train it: those of its last start or resume (data parallel)
     world_size: Mapped[int] = mapped_column(Integer, server_default="1")
+    # floating-point operations of one training step at its batch size (counted once per run)
+    flops_per_step: Mapped[float | None] = mapped_column(Metric)
 
 
 class Epoch(Base):
@@ -122,9 +124,43 @@ class Epoch(Base):
     test_top1: Mapped[float | None] = mapped_column(Metric)
     test_top5: Mapped[float | None] = mapped_column(Metric)
     test_loss: Mapped[float | None] = mapped_column(Metric)
+    val_top1: Mapped[float | None] = mapped_column(Metric)  # with a validation split only
+    val_top5: Mapped[float | None] = mapped_column(Metric)
+    val_loss: Mapped[float | None] = mapped_column(Metric)
     wall_time: Mapped[float | None] = mapped_column(Metric)
     images_per_s: Mapped[float | None] = mapped_column(Metric)
+    # Cost: milliseconds of training per minibatch (every pass of the epoch), and the part of
+    # it each phase of the rule took (NULL for a phase the rule does not have); evaluation
+    # time; the epoch's peak memory (the CUDA allocator's, or the process's peak RSS).
+    step_ms: Mapped[float | None] = mapped_column(Metric)
+    step_ms_forward: Mapped[float | None] = mapped_column(Metric)
+    step_ms_signal: Mapped[float | None] = mapped_column(Metric)
+    step_ms_update: Mapped[float | None] = mapped_column(Metric)
+    step_ms_inverse: Mapped[float | None] = mapped_column(Metric)
+    eval_ms: Mapped[float | None] = mapped_column(Metric)
+    peak_memory_mb: Mapped[float | None] = mapped_column(Metric)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LayerMetric(Base):
+    """How close a rule comes to backprop, per weighted layer (1 = the input's), per epoch,
+    measured on the run's probe batch (training/alignment.py). Angles in degrees."""
+
+    __tablename__ = "layer_metrics"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    layer: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))  # the weight's parameter name
+    # angle between the rule's update of the layer's weight and backprop's gradient
+    update_angle: Mapped[float | None] = mapped_column(Metric)
+    # mean over the probe's samples of the cosine between the rule's learning signal at the
+    # layer's output and backprop's delta (hidden layers only)
+    signal_cosine: Mapped[float | None] = mapped_column(Metric)
+    # angle between the feedback weights B and W^T (rules with feedback weights only)
+    weight_angle: Mapped[float | None] = mapped_column(Metric)
 
 
 # The per-epoch metric columns, in display order (errors are percentages, losses are nats).
@@ -135,6 +171,33 @@ METRIC_COLUMNS = (
     "test_top1",
     "test_top5",
     "test_loss",
+    "val_top1",
+    "val_top5",
+    "val_loss",
     "wall_time",
     "images_per_s",
+    "step_ms",
+    "step_ms_forward",
+    "step_ms_signal",
+    "step_ms_update",
+    "step_ms_inverse",
+    "eval_ms",
+    "peak_memory_mb",
 )
+# The columns that measure the machine rather than the learning: they differ between two runs
+# of one seed (everything else is bit-identical on the CPU).
+COST_COLUMNS = (
+    "wall_time",
+    "images_per_s",
+    "step_ms",
+    "step_ms_forward",
+    "step_ms_signal",
+    "step_ms_update",
+    "step_ms_inverse",
+    "eval_ms",
+    "peak_memory_mb",
+)
+# The per-layer alignment columns (layer_metrics), in display order.
+LAYER_COLUMNS = ("update_angle", "signal_cosine", "weight_angle")
+# The training phases a rule's step is timed by (Learner.clock.lap): step_ms_<phase>.
+PHASES = ("forward", "signal", "update", "inverse")

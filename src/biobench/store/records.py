@@ -71,6 +71,7 @@ class RunRecord:
     study: str | None = None  # the Optuna study this run is a trial of
     trial: int | None = None  # its trial number there
     world_size: int = 1  # processes that trained it (data parallel)
+    flops_per_step: float | None = None  # of one training step at its batch size
     epochs_done: int = 0
     best_test_top1: float | None = None
     best_test_top5: float | None = None

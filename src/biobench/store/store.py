@@ -41,8 +41,8 @@ from sqlalchemy import exc as sa_exc
 from biobench.errors import LeaseLost, StoreError
 from biobench.paths import check_environment, default_db_url, env_seconds
 from biobench.retry import retry
-from biobench.store import versions
-from biobench.store.models import METRIC_COLUMNS, Epoch, Metric, Run
+from biobench.store import rows, versions
+from biobench.store.models import Epoch, Metric, Run
 from biobench.store.records import STORED_STATUSES, RunRecord, RunStatus
 from biobench.store.urls import is_secret_param, mask_url, parse_url
 
@@ -366,16 +366,16 @@ class Store:
         *,
         owner: str | None = None,
     ) -> None:
-        """Insert or replace the row of (run, epoch) and refresh the run's heartbeat; with
-        `owner`, only while the run's lease is still that token (else LeaseLost, nothing
-        written)."""
+        """Insert or replace the row of (run, epoch), with its per-layer rows (`metrics`'
+        "layers", store/rows.py), and refresh the run's heartbeat; with `owner`, only while
+        the run's lease is still that token (else LeaseLost, nothing written)."""
 
         def work(connection: Connection) -> None:
             # The lease check comes first, in the same transaction: a process that lost the run
             # writes nothing.
             now = _now()
             self._touch(connection, run_id, now, owner)
-            self._upsert_epoch(connection, run_id, epoch, metrics, now)
+            rows.upsert_epoch(connection, run_id, epoch, metrics, now)
 
         self._run(work)
 
@@ -391,49 +391,11 @@ class Store:
         def work(connection: Connection) -> None:
             now = _now()
             for epoch in sorted(epochs):
-                self._upsert_epoch(connection, run_id, epoch, epochs[epoch], now)
+                rows.upsert_epoch(connection, run_id, epoch, epochs[epoch], now)
             if status is not None:
                 self._update_owned(connection, run_id, None, self._status_values(status, error))
 
         self._run(work)
-
-    @staticmethod
-    def _upsert_epoch(
-        connection: Connection,
-        run_id: int,
-        epoch: int,
-        metrics: Mapping[str, float | None],
-        now: datetime,
-    ) -> None:
-        unknown = set(metrics) - set(METRIC_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown metric columns: {sorted(unknown)}")
-        # Every metric column is written, so a rewritten epoch replaces the old row entirely.
-        row = {
-            "run_id": run_id,
-            "epoch": epoch,
-            "recorded_at": now,
-            **dict.fromkeys(METRIC_COLUMNS),
-            **metrics,
-        }
-        table = Epoch.__table__
-        dialect = connection.dialect.name
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        elif dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:  # pragma: no cover - other backends take the portable path
-            connection.execute(
-                table.delete().where(table.c.run_id == run_id, table.c.epoch == epoch)
-            )
-            connection.execute(table.insert().values(**row))
-            return
-        statement = insert(table).values(**row)
-        statement = statement.on_conflict_do_update(
-            index_elements=["run_id", "epoch"],
-            set_={key: statement.excluded[key] for key in row if key not in ("run_id", "epoch")},
-        )
-        connection.execute(statement)
 
     @staticmethod
     def _update_owned(
@@ -588,6 +550,11 @@ class Store:
         query = select(table).order_by(table.c.run_id, table.c.epoch)
         if run_ids is not None:
             query = query.where(table.c.run_id.in_(run_ids))
+        return self._run(lambda c: [dict(row._mapping) for row in c.execute(query)], write=False)
+
+    def layer_metrics(self, run_ids: list[int] | None = None) -> list[dict]:
+        """Per-layer alignment rows (models.LayerMetric) ordered by run, epoch and layer."""
+        query = rows.layer_query(run_ids)
         return self._run(lambda c: [dict(row._mapping) for row in c.execute(query)], write=False)
 
     def dispose(self) -> None:

@@ -204,18 +204,37 @@ class Parallel:
         self.learner, self.group, self.shard = learner, group, group.shard
         self.weight = 1.0
         self._reduced: set[int] = set()  # grads already averaged in this step (KP shares W's)
-        optimized: set[int] = set()
-        self._handles = []
-        for optimizer in learner.optimizers().values():
-            self._handles.append(optimizer.register_step_pre_hook(self._average_grads))
-            optimized |= {id(p) for g in optimizer.param_groups for p in g["params"]}
+        self._attach()
+        optimized = {
+            id(p)
+            for optimizer in learner.optimizers().values()
+            for group in optimizer.param_groups
+            for p in group["params"]
+        }
         state: list[Tensor] = []
         _floating_state(vars(learner), set(optimized), state)
         self._state = state  # tensors no optimiser steps: fixed ones, and WM's learned B
 
+    def _attach(self) -> None:
+        self._handles = [
+            optimizer.register_step_pre_hook(self._average_grads)
+            for optimizer in self.learner.optimizers().values()
+        ]
+
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()
+        self._handles = []
+
+    @contextmanager
+    def detached(self) -> Iterator[None]:
+        """The learner's optimisers without the gradient averaging, for the block (a copy of
+        the learner made then steps alone: alignment's probe)."""
+        self.close()
+        try:
+            yield
+        finally:
+            self._attach()
 
     @contextmanager
     def step(self, size: int, count: int) -> Iterator[None]:

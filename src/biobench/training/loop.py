@@ -3,6 +3,9 @@
 Per epoch: one pass over the shuffled training set calling `learner.train_step` (or the passes
 the learner asks for: alternating target propagation makes an inverse and a forward pass), then
 a full evaluation of the train and test sets (top-1/top-5 error in percent, mean cross-entropy).
+The row also says what the epoch cost (time per step, by phase of the rule's step, evaluation
+time, peak memory: training/cost.py) and, given a probe batch, how close each layer's update
+and learning signal came to backprop's (training/alignment.py).
 Each epoch's row goes to `on_epoch` as soon as it exists, which commits it to the results
 database, so a crash loses at most the epoch in progress; then `on_checkpoint` saves the state
 to resume from. An epoch whose loss or weights are no longer finite (DTP and DFA can blow up)
@@ -23,7 +26,9 @@ import torch.nn.functional as F
 
 from biobench.data.base import Dataset, Split
 from biobench.learners.base import Learner
-from biobench.training import distributed
+from biobench.training import alignment, cost, distributed
+from biobench.training.alignment import Probe
+from biobench.training.cost import Clock
 from biobench.training.distributed import Parallel
 from biobench.training.metrics import topk_correct
 
@@ -134,51 +139,88 @@ def fit(
     epochs: int,
     batch_size: int,
     generator: torch.Generator,
-    on_epoch: Callable[[int, dict[str, float]], None],
+    on_epoch: Callable[[int, dict[str, Any]], None],
     on_checkpoint: Callable[[int], None] | None = None,
     reporter: Reporter | None = None,
     start_epoch: int = 1,
     parallel: Parallel | None = None,
+    probe: Probe | None = None,
 ) -> None:
     """Train for epochs start_epoch..epochs, handing each epoch's metrics row to `on_epoch`.
 
     `generator` alone decides the data order, so a fixed seed gives a fixed run on the CPU.
-    With `parallel` (distributed.py), this process trains on its part of every batch.
+    With `parallel` (distributed.py), this process trains on its part of every batch. With
+    `probe`, the row carries per-layer alignment ("layers", training/alignment.py), measured
+    by the process that writes the run.
     """
     reporter = reporter or Reporter()
     device = data.train.device
     batches = data.train.num_batches(batch_size)
+    leader = parallel is None or parallel.group.leader
+    clock = Clock(device)
     learner.net.train()
-    for epoch in range(start_epoch, epochs + 1):
-        started = time.perf_counter()
-        phases = learner.epoch_phases(epoch)
-        with reporter.epoch(epoch, epochs, batches * len(phases)) as advance:
-            for phase in phases:  # one pass, or alternating TP's inverse then forward pass
-                learner.start_phase(phase)
-                for x, y, own, count in distributed.batches(
-                    data.train, batch_size, generator, parallel.shard if parallel else None
-                ):
-                    with parallel.step(own, count) if parallel else nullcontext():
-                        learner.train_step(x, y)
-                    advance(count)
-            _sync(device)
-        train_seconds = time.perf_counter() - started
-        train = evaluate(learner, data.train_eval_split, parallel=parallel)
-        test = evaluate(learner, data.test, parallel=parallel)
-        row = {
-            "train_top1": train.top1,
-            "train_top5": train.top5,
-            "train_loss": train.loss,
-            "test_top1": test.top1,
-            "test_top5": test.top5,
-            "test_loss": test.loss,
-            "wall_time": time.perf_counter() - started,
-            "images_per_s": len(phases) * len(data.train) / train_seconds,
-        }
-        reason = divergence(learner, row)
-        on_epoch(epoch, row)
-        reporter.epoch_done(epoch, epochs, row)
-        if reason is not None:
-            raise Diverged(epoch, reason)
-        if on_checkpoint is not None:
-            on_checkpoint(epoch)
+    learner.clock = clock  # the step's phases are timed while this loop trains
+    try:
+        for epoch in range(start_epoch, epochs + 1):
+            row = _epoch(learner, data, epoch, epochs, batch_size, generator, reporter, parallel)
+            row.update({f"step_ms_{p}": ms for p, ms in clock.phase_ms(batches).items()})
+            if probe is not None and leader:
+                row["layers"] = alignment.measure(learner, probe, epoch, parallel)
+            reason = divergence(learner, row)
+            on_epoch(epoch, row)
+            reporter.epoch_done(epoch, epochs, row)
+            if reason is not None:
+                raise Diverged(epoch, reason)
+            if on_checkpoint is not None:
+                on_checkpoint(epoch)
+    finally:
+        del learner.clock  # back to the class's clock, which times nothing
+
+
+def _epoch(
+    learner: Learner,
+    data: Dataset,
+    epoch: int,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    reporter: Reporter,
+    parallel: Parallel | None,
+) -> dict[str, Any]:
+    """One epoch's training passes and evaluation: its row of metrics (models.METRIC_COLUMNS)."""
+    device = data.train.device
+    clock = learner.clock
+    batches = data.train.num_batches(batch_size)
+    cost.reset_peak_memory(device)
+    started = time.perf_counter()
+    phases = learner.epoch_phases(epoch)
+    with reporter.epoch(epoch, epochs, batches * len(phases)) as advance:
+        for phase in phases:  # one pass, or alternating TP's inverse then forward pass
+            learner.start_phase(phase)
+            for x, y, own, count in distributed.batches(
+                data.train, batch_size, generator, parallel.shard if parallel else None
+            ):
+                clock.begin_step()
+                with parallel.step(own, count) if parallel else nullcontext():
+                    learner.train_step(x, y)
+                clock.end_step()
+                advance(count)
+        _sync(device)
+    trained = time.perf_counter()
+    train = evaluate(learner, data.train_eval_split, parallel=parallel)
+    test = evaluate(learner, data.test, parallel=parallel)
+    _sync(device)
+    ended = time.perf_counter()
+    return {
+        "train_top1": train.top1,
+        "train_top5": train.top5,
+        "train_loss": train.loss,
+        "test_top1": test.top1,
+        "test_top5": test.top5,
+        "test_loss": test.loss,
+        "wall_time": ended - started,
+        "images_per_s": len(phases) * len(data.train) / (trained - started),
+        "step_ms": (trained - started) * 1e3 / batches,
+        "eval_ms": (ended - trained) * 1e3,
+        "peak_memory_mb": cost.peak_memory_mb(device),
+    }

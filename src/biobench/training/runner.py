@@ -11,11 +11,7 @@ checkpoint, so `resume()` continues any stopped run exactly where it was.
 from __future__ import annotations
 
 import os
-import platform
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,7 +23,6 @@ from typing import Any
 
 import torch
 
-import biobench
 from biobench.archs import DataInfo, Stack, build_network
 from biobench.data import DataOptions, Dataset, load_dataset
 from biobench.errors import BiobenchError, LeaseLost
@@ -35,67 +30,13 @@ from biobench.learners.base import Learner
 from biobench.paths import default_checkpoint_dir, default_data_dir
 from biobench.registry import ALGORITHMS
 from biobench.spec import RunSpec, load_presets, resolve
-from biobench.store import RunRecord, RunStatus, Store, mask_url
+from biobench.store import RunRecord, RunStatus, Store
 from biobench.store.store import heartbeat_interval
-from biobench.training import checkpoint, distributed
+from biobench.training import checkpoint, cost, distributed
+from biobench.training.alignment import Probe
+from biobench.training.environment import DEVICES, environment, resolve_device  # noqa: F401
 from biobench.training.loop import Diverged, Reporter, fit
 from biobench.training.sink import SPOOL, EpochSink, import_spool
-
-DEVICES = ("auto", "cpu", "cuda", "cuda:N")
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` (the GPU when there is one), `cpu`, `cuda` or `cuda:N` (one GPU of several;
-    CUDA_VISIBLE_DEVICES decides which ones are visible and how they are numbered)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    kind, _, index = name.partition(":")
-    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
-        raise BiobenchError(f"unknown device {name!r}; choose one of: {', '.join(DEVICES)}")
-    if kind == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise BiobenchError(
-                f"--device {name}: no CUDA GPU is visible here; use --device cpu or auto"
-            )
-        if index and int(index) >= count:
-            raise BiobenchError(
-                f"--device {name}: {count} GPU(s) are visible (cuda:0..cuda:{count - 1}); "
-                "check CUDA_VISIBLE_DEVICES"
-            )
-    return torch.device(name)
-
-
-def _git_sha() -> str | None:
-    source = Path(biobench.__file__).resolve().parent
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Where and with what a run ran, stored with it."""
-    if device.type == "cuda":
-        device_name = torch.cuda.get_device_name(device)
-    else:
-        device_name = platform.processor() or platform.machine()
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "biobench": biobench.__version__,
-        "device": str(device),
-        "device_name": device_name,
-        "cuda": torch.version.cuda if device.type == "cuda" else None,
-        "threads": torch.get_num_threads(),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "git_sha": _git_sha(),
-        "argv": [mask_url(arg) for arg in sys.argv[1:]],  # never a database password
-    }
 
 
 @contextmanager
@@ -199,9 +140,13 @@ def execute(
         world_size=world,
     )
     owner = uuid.uuid4().hex  # this process's lease on the run: only it writes the run
-    run_id, folder = distributed.leader_first(
-        group, lambda: _create(spec, store, device, env, checkpoint_dir, owner)
-    )
+
+    def create() -> tuple[int, Path]:
+        x, y = next(iter(job.data.train.batches(spec.batch_size)))
+        flops = cost.flops_per_step(job.learner, x, y)  # the first batch: no random draw
+        return _create(spec, store, device, env, checkpoint_dir, owner, flops)
+
+    run_id, folder = distributed.leader_first(group, create)
     (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), 1, device)
     _train(run_id, owner, job, store, folder, reporter, start=1, keep=keep_checkpoint, group=group)
     return run_id
@@ -214,6 +159,7 @@ def _create(
     env: dict[str, Any],
     checkpoint_dir: Path | None,
     owner: str,
+    flops: float | None = None,
 ) -> tuple[int, Path]:
     """The run's checkpoint folder and row (the run id)."""
     folder = _run_folder(checkpoint_dir, spec)
@@ -230,6 +176,7 @@ def _create(
             owner=owner,
             pid=os.getpid(),
             world_size=env["world_size"],
+            flops_per_step=flops,
         )
     except BaseException:
         folder.rmdir()  # still empty: nothing of a run that was never recorded stays behind
@@ -334,6 +281,14 @@ def _claim(
     return run.spec, folder, start, owner, keep
 
 
+def _probe(job: Job) -> Probe | None:
+    """The batch alignment is measured on, when the run measures it (`--set alignment`)."""
+    spec = job.spec
+    if not spec.measured("alignment"):
+        return None
+    return Probe.draw(job.data.train, spec.measured("alignment_batch"), spec.seed)
+
+
 @contextmanager
 def _heartbeat(store: Store, run_id: int, owner: str) -> Iterator[None]:
     """Refresh the run's heartbeat from a thread, so a long epoch is not mistaken for a lost
@@ -399,6 +354,7 @@ def _train(
                 reporter=reporter,
                 start_epoch=start,
                 parallel=parallel,
+                probe=_probe(job),
             )
     except (LeaseLost, distributed.PeerStopped):
         raise  # another process owns the run now: write nothing more, not even a status

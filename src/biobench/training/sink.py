@@ -21,7 +21,8 @@ from biobench.files import atomic_write
 from biobench.paths import env_seconds
 from biobench.retry import retry
 from biobench.store import RunStatus, Store
-from biobench.store.models import METRIC_COLUMNS
+from biobench.store.models import LAYER_COLUMNS, METRIC_COLUMNS
+from biobench.store.rows import LAYER_KEYS
 
 SPOOL = "pending.json"  # in the run's checkpoint folder
 WAIT_ENV = "BIOBENCH_DB_WAIT"  # seconds `close` waits for an unreachable database (default 120)
@@ -39,6 +40,13 @@ def _encode(value: Any) -> Any:
     return value
 
 
+def _encode_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: _encode(v) for k, v in row.items() if k != "layers"}
+    if "layers" in row:
+        out["layers"] = [{k: _encode(v) for k, v in layer.items()} for layer in row["layers"]]
+    return out
+
+
 class EpochSink:
     """Delivers a run's epoch rows and final status as the lease holder `owner`."""
 
@@ -47,10 +55,10 @@ class EpochSink:
     ) -> None:
         self.store, self.run_id, self.spool, self.spec_hash = store, run_id, spool, spec_hash
         self.owner = owner
-        self.pending: dict[int, dict[str, float]] = {}
+        self.pending: dict[int, dict[str, Any]] = {}
         self.warned = False
 
-    def write(self, epoch: int, row: dict[str, float]) -> None:
+    def write(self, epoch: int, row: dict[str, Any]) -> None:
         self.pending[epoch] = dict(row)
         self._flush()
 
@@ -80,10 +88,7 @@ class EpochSink:
         content = {
             "run_id": self.run_id,
             "spec_hash": self.spec_hash,
-            "epochs": {
-                str(e): {k: _encode(v) for k, v in row.items()}
-                for e, row in sorted(self.pending.items())
-            },
+            "epochs": {str(e): _encode_row(row) for e, row in sorted(self.pending.items())},
             "status": status,
             "error": error,
         }
@@ -142,7 +147,25 @@ def _metric(where: str, value: Any) -> float | None:
     return float(value)
 
 
-def read_spool(path: Path) -> tuple[int, str, dict[int, dict[str, float | None]], Any, Any]:
+def _layers(where: str, raw: Any) -> list[dict[str, Any]]:
+    """A row's per-layer rows, validated (store/rows.py's layout)."""
+    if not isinstance(raw, list) or not all(isinstance(layer, dict) for layer in raw):
+        raise ValueError(f"{where} layers is not a list of per-layer mappings")
+    out = []
+    for layer in raw:
+        if not set(layer) <= set(LAYER_KEYS) or not {"layer", "name"} <= set(layer):
+            raise ValueError(f"{where} layers must map {', '.join(LAYER_KEYS)}")
+        number, name = layer["layer"], layer["name"]
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 2**31:
+            raise ValueError(f"{where} layer {number!r} is not a layer number")
+        if not isinstance(name, str) or len(name) > 128:
+            raise ValueError(f"{where} layer {number} has no valid name")
+        values = {k: _metric(f"{where} layer {number} {k}", layer[k]) for k in LAYER_COLUMNS}
+        out.append({"layer": number, "name": name, **values})
+    return out
+
+
+def read_spool(path: Path) -> tuple[int, str, dict[int, dict[str, Any]], Any, Any]:
     """A spool file, validated whole before anything is written: (run id, spec hash, epoch
     rows, final status or None, error or None)."""
     try:
@@ -164,15 +187,19 @@ def read_spool(path: Path) -> tuple[int, str, dict[int, dict[str, float | None]]
             raise ValueError("spec_hash is not a string")
         if not isinstance(content["epochs"], dict):
             raise ValueError("epochs is not a mapping of epoch -> metrics")
-        epochs: dict[int, dict[str, float | None]] = {}
+        epochs: dict[int, dict[str, Any]] = {}
         for key, row in content["epochs"].items():
             if not key.isascii() or not key.isdigit() or not 0 < int(key) < 2**31:
                 raise ValueError(f"epoch {key!r} is not an epoch number")
-            if not isinstance(row, dict) or not set(row) <= set(METRIC_COLUMNS):
+            if not isinstance(row, dict) or not set(row) <= {*METRIC_COLUMNS, "layers"}:
                 raise ValueError(
-                    f"epoch {key} must map metric names ({', '.join(METRIC_COLUMNS)})"
+                    f"epoch {key} must map metric names ({', '.join(METRIC_COLUMNS)}) and layers"
                 )
-            epochs[int(key)] = {k: _metric(f"epoch {key} {k}", v) for k, v in row.items()}
+            epochs[int(key)] = {
+                k: _metric(f"epoch {key} {k}", v) for k, v in row.items() if k != "layers"
+            }
+            if "layers" in row:
+                epochs[int(key)]["layers"] = _layers(f"epoch {key}", row["layers"])
         status, error = content.get("status"), content.get("error")
         if status is not None and status not in SPOOL_STATUSES:
             raise ValueError(f"status {status!r} is not one of {', '.join(SPOOL_STATUSES)}")
