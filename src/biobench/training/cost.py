@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from biobench.learners.base import Learner, PhaseClock
 
@@ -103,22 +105,36 @@ def peak_memory_mb(device: torch.device) -> float | None:
     return peak / 1024 if os.uname().sysname == "Linux" else peak / 2**20
 
 
-def flops_per_step(learner: Learner, x: Tensor, y: Tensor) -> float | None:
-    """Floating-point operations of one training step on (x, y) (torch.utils.flop_counter:
-    matrix products and convolutions, forward and backward, inverses included), counted on a
-    copy of the learner so the run is not touched; None where counting fails."""
-    from torch.utils.flop_counter import FlopCounterMode
+class _FlopCounter(TorchDispatchMode):
+    """torch.utils.flop_counter's per-op formulas, without FlopCounterMode's module tracker
+    (whose backward hooks break the TP rules' autograd.grad with respect to a leaf)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = flop_registry.get(func._overloadpacket)
+        if count is not None:
+            self.total += count(*args, **kwargs, out_val=out)
+        return out
+
+
+def flops_per_step(learner: Learner, x: Tensor, y: Tensor) -> float | None:
+    """Floating-point operations of one training step on (x, y) (torch.utils.flop_counter's
+    formulas: matrix products and convolutions, forward and backward, inverses included; an
+    alternating rule's two passes together), counted on a copy of the learner so the run is
+    not touched; None where counting fails."""
     devices = [x.device] if x.device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices):
             twin = copy.deepcopy(learner)
-            twin.start_phase(twin.epoch_phases(1)[-1])
-            with FlopCounterMode(display=False) as counter:
-                twin.train_step(x, y)
-                if len(twin.epoch_phases(1)) > 1:  # alternating TP: its other pass too
-                    twin.start_phase(twin.epoch_phases(1)[0])
+            with _FlopCounter() as counter:
+                for phase in twin.epoch_phases(1):
+                    twin.start_phase(phase)
                     twin.train_step(x, y)
-        return float(counter.get_total_flops())
+        return float(counter.total)
     except Exception:  # noqa: BLE001 - an op the counter cannot trace costs a figure, not a run
         return None

@@ -1,0 +1,140 @@
+"""Cost and alignment as a run records them: every epoch's time per step by phase, evaluation
+time and peak memory, the run's FLOPs per step (exact for a dense net), and per-layer alignment
+rows, which survive the spool file and never change what the run learns."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from biobench.archs import ARCHITECTURES
+from biobench.errors import BiobenchError
+from biobench.registry import ALGORITHMS
+from biobench.spec import load_presets, resolve
+from biobench.store import Store
+from biobench.store.models import COST_COLUMNS, LAYER_COLUMNS
+from biobench.training.runner import execute
+from biobench.training.sink import EpochSink, import_spool, read_spool
+
+
+def train(url: str, algorithm: str = "bp", arch: str = "fc", *sets: str, **kw) -> int:
+    spec = resolve(
+        algorithm=algorithm, architecture=arch, dataset="digits", overrides=list(sets), **kw
+    )
+    return execute(spec, store=Store(url), device=torch.device("cpu"), data_dir=Path("unused"))
+
+
+def test_bp_flops_per_step_are_the_dense_layers_multiply_adds(sqlite_url: str) -> None:
+    run_id = train(sqlite_url, "bp", "fc", epochs=1, batch_size=32)
+    store = Store(sqlite_url)
+    sizes = [(p.shape[1], p.shape[0]) for p in _weights(store, run_id)]
+    n = 32
+    forward = sum(2 * n * fan_in * fan_out for fan_in, fan_out in sizes)
+    weight_grads = forward
+    input_grads = forward - 2 * n * sizes[0][0] * sizes[0][1]  # none for the data
+    assert store.run(run_id).flops_per_step == forward + weight_grads + input_grads
+
+
+def _weights(store: Store, run_id: int) -> list[torch.Tensor]:
+    payload = torch.load(Path(store.run(run_id).checkpoint) / "last.pt", weights_only=True)
+    net = payload["learner"]["net"]
+    return [v for k, v in net.items() if k.endswith("op.weight")]
+
+
+@pytest.mark.parametrize(("algorithm", "phases"), [
+    ("bp", {"forward", "signal", "update"}),
+    ("fa", {"forward", "signal", "update"}),
+    ("dtp", {"forward", "inverse", "signal", "update"}),
+    ("wm", {"forward", "signal", "update", "inverse"}),
+])  # fmt: skip
+def test_every_epoch_says_what_it_cost_by_phase(
+    sqlite_url: str, algorithm: str, phases: set[str]
+) -> None:
+    run_id = train(sqlite_url, algorithm, "fc", epochs=2, batch_size=64)
+    store = Store(sqlite_url)
+    for row in store.epochs([run_id]):
+        timed = {p for p in ("forward", "signal", "update", "inverse") if row[f"step_ms_{p}"]}
+        assert timed == phases
+        assert all(row[f"step_ms_{p}"] > 0 for p in phases)
+        # the phases are parts of a step: together no more than the step (loop overhead aside)
+        assert sum(row[f"step_ms_{p}"] for p in phases) <= row["step_ms"] * 1.001
+        assert row["eval_ms"] > 0 and row["peak_memory_mb"] > 50  # torch alone takes more
+    rows = store.layer_metrics([run_id])
+    depth = len(_weights(store, run_id))
+    assert [(r["epoch"], r["layer"]) for r in rows] == [
+        (e, l) for e in (1, 2) for l in range(1, depth + 1)
+    ]
+
+
+def test_an_alternating_epoch_costs_both_passes_per_batch(sqlite_url: str) -> None:
+    run_id = train(sqlite_url, "dtp", "fc", "mode=alternating", epochs=1, batch_size=64)
+    (row,) = Store(sqlite_url).epochs([run_id])
+    # the inverse pass's own forward pass counts too: forward is timed on both passes
+    assert row["step_ms_inverse"] > 0 and row["step_ms_update"] > 0
+
+
+def test_alignment_off_writes_no_layer_rows(sqlite_url: str) -> None:
+    run_id = train(sqlite_url, "fa", "fc", "alignment=false", epochs=1)
+    store = Store(sqlite_url)
+    assert store.layer_metrics([run_id]) == []
+    assert store.run(run_id).spec["measure"] == {"alignment": False}
+    with pytest.raises(Exception, match="every run takes alignment, alignment_batch"):
+        resolve(algorithm="fa", architecture="fc", dataset="digits", overrides=["alignmnt=0"])
+
+
+def test_layer_rows_go_through_the_spool_file(sqlite_url: str, tmp_path: Path) -> None:
+    run_id = train(sqlite_url, "fa", "fc", epochs=1)
+    store = Store(sqlite_url)
+    (row,) = store.epochs([run_id])
+    layers = store.layer_metrics([run_id])
+    metrics = {k: row[k] for k in ("train_top1", "test_top1", "test_loss", "step_ms")}
+    nan_layer = {k: layers[0][k] for k in ("layer", "name", *LAYER_COLUMNS)}
+    nan_layer["update_angle"] = math.nan
+    sink = EpochSink(store, run_id, tmp_path / "pending.json", store.run(run_id).spec_hash)
+    sink.pending[2] = {**metrics, "layers": [nan_layer]}
+    sink._spool("finished", None)
+    _, _, epochs, _, _ = read_spool(tmp_path / "pending.json")
+    assert math.isnan(epochs[2]["layers"][0]["update_angle"])
+    import_spool(store, tmp_path / "pending.json")
+    (written,) = [r for r in store.layer_metrics([run_id]) if r["epoch"] == 2]
+    assert written["name"] == nan_layer["name"] and math.isnan(written["update_angle"])
+    # A layer row with a key the schema lacks is refused whole, nothing written
+    bad = json.loads((tmp_path / "pending.json").read_text())
+    bad["epochs"]["2"]["layers"][0]["angle"] = 1.0
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(BiobenchError, match="layers must map layer, name, update_angle"):
+        read_spool(tmp_path / "bad.json")
+
+
+SMOKE = load_presets().suite("smoke")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", SMOKE)
+def test_smoke_presets_record_alignment_and_cost_and_learn_the_same_without(
+    sqlite_url: str, preset: str
+) -> None:
+    store = Store(sqlite_url)
+    runs = {}
+    for sets in ([], ["alignment=false"]):
+        spec = resolve(preset=preset, epochs=1, overrides=sets)
+        runs[bool(sets)] = execute(
+            spec, store=store, device=torch.device("cpu"), data_dir=Path("unused")
+        )
+    (with_rows,), (without,) = (store.epochs([runs[off]]) for off in (False, True))
+    for key in with_rows:
+        if key not in (*COST_COLUMNS, "recorded_at", "run_id"):
+            assert with_rows[key] == without[key] or (
+                with_rows[key] is None and without[key] is None
+            ), key
+    assert with_rows["step_ms"] > 0 and store.run(runs[False]).flops_per_step > 0
+    layers = store.layer_metrics([runs[False]])
+    spec = resolve(preset=preset)
+    assert len(layers) >= 3 and all(row["update_angle"] is not None for row in layers)
+    if ALGORITHMS.entry(spec.algorithm).family == "backprop":
+        assert all(row["update_angle"] < 1e-2 for row in layers)
+    assert ARCHITECTURES.entry(spec.architecture)
