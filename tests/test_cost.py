@@ -138,3 +138,29 @@ def test_smoke_presets_record_alignment_and_cost_and_learn_the_same_without(
     if ALGORITHMS.entry(spec.algorithm).family == "backprop":
         assert all(row["update_angle"] < 1e-2 for row in layers)
     assert ARCHITECTURES.entry(spec.architecture)
+
+
+def test_the_transport_guard_walks_each_graph_once_unless_debugging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from biobench.archs import build_network
+    from biobench.learners import base
+    from test_learners import TINY, batch, hparams
+
+    walks = []
+    real = base.reachable_parameters
+    monkeypatch.setattr(base, "reachable_parameters", lambda out: walks.append(1) or real(out))
+    torch.manual_seed(0)
+    learner = ALGORITHMS.get("fa")(build_network("fc", TINY), hparams("fa"))
+    x, y = (t.float() if t.is_floating_point() else t for t in batch(8))
+    learner.train_step(x, y)
+    first = len(walks)
+    assert first > 0
+    learner.train_step(x, y)
+    assert len(walks) == first  # the same graphs: not walked again
+    base.check_every_step(True)
+    try:
+        learner.train_step(x, y)
+        assert len(walks) == 2 * first  # --debug: every step
+    finally:
+        base.check_every_step(False)

@@ -168,6 +168,9 @@ def test_the_epoch_row_times_training_alone_and_counts_every_pass(
     # perf_counter: 0 at the start, 1 after training, 2 after evaluating.
     assert row["wall_time"] == 2.0
     assert row["images_per_s"] == 2 * len(TRAIN) / 1.0
+    batches = TRAIN.num_batches(3)
+    assert row["step_ms"] == 1e3 / batches  # both passes of a batch: one step's cost
+    assert row["eval_ms"] == 1e3
     assert set(row) == {
         "train_top1",
         "train_top5",
@@ -177,6 +180,9 @@ def test_the_epoch_row_times_training_alone_and_counts_every_pass(
         "test_loss",
         "wall_time",
         "images_per_s",
+        "step_ms",
+        "eval_ms",
+        "peak_memory_mb",  # StillLearner laps no phase: no step_ms_<phase>
     }
 
 
