@@ -312,6 +312,18 @@ def local_backward(output: Tensor, grad: Tensor | None, params: Iterable[Tensor]
     torch.autograd.backward(output, grad, inputs=params)
 
 
+def local_backwards(
+    outputs: list[Tensor], grads: list[Tensor], params: list[Iterable[Tensor]]
+) -> None:
+    """local_backward for several layers in one pass of the autograd engine: outputs[i]'s
+    graph may reach only params[i]. The same gradients as one call per layer, cheaper."""
+    checked = [
+        _check_local(out, group, "local_backward")
+        for out, group in zip(outputs, params, strict=True)
+    ]
+    torch.autograd.backward(outputs, grads, inputs=[p for group in checked for p in group])
+
+
 def local_grad(output: Tensor, wrt: Tensor, allowed: Iterable[Tensor]) -> Tensor:
     """d(output)/d(wrt) through a graph that may reach only `allowed` parameters (and `wrt`)."""
     _check_local(output, [*allowed, wrt], "local_grad")

@@ -40,7 +40,7 @@ from biobench.learners.base import (
     OPTIMIZER,
     Learner,
     Trace,
-    local_backward,
+    local_backwards,
     local_forward,
     make_optimizer,
     output_error,
@@ -102,12 +102,12 @@ class _FeedbackLearner(Learner):
         e = output_error(logits, y)
         self.clock.lap("forward")
         self.optimizer.zero_grad(set_to_none=True)
-        delta = e
-        for l in reversed(range(len(self.net.layers))):
-            # dW_l = delta_l h_{l-1}^T (and db_l = sum delta_l): autograd of the layer's own op.
-            local_backward(trace.pre[l], delta, self.net.layers[l].parameters())
-            if l > 0:
-                delta = self.delta_below(l, delta, e, trace)
+        deltas = [e]
+        for l in range(len(self.net.layers) - 1, 0, -1):
+            deltas.insert(0, self.delta_below(l, deltas[0], e, trace))
+        # dW_l = delta_l h_{l-1}^T (and db_l = sum delta_l): autograd of each layer's own op,
+        # every layer in one backward call.
+        local_backwards(trace.pre, deltas, [layer.parameters() for layer in self.net.layers])
         self.clock.lap("signal")
         self.optimizer.step()
         self.clock.lap("update")
