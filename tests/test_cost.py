@@ -81,8 +81,8 @@ def test_alignment_off_writes_no_layer_rows(sqlite_url: str) -> None:
     run_id = train(sqlite_url, "fa", "fc", "alignment=false", epochs=1)
     store = Store(sqlite_url)
     assert store.layer_metrics([run_id]) == []
-    assert store.run(run_id).spec["measure"] == {"alignment": False}
-    with pytest.raises(Exception, match="every run takes alignment, alignment_batch"):
+    assert store.run(run_id).spec["options"] == {"alignment": False}
+    with pytest.raises(Exception, match="every run takes precision, alignment, alignment_batch"):
         resolve(algorithm="fa", architecture="fc", dataset="digits", overrides=["alignmnt=0"])
 
 

@@ -61,6 +61,12 @@ class KeepCheckpoint(str, Enum):
     none = "none"
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    tf32 = "tf32"
+    bf16 = "bf16"
+
+
 def _without_nproc(argv: list[str]) -> list[str]:
     """The command line less its --nproc, as each of the processes it starts runs it."""
     kept, skip = [], False
@@ -193,6 +199,23 @@ def run(
             metavar="NAME=VALUE",
         ),
     ] = None,
+    precision: Annotated[
+        Precision | None,
+        typer.Option(
+            "--precision",
+            help="fp32 (the default), tf32 (GPU matrix products in TensorFloat-32) or bf16 "
+            "(autocast, fp32 master weights); same as --set precision=...",
+            show_default=False,
+        ),
+    ] = None,
+    compile_step: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile the rule's step and the evaluation forward (eager, said in one "
+            "line, where it cannot); same as --set compile=true.",
+        ),
+    ] = False,
     nproc: Annotated[
         int | None,
         typer.Option(
@@ -234,7 +257,11 @@ def run(
         batch_size=batch_size,
         seed=seed,
         seeds=parse_seeds(seeds) if seeds is not None else None,
-        overrides=tuple(overrides or ()),
+        overrides=(
+            *(overrides or ()),
+            *([f"precision={precision.value}"] if precision else []),
+            *(["compile=true"] if compile_step else []),
+        ),
         checkpoint_dir=checkpoint_dir,
         keep_checkpoint=keep_checkpoint.value if keep_checkpoint else None,
         resume=resume,

@@ -61,6 +61,9 @@ class SameConv2d(nn.Module):
             self.input_size[0] + top + bottom,
             self.input_size[1] + left + right,
         )
+        if torch.is_autocast_enabled(signal.device.type):  # conv2d_input is not autocast's
+            dtype = torch.get_autocast_dtype(signal.device.type)
+            signal, weight = signal.to(dtype), weight.to(dtype)
         full = torch.nn.grad.conv2d_input(padded, weight, signal, self.stride)
         return full[:, :, top : top + self.input_size[0], left : left + self.input_size[1]]
 

@@ -94,9 +94,12 @@ class _Feedback(torch.autograd.Function):
                     f"the feedback weight of {type(op).__name__} is its forward weight"
                 )
             signal = grad if port.signal is None else _broadcast(port.signal, ctx.output_shape)
-            grad_x = op.input_grad(signal, port.weight, ctx.input_shape)
+            # Under autocast the forward ran in its dtype and the gradient arrives in it: the
+            # feedback product runs in that dtype too (autograd casts the result to x's).
+            feedback = port.weight.to(signal.dtype)
+            grad_x = op.input_grad(signal, feedback, ctx.input_shape)
         if need_w:
-            grad_w = op.weight_grad(x, grad)
+            grad_w = op.weight_grad(x.to(grad.dtype), grad)
         if need_b:
             grad_b = grad.sum(0) if grad.dim() == 2 else grad.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None

@@ -23,15 +23,33 @@ from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, FAMILIES
 from biobench.spec.params import HParam
 from biobench.spec.presets import load_presets, positive
 
-# Settings of what a run measures beside its errors, for every rule (`--set alignment=false`).
-MEASURE: dict[str, HParam] = {
+# Settings every run takes, whatever its rule, given like hyperparameters (`--set NAME=VALUE`).
+# SETTINGS change what the run computes, so they are part of the experiment (its spec hash).
+# OPTIONS say how it runs and what it measures beside its errors; runs differing only there
+# share a spec hash (`compile` may reassociate sums, but the experiment is the same).
+SETTINGS: dict[str, HParam] = {
+    "precision": HParam(
+        str,
+        "fp32; tf32 (TensorFloat-32 matrix products on a GPU); bf16 (autocast to bfloat16, "
+        "fp32 master weights)",
+        choices=("fp32", "tf32", "bf16"),
+        default="fp32",
+    ),
+}
+OPTIONS: dict[str, HParam] = {
     "alignment": HParam(
         bool, "measure each layer's alignment with backprop after every epoch", default=True
     ),
     "alignment_batch": HParam(
         int, "samples in the probe batch alignment is measured on", low=1, default=256
     ),
+    "compile": HParam(
+        bool,
+        "torch.compile the network and the rule's step (eager where it cannot)",
+        default=False,
+    ),
 }
+EVERY_RUN = {**SETTINGS, **OPTIONS}
 
 
 @dataclass(frozen=True)
@@ -45,23 +63,26 @@ class RunSpec:
     hparams: dict[str, Any] = field(default_factory=dict)
     data_settings: dict[str, Any] = field(default_factory=dict)  # e.g. augment
     preset: str | None = None  # the preset's name, when run from one
-    # What is measured beside the errors (MEASURE), not part of the experiment: runs that
-    # differ only here share a spec hash. Holds only the values given (--set).
-    measure: dict[str, Any] = field(default_factory=dict)
+    # SETTINGS and OPTIONS given (--set, --precision, --compile); only the values given, so a
+    # spec that gives none is stored and hashed as before they existed.
+    settings: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         spec = asdict(self)
-        if not spec["measure"]:  # as specs were before measure settings existed
-            del spec["measure"]
+        for key in ("settings", "options"):
+            if not spec[key]:
+                del spec[key]
         return spec
 
-    def measured(self, name: str) -> Any:
-        """A measure setting's value: the one given, else its default."""
-        return self.measure.get(name, MEASURE[name].default)
+    def setting(self, name: str) -> Any:
+        """A SETTINGS or OPTIONS value: the one given, else its default."""
+        given = self.settings if name in SETTINGS else self.options
+        return given.get(name, EVERY_RUN[name].default)
 
     def spec_hash(self) -> str:
         """sha256 of the canonical JSON of everything that defines the experiment."""
-        return canonical_hash({k: v for k, v in self.to_dict().items() if k != "measure"})
+        return canonical_hash({k: v for k, v in self.to_dict().items() if k != "options"})
 
     def run_fields(self) -> dict[str, Any]:
         """The columns of a run row that this spec determines."""
@@ -88,7 +109,7 @@ def canonical_hash(spec: dict[str, Any]) -> str:
 def seedless_hash(spec: dict[str, Any]) -> str:
     """The hash of a spec with its seed left out: runs that differ only in seed share it."""
     return canonical_hash(
-        {k: v for k, v in spec.items() if k not in ("seed", "preset", "measure")}
+        {k: v for k, v in spec.items() if k not in ("seed", "preset", "options")}
     )
 
 
@@ -167,20 +188,22 @@ def resolve(
 
     given_hp: dict[str, Any] = {}
     given_data: dict[str, Any] = {}
-    measure: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     for name, value in parse_overrides(overrides or []).items():
         if name in schema:
             given_hp[name] = schema[name].parse(name, value)
         elif name in data_schema:
             given_data[name] = data_schema[name].parse(name, value)
-        elif name in MEASURE:
-            measure[name] = MEASURE[name].parse(name, value)
+        elif name in EVERY_RUN:
+            value = EVERY_RUN[name].parse(name, value)
+            (settings if name in SETTINGS else options)[name] = value
         else:
             also = f"; {dataset} takes {', '.join(data_schema)}" if data_schema else ""
             raise SpecError(
                 f"--set {name}: {algorithm} has no hyperparameter {name!r}; "
                 f"valid: {', '.join(schema) or 'none'}{also}; every run takes "
-                f"{', '.join(MEASURE)}"
+                f"{', '.join(EVERY_RUN)}"
             )
 
     hparams = {name: p.default for name, p in schema.items() if p.default is not None}
@@ -212,5 +235,6 @@ def resolve(
         hparams={name: hparams[name] for name in schema},
         data_settings={**(chosen.data_settings if chosen else {}), **given_data},
         preset=chosen.name if chosen else None,
-        measure=measure,
+        settings=settings,
+        options=options,
     )

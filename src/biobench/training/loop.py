@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from biobench.data.base import Dataset, Split
 from biobench.learners.base import Learner
-from biobench.training import alignment, cost, distributed
+from biobench.training import alignment, cost, distributed, execution
 from biobench.training.alignment import Probe
 from biobench.training.cost import Clock
 from biobench.training.distributed import Parallel
@@ -100,6 +100,7 @@ def evaluate(
     split: Split,
     batch_size: int = EVAL_BATCH,
     parallel: Parallel | None = None,
+    logits: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Evaluation:
     """Top-1/top-5 error and mean loss of the learner's network over a whole split (with
     `parallel`, each rank evaluates its part of every batch and the sums are added up)."""
@@ -110,9 +111,9 @@ def evaluate(
     for x, y, own, _ in distributed.batches(split, batch_size, None, shard):
         if not own:  # a stand-in sample, counted by no rank
             continue
-        logits = learner.logits(x)
-        c1, c5 = topk_correct(logits, y, (1, 5))
-        loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        out = (logits or learner.logits)(x)
+        c1, c5 = topk_correct(out, y, (1, 5))
+        loss = F.cross_entropy(out.float(), y, reduction="sum")
         # Summed on the device; one host sync per split, not per batch.
         correct1 = c1 if correct1 is None else correct1 + c1
         correct5 = c5 if correct5 is None else correct5 + c5
@@ -145,13 +146,15 @@ def fit(
     start_epoch: int = 1,
     parallel: Parallel | None = None,
     probe: Probe | None = None,
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> None:
     """Train for epochs start_epoch..epochs, handing each epoch's metrics row to `on_epoch`.
 
     `generator` alone decides the data order, so a fixed seed gives a fixed run on the CPU.
     With `parallel` (distributed.py), this process trains on its part of every batch. With
     `probe`, the row carries per-layer alignment ("layers", training/alignment.py), measured
-    by the process that writes the run.
+    by the process that writes the run. `precision` and `compile`: training/execution.py.
     """
     reporter = reporter or Reporter()
     device = data.train.device
@@ -160,9 +163,11 @@ def fit(
     clock = Clock(device)
     learner.net.train()
     learner.clock = clock  # the step's phases are timed while this loop trains
+    run = _Execution(learner, device, precision, compile)
     try:
         for epoch in range(start_epoch, epochs + 1):
-            row = _epoch(learner, data, epoch, epochs, batch_size, generator, reporter, parallel)
+            with execution.matmul_precision(precision):
+                row = _epoch(run, data, epoch, epochs, batch_size, generator, reporter, parallel)
             row.update({f"step_ms_{p}": ms for p, ms in clock.phase_ms(batches).items()})
             if probe is not None and leader:
                 row["layers"] = alignment.measure(learner, probe, epoch, parallel)
@@ -177,8 +182,29 @@ def fit(
         del learner.clock  # back to the class's clock, which times nothing
 
 
+class _Execution:
+    """The learner's step and evaluation forward as this run executes them."""
+
+    def __init__(self, learner: Learner, device: torch.device, precision: str, compile: bool):
+        self.learner = learner
+        self.autocast = lambda: execution.autocast(precision, device)
+        self.step = learner.train_step
+        self.logits = learner.logits
+        if compile:
+            self.step = execution.compiled_step(learner)
+            self.logits = execution.compiled(learner.logits, "evaluation")
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        with self.autocast():
+            self.step(x, y)
+
+    def evaluate(self, split: Split, parallel: Parallel | None) -> Evaluation:
+        with self.autocast():
+            return evaluate(self.learner, split, parallel=parallel, logits=self.logits)
+
+
 def _epoch(
-    learner: Learner,
+    run: _Execution,
     data: Dataset,
     epoch: int,
     epochs: int,
@@ -188,6 +214,7 @@ def _epoch(
     parallel: Parallel | None,
 ) -> dict[str, Any]:
     """One epoch's training passes and evaluation: its row of metrics (models.METRIC_COLUMNS)."""
+    learner = run.learner
     device = data.train.device
     clock = learner.clock
     batches = data.train.num_batches(batch_size)
@@ -202,13 +229,13 @@ def _epoch(
             ):
                 clock.begin_step()
                 with parallel.step(own, count) if parallel else nullcontext():
-                    learner.train_step(x, y)
+                    run.train_step(x, y)
                 clock.end_step()
                 advance(count)
         _sync(device)
     trained = time.perf_counter()
-    train = evaluate(learner, data.train_eval_split, parallel=parallel)
-    test = evaluate(learner, data.test, parallel=parallel)
+    train = run.evaluate(data.train_eval_split, parallel)
+    test = run.evaluate(data.test, parallel)
     _sync(device)
     ended = time.perf_counter()
     return {

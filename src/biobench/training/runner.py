@@ -284,9 +284,9 @@ def _claim(
 def _probe(job: Job) -> Probe | None:
     """The batch alignment is measured on, when the run measures it (`--set alignment`)."""
     spec = job.spec
-    if not spec.measured("alignment"):
+    if not spec.setting("alignment"):
         return None
-    return Probe.draw(job.data.train, spec.measured("alignment_batch"), spec.seed)
+    return Probe.draw(job.data.train, spec.setting("alignment_batch"), spec.seed)
 
 
 @contextmanager
@@ -355,6 +355,8 @@ def _train(
                 start_epoch=start,
                 parallel=parallel,
                 probe=_probe(job),
+                precision=spec.setting("precision"),
+                compile=spec.setting("compile"),
             )
     except (LeaseLost, distributed.PeerStopped):
         raise  # another process owns the run now: write nothing more, not even a status
