@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from biobench.registry import ALGORITHMS
+
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
@@ -91,7 +93,10 @@ def compiled_step(learner: Any) -> Callable[..., Any]:
     one autograd graph; a layer-local rule's graphs are each checked for weight transport, and
     a compiled region would merge them into one that reaches every layer (the check would
     refuse it, rightly), so those steps stay eager, said in one line."""
-    if learner.family == "backprop":
+    family = next(
+        (e.family for e in ALGORITHMS.entries() if e.target is type(learner)), learner.family
+    )
+    if family == "backprop":
         return compiled(learner.train_step, "the training step")
     say(
         f"--compile: the training step of {type(learner).__name__} runs eagerly (its layer-local "
