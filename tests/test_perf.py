@@ -169,3 +169,21 @@ def test_the_layers_are_read_off_the_networks_archs_builds() -> None:
 def test_bad_options_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         perf.parse(argv)
+
+
+def test_the_device_script_runs_its_tiny_configuration(tmp_path: Path) -> None:
+    # CI has no GPU: the script that times the GPU path runs on the CPU, tiny, so it never rots.
+    path = Path(__file__).resolve().parents[1] / "tools" / "device.py"
+    spec = importlib.util.spec_from_file_location("device_bench", path)
+    device = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(device)
+    out = tmp_path / "device.json"
+    device.main(["--device", "cpu", "--tiny", "--json", str(out)])
+    report = json.loads(out.read_text())
+    steps = report["steps"]
+    assert {(r["rule"], r["precision"]) for r in steps} == {
+        (rule, precision) for rule in ("bp", "fa", "dtp") for precision in ("fp32", "bf16")
+    }
+    assert all("error" not in r and r["ms"] > 0 for r in steps), steps
+    assert all(r["ratio_to_bp"] == 1.0 for r in steps if r["rule"] == "bp")
+    assert {r["rule"] for r in report["overhead"]["rows"]} == {"bp", "fa", "dfa"}
