@@ -17,6 +17,8 @@ from torch import Tensor
 
 from biobench.errors import DataError
 
+VAL_SEED = 20181203  # the validation split's permutation: one for every run (NeurIPS 2018)
+
 # A batch transform applied on the training device to shuffled (training) batches only:
 # augment(x, generator) -> x, drawing its randomness from the run's seeded CPU generator.
 Augment = Callable[[Tensor, torch.Generator], Tensor]
@@ -167,6 +169,9 @@ class Dataset:
     # The split train error is measured on; None means all of `train`. ImageNet measures it on
     # a fixed subset: decoding 1.28 M JPEGs every epoch just to report it would double the cost.
     train_eval: Split | None = None
+    # Held out of the training set by `hold_out` (`--set val_split=N`): evaluated every epoch,
+    # never trained on, what a search can select by instead of the test set.
+    val: Split | None = None
 
     def __post_init__(self) -> None:
         # Checked as a loader returns, before the run's row is written: an empty split or test
@@ -198,6 +203,33 @@ class Dataset:
             train=self.train.to(device),
             test=self.test.to(device),
             train_eval=None if self.train_eval is None else self.train_eval.to(device),
+            val=None if self.val is None else self.val.to(device),
+        )
+
+    def hold_out(self, n: int) -> Dataset:
+        """The same data with `n` training samples moved to a validation split: the same
+        samples for every run and seed (a fixed permutation), in their original order; the
+        training split keeps its augmentation, the validation split has none."""
+        train = self.train
+        if not isinstance(train, TensorSplit) or self.train_eval is not None:
+            raise DataError(
+                f"--set val_split needs a dataset held in memory; {self.name} is read from disk "
+                "as it trains (hold out a folder of its images as the test set instead)"
+            )
+        if not 0 < n < len(train):
+            raise DataError(
+                f"--set val_split={n}: {self.name} has {len(train)} training images; hold out "
+                f"between 1 and {len(train) - 1}"
+            )
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(VAL_SEED))
+        order = order.to(train.device)
+        held, kept = order[:n].sort().values, order[n:].sort().values
+        return replace(
+            self,
+            train=TensorSplit(
+                train.x[kept], train.y[kept], train.scale, train.shift, train.augment
+            ),
+            val=TensorSplit(train.x[held], train.y[held], train.scale, train.shift),
         )
 
 

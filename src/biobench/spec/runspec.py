@@ -35,6 +35,12 @@ SETTINGS: dict[str, HParam] = {
         choices=("fp32", "tf32", "bf16"),
         default="fp32",
     ),
+    "val_split": HParam(
+        int,
+        "training images held out as a validation split, evaluated every epoch (0: none)",
+        low=0,
+        default=0,
+    ),
 }
 OPTIONS: dict[str, HParam] = {
     "alignment": HParam(

@@ -236,9 +236,14 @@ def _epoch(
     trained = time.perf_counter()
     train = run.evaluate(data.train_eval_split, parallel)
     test = run.evaluate(data.test, parallel)
+    val = run.evaluate(data.val, parallel) if data.val is not None else None
     _sync(device)
     ended = time.perf_counter()
+    held_out = {}
+    if val is not None:
+        held_out = {"val_top1": val.top1, "val_top5": val.top5, "val_loss": val.loss}
     return {
+        **held_out,
         "train_top1": train.top1,
         "train_top5": train.top5,
         "train_loss": train.loss,

@@ -71,6 +71,8 @@ class Job:
 def prepare(spec: RunSpec, device: torch.device, data_dir: Path, download: bool) -> Job:
     options = DataOptions(root=data_dir, download=download, settings=spec.data_settings)
     data = load_dataset(spec.dataset, options)
+    if spec.setting("val_split"):
+        data = data.hold_out(spec.setting("val_split"))
     torch.manual_seed(spec.seed)  # initialisation depends on the seed only
     net = build_network(
         spec.architecture, DataInfo(data.name, data.input_shape, data.num_classes)
@@ -135,6 +137,7 @@ def execute(
         train_size=len(job.data.train),
         train_eval_size=len(job.data.train_eval_split),
         test_size=len(job.data.test),
+        val_size=len(job.data.val) if job.data.val is not None else 0,
         pid=os.getpid(),
         keep_checkpoint=keep_checkpoint,  # a resume finishes the run as it was asked to
         world_size=world,
