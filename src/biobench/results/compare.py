@@ -107,7 +107,8 @@ def _family_order(family: str) -> int:
 def _reference(
     config: Presets, dataset: str, method: str, architecture: str
 ) -> tuple[Preset, str] | tuple[None, None]:
-    """The published reference for a cell, and its source's name, from the reference suites."""
+    """The published reference for a cell, and its source's name, from the reference suites;
+    the preset's `reference` is empty where the source has no number for the cell."""
     for suite, source in REFERENCES.items():
         for name in config.suites.get(suite, []):
             preset = config.presets[name]

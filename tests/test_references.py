@@ -1,0 +1,78 @@
+"""Reference numbers and their sources: presets without a reference in check and compare."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from typing import Any
+
+from typer.testing import CliRunner
+
+from biobench.cli import app
+from biobench.results.check import NO_REFERENCE, check_store, describe, junit_xml
+from biobench.results.compare import load_comparison, render_markdown
+from biobench.spec import resolve
+from biobench.store import Store
+
+runner = CliRunner()
+
+
+def add_run(store: Store, test: float, preset: str | None = None, **spec_kw: Any) -> int:
+    """A finished one-epoch run (of `preset`, or of spec_kw) whose test top-1 error is `test`."""
+    spec = resolve(preset=preset, **spec_kw)
+    run_id = store.create_run(**spec.run_fields(), device="cpu", environment={})
+    store.write_epoch(
+        run_id, 1, {"train_top1": test / 2, "test_top1": test, "train_top5": 0.0, "test_top5": 0.0}
+    )
+    store.set_status(run_id, "finished")
+    return run_id
+
+
+# -- check ------------------------------------------------------------------------------------
+
+
+def test_a_preset_without_a_reference_is_neither_passed_nor_failed(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    run_id = add_run(store, 12.0, "cifar10-resnet20-kp")
+    kp, wm, bp = check_store(store, ["cifar10-resnet20-kp", "cifar10-resnet20-wm", "mnist-fc-bp"])
+    assert (kp.verdict, kp.reference, kp.tolerance, kp.measured) == (NO_REFERENCE, None, None, 12)
+    assert describe(kp) == (
+        f"test top-1 12.00% (run(s) {run_id}; the preset has no reference number to check against)"
+    )
+    assert (wm.verdict, wm.measured, wm.runs) == (NO_REFERENCE, None, 0)
+    assert bp.verdict == "missing"
+    suite = ElementTree.fromstring(junit_xml([kp, wm, bp], fail_missing=True))
+    assert (suite.get("failures"), suite.get("skipped")) == ("1", "2")
+    skipped = [case.find("skipped").get("message") for case in suite if case.find("skipped")]
+    assert all(message.startswith("no reference: ") for message in skipped)
+    # checking everything: a preset with a run is news, with or without a reference
+    assert [v.preset for v in check_store(store, None)] == ["cifar10-resnet20-kp"]
+
+
+def test_check_says_no_reference_and_exits_by_the_others(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    add_run(store, 12.0, "cifar10-resnet20-kp")
+    add_run(store, 9.0, "cifar10-resnet20-bp")
+    args = ["check", "--preset", "cifar10-resnet20-kp", "--preset", "cifar10-resnet20-bp"]
+    result = runner.invoke(app, [*args, "--db", sqlite_url])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("no reference  cifar10-resnet20-kp  test top-1 12.00% (run(s) 1")
+    assert lines[1].startswith("        pass  cifar10-resnet20-bp  test top-1 9.00% vs reference")
+    assert lines[2] == "1 pass, 1 no reference"
+    suite = runner.invoke(app, ["check", "--suite", "biotorch-cifar10", "--db", sqlite_url])
+    assert suite.exit_code == 1 and suite.stdout.splitlines()[-1] == (
+        "1 pass, 5 missing, 3 no reference"
+    )
+
+
+# -- compare -----------------------------------------------------------------------------------
+
+
+def test_a_cell_its_source_has_no_number_for_sits_under_that_source(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    add_run(store, 9.0, "cifar10-resnet20-bp")
+    add_run(store, 12.0, "cifar10-resnet20-kp")
+    text = render_markdown(load_comparison(store))
+    assert "| resnet20 train | resnet20 test | resnet20 biotorch | resnet20 Δ |" in text
+    assert "| BP | 4.50 | 9.00 | – / 8.63 | +0.37 | +0.00 |" in text
+    assert "| KP | 6.00 | 12.00 | – / – | – | +3.00 |" in text
