@@ -1,13 +1,18 @@
-"""Reference numbers and their sources: presets without a reference in check and compare."""
+"""Reference numbers and their sources: presets without a reference in check, compare and the
+bar chart; each source named in the chart's legend."""
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ElementTree
+from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from biobench.cli import app
+from biobench.results import plot
 from biobench.results.check import NO_REFERENCE, check_store, describe, junit_xml
 from biobench.results.compare import load_comparison, render_markdown
 from biobench.spec import resolve
@@ -65,7 +70,7 @@ def test_check_says_no_reference_and_exits_by_the_others(sqlite_url: str) -> Non
     )
 
 
-# -- compare -----------------------------------------------------------------------------------
+# -- compare and the bar chart ----------------------------------------------------------------
 
 
 def test_a_cell_its_source_has_no_number_for_sits_under_that_source(sqlite_url: str) -> None:
@@ -76,3 +81,56 @@ def test_a_cell_its_source_has_no_number_for_sits_under_that_source(sqlite_url: 
     assert "| resnet20 train | resnet20 test | resnet20 biotorch | resnet20 Δ |" in text
     assert "| BP | 4.50 | 9.00 | – / 8.63 | +0.37 | +0.00 |" in text
     assert "| KP | 6.00 | 12.00 | – / – | – | +3.00 |" in text
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What comparison_bars drew, laid out as saved, instead of a file."""
+    figure: dict[str, Any] = {}
+
+    def save(made: Any, out: Path) -> None:
+        made.canvas.draw()
+        figure.update(figure=made, renderer=made.canvas.get_renderer())
+
+    monkeypatch.setattr(plot, "_save", save)
+    return figure
+
+
+def test_the_legend_names_each_source_of_reference_marks(
+    sqlite_url: str, tmp_path: Path, drawn: dict[str, Any]
+) -> None:
+    store = Store(sqlite_url)
+    for preset, test in (("mnist-fc-bp", 1.6), ("cifar10-resnet20-bp", 9.0)):
+        add_run(store, test, preset)
+    add_run(store, 12.0, "cifar10-resnet20-kp")  # no biotorch number: no mark
+    plot.comparison_bars(load_comparison(store), tmp_path / "bars.png")
+    figure = drawn["figure"]
+    (legend,) = figure.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    marks = dict(zip(texts, legend.legend_handles, strict=True))
+    assert list(marks)[-2:] == [
+        "paper (Bartunov et al., 2018)",
+        "biotorch (Sanfiz & Akrout, 2021)",
+    ]
+    assert marks["paper (Bartunov et al., 2018)"].get_marker() == "D"
+    assert marks["biotorch (Sanfiz & Akrout, 2021)"].get_marker() == "s"
+    cifar, mnist = figure.axes
+    drawn_marks = {
+        axis: [(line.get_marker(), list(line.get_ydata())) for line in axis.lines]
+        for axis in (cifar, mnist)
+    }
+    assert [m for m, ys in drawn_marks[cifar] if any(math.isfinite(y) for y in ys)] == ["s"]
+    assert [m for m, ys in drawn_marks[mnist] if any(math.isfinite(y) for y in ys)] == ["D"]
+    # "cifar10: 250 epochs, batch 128, augment=True" ends clear of the legend
+    renderer = drawn["renderer"]
+    assert cifar.get_title(loc="left").endswith("augment=True")
+    assert cifar.get_tightbbox(renderer).x1 <= legend.get_window_extent(renderer).x0
+
+
+def test_a_chart_of_the_papers_cells_alone_names_the_paper_alone(
+    sqlite_url: str, tmp_path: Path, drawn: dict[str, Any]
+) -> None:
+    add_run(Store(sqlite_url), 1.6, "mnist-fc-bp")
+    plot.comparison_bars(load_comparison(Store(sqlite_url)), tmp_path / "bars.png")
+    (legend,) = drawn["figure"].legends
+    assert [t.get_text() for t in legend.get_texts()] == ["fc", "paper (Bartunov et al., 2018)"]

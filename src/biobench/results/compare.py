@@ -38,6 +38,8 @@ BASELINE = "bp"  # every rule's gap is measured to backprop on the same network 
 PAPER_SUITE = "paper"  # the presets whose references are the paper's published numbers
 # Reference suites -> how a table names their source, first match wins.
 REFERENCES = {PAPER_SUITE: "paper", "biotorch-cifar10": "biotorch"}
+# Whose numbers each source's are, as a figure's legend names them.
+CITATIONS = {"paper": "Bartunov et al., 2018", "biotorch": "Sanfiz & Akrout, 2021"}
 MODES = {"parallel": "par", "alternating": "alt"}
 METRICS = ("train_top1", "test_top1", "test_top5")
 
