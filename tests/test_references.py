@@ -1,5 +1,6 @@
 """Reference numbers and their sources: presets without a reference in check, compare and the
-bar chart; each source named in the chart's legend."""
+bar chart; each source named in the chart's legend; a study's row measured against BP of its
+own kind."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from typer.testing import CliRunner
 from biobench.cli import app
 from biobench.results import plot
 from biobench.results.check import NO_REFERENCE, check_store, describe, junit_xml
-from biobench.results.compare import load_comparison, render_markdown
-from biobench.spec import resolve
+from biobench.results.compare import comparison, load_comparison, render_markdown
+from biobench.spec import load_presets, resolve
 from biobench.store import Store
 
 runner = CliRunner()
@@ -134,3 +135,33 @@ def test_a_chart_of_the_papers_cells_alone_names_the_paper_alone(
     plot.comparison_bars(load_comparison(Store(sqlite_url)), tmp_path / "bars.png")
     (legend,) = drawn["figure"].legends
     assert [t.get_text() for t in legend.get_texts()] == ["fc", "paper (Bartunov et al., 2018)"]
+
+
+# -- a study's row ----------------------------------------------------------------------------
+
+SPEC = {"architecture": "fc", "dataset": "synthetic", "epochs": 1}
+
+
+@pytest.mark.parametrize(
+    ("tuned_bp", "gaps"),
+    [
+        (True, {"BP": 0.0, "BP (study b)": 0.0, "FA": 10.0, "FA (study f)": 5.0}),
+        (False, {"BP": 0.0, "FA": 10.0, "FA (study f)": -5.0}),
+    ],
+    ids=["to the tuned BP", "to the plain BP when BP was not searched"],
+)
+def test_a_studys_row_is_measured_against_bp_of_its_own_kind(
+    sqlite_url: str, tuned_bp: bool, gaps: dict[str, float]
+) -> None:
+    store = Store(sqlite_url)
+    add_run(store, 50.0, algorithm="bp", **SPEC)
+    add_run(store, 60.0, algorithm="fa", **SPEC)
+    studies = {add_run(store, 45.0, algorithm="fa", **SPEC, overrides=["lr=1e-4"]): "f"}
+    if tuned_bp:
+        studies[add_run(store, 40.0, algorithm="bp", **SPEC, overrides=["lr=1e-4"])] = "b"
+    runs = store.runs()
+    frame = comparison(runs, store.epochs(), load_presets(), studies=studies)
+    assert list(zip(frame["label"], frame["gap_to_bp"], strict=True)) == list(gaps.items())
+    studied = [name if isinstance(name, str) else None for name in frame["study"]]
+    assert studied == [label[-2] if "study" in label else None for label in gaps]
+    assert list(frame.columns[-2:]) == ["study", "reference"]

@@ -1,8 +1,9 @@
 """A study's result put to use: its best trial written as a preset (`biobench study NAME
---preset NEW`)."""
+--preset NEW`) and shown beside the reference and the plain runs (`biobench compare --study`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -55,6 +56,18 @@ def study_db(searched: Path, tmp_path: Path) -> str:
     for part in searched.parent.glob(f"{searched.name}*"):
         shutil.copy(part, tmp_path / part.name)
     return f"sqlite:///{tmp_path / 'results.db'}"
+
+
+def add_run(url: str, test: float, **spec_kw: object) -> int:
+    """A finished one-epoch run of this spec whose test top-1 error is `test`."""
+    store = Store(url)
+    spec = resolve(**spec_kw)
+    run_id = store.create_run(**spec.run_fields(), device="cpu", environment={})
+    store.write_epoch(
+        run_id, 1, {"train_top1": test / 2, "test_top1": test, "train_top5": 0.0, "test_top5": 0.0}
+    )
+    store.set_status(run_id, "finished")
+    return run_id
 
 
 # -- `biobench study NAME --preset NEW` --------------------------------------------------------
@@ -126,3 +139,64 @@ def test_a_preset_that_cannot_be_written_is_one_line_and_nothing_written(
     assert result.exit_code == 2
     assert result.stderr == f"error: {message.replace('{tmp}', str(tmp_path))}\n"
     assert not home_file().exists() and broken.read_text() == "presets:\n  [\n"
+
+
+# -- `biobench compare --study NAME` -----------------------------------------------------------
+
+PROTOCOL = {"dataset": "synthetic", "architecture": "fc", "epochs": 1, "batch_size": 256}
+
+
+def test_compare_shows_a_studys_best_beside_the_plain_runs_of_its_protocol(study_db: str) -> None:
+    add_run(study_db, 50.0, algorithm="bp", **PROTOCOL)
+    add_run(study_db, 60.0, algorithm="fa", **PROTOCOL)
+    add_run(study_db, 10.0, algorithm="bp", **{**PROTOCOL, "epochs": 2})  # another table
+    _, best = best_run("s", Store(study_db))
+    shown = runner.invoke(app, ["compare", "--study", "s", "--format", "json", "--db", study_db])
+    assert shown.exit_code == 0, shown.output
+    rows = {(r["label"], r["study"]): r for r in json.loads(shown.stdout)}
+    assert list(rows) == [("BP", None), ("BP (study s)", "s"), ("FA", None)]
+    tuned = rows[("BP (study s)", "s")]
+    assert (tuned["method"], tuned["run_ids"]) == ("bp", str(best.id))
+    assert tuned["test_top1"] == pytest.approx(best.best_test_top1)
+    assert {r["protocol"] for r in rows.values()} == {"1 epochs, batch 256"}
+    assert rows[("FA", None)]["gap_to_bp"] == pytest.approx(10.0)  # to the plain BP runs
+    assert tuned["gap_to_bp"] == 0.0
+    table = runner.invoke(app, ["compare", "--study", "s", "--db", study_db]).stdout
+    lines = table.splitlines()
+    assert lines[2].split()[:2] == ["backprop", "BP"] and lines[3].split()[:3] == [
+        "BP",
+        "(study",
+        "s)",
+    ]
+    assert "(study NAME): the study's best finished trial" in table
+    plain = runner.invoke(app, ["compare", "--format", "json", "--db", study_db]).stdout
+    assert all("study" not in row for row in json.loads(plain))  # trials stay out unasked
+
+
+@pytest.mark.parametrize(
+    ("study", "message"),
+    [
+        ("nope", "no study 'nope' in sqlite:///{tmp}/results.db; `biobench studies` lists them"),
+        ("empty", "study 'empty' has no finished trial yet; `biobench study empty` shows its "),
+    ],
+)
+def test_compare_of_a_study_with_no_result_is_one_line(
+    study_db: str, tmp_path: Path, study: str, message: str
+) -> None:
+    from biobench.search.study import make_spec, open_study
+
+    spec = make_spec(
+        algorithm="bp",
+        architecture="fc",
+        dataset="synthetic",
+        epochs=1,
+        batch_size=None,
+        seed=None,
+        overrides=[],
+        space=None,
+    )
+    open_study("empty", spec, Store(study_db))
+    result = runner.invoke(app, ["compare", "--study", study, "--db", study_db])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"error: {message.replace('{tmp}', str(tmp_path))}")
+    assert result.stderr.count("\n") == 1

@@ -147,7 +147,12 @@ def test_a_file_named_twice_is_read_once(tmp_path: Path, monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize(
     "argv",
-    [["list", "presets"], ["check", "--db", "{db}"]],
+    [
+        ["list", "presets"],
+        ["check", "--db", "{db}"],
+        ["compare", "--db", "{db}"],
+        ["compare", "--format", "json", "--db", "{db}"],
+    ],
     ids=lambda argv: argv[0] + (" json" if "json" in argv else ""),
 )
 def test_an_unknown_presets_file_is_one_line_and_nothing_written(

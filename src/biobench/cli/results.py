@@ -309,19 +309,27 @@ def print_comparison(
     arch: str | None = None,
     final: bool = False,
     run_ids: list[int] | None = None,
+    studies: list[str] | None = None,
 ) -> None:
     from biobench.results.compare import load_comparison, print_tables
 
-    frame = load_comparison(store, datasets, arch, final, run_ids=run_ids)
+    frame = load_comparison(store, datasets, arch, final, run_ids=run_ids, studies=studies)
     if frame.empty:
         console.print(nothing_to_compare(datasets), markup=False)
         return
     print_tables(console, frame, final)
     console.print(
-        "Δ: biobench minus the paper (test top-1); vs BP: minus BP on the same "
+        "Δ: biobench minus the reference column (test top-1); vs BP: minus BP on the same "
         "architecture and protocol; ±: std over seeds",
         highlight=False,
     )
+    if studies:
+        console.print(
+            "(study NAME): the study's best finished trial (`biobench study NAME`); its vs BP "
+            "is to a BP study's best where the table has one",
+            highlight=False,
+            markup=False,
+        )
 
 
 @app.command()
@@ -339,21 +347,34 @@ def compare(
     final: Annotated[
         bool, typer.Option("--final", help="Final-epoch errors instead of the best epoch's.")
     ] = False,
+    study: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--study",
+            help="Add this study's best trial (repeatable): its tables only, beside the "
+            "reference and the plain runs of its protocol.",
+            show_default=False,
+            metavar="NAME",
+        ),
+    ] = None,
     db: DbOption = None,
+    presets: PresetsOption = None,
 ) -> None:
     """Every algorithm against BP and against the paper, in the paper's table layout."""
     from biobench.registry import ARCHITECTURES, DATASETS, load_all
     from biobench.results.compare import load_comparison, render_csv, render_json, render_markdown
+    from biobench.spec.presets import add_preset_files
     from biobench.store import Store
 
+    add_preset_files(presets)
     load_all()
     data = DATASETS.canonical(data) if data else None
     arch = ARCHITECTURES.canonical(arch) if arch else None
     store = Store(db)
     if format == CompareFormat.table:
-        print_comparison(store, {data} if data else None, arch, final)
+        print_comparison(store, {data} if data else None, arch, final, studies=study)
         return
-    frame = load_comparison(store, {data} if data else None, arch, final)
+    frame = load_comparison(store, {data} if data else None, arch, final, studies=study)
     if frame.empty:
         return
     if format == CompareFormat.markdown:
