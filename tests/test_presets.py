@@ -178,6 +178,21 @@ def test_the_biotorch_presets_carry_its_numbers_and_protocol(algorithm: str) -> 
     assert {name: spec.hparams[name] for name in expected} == expected
 
 
+@pytest.mark.parametrize(("algorithm", "lr"), [("kp", 0.1), ("wm", 0.1), ("drtp", 0.001)])
+def test_the_rules_biotorch_never_measured_run_its_protocol_without_a_reference(
+    algorithm: str, lr: float
+) -> None:
+    config = load_presets()
+    preset = config.presets[f"cifar10-resnet20-{algorithm}"]
+    assert preset.name in config.suites["biotorch-cifar10"]
+    assert (preset.reference, preset.tolerance, preset.has_reference) == ({}, None, False)
+    spec, bp = resolve(preset=preset.name), resolve(preset="cifar10-resnet20-bp")
+    assert (spec.epochs, spec.batch_size, spec.data_settings) == (250, 128, {"augment": True})
+    protocol = {"lr": lr} | {k: bp.hparams[k] for k in ("optimizer", "momentum", "weight_decay")}
+    protocol |= {k: bp.hparams[k] for k in ("lr_schedule", "lr_milestones", "lr_gamma")}
+    assert {name: spec.hparams[name] for name in protocol} == protocol
+
+
 @pytest.mark.parametrize("preset", sorted(REFERENCES))
 def test_reference_numbers_are_the_papers(preset: str) -> None:
     assert load_presets().presets[preset].reference == REFERENCES[preset]

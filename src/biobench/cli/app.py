@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -122,6 +123,18 @@ DbOption = Annotated[
         "sqlite:///$BIOBENCH_HOME/results.db.",
         show_default=False,
         metavar="URL",
+    ),
+]
+
+
+PresetsOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--presets",
+        help="A user preset file to read beside benchmarks.yaml (repeatable); "
+        "$BIOBENCH_HOME/presets.yaml and the files $BIOBENCH_PRESETS names are read too.",
+        show_default=False,
+        metavar="FILE",
     ),
 ]
 

@@ -12,6 +12,7 @@ import typer
 from biobench.cli.app import (
     BiobenchError,
     DbOption,
+    PresetsOption,
     app,
     console,
     database_int,
@@ -191,19 +192,23 @@ def list_entries(
     what: Annotated[ListWhat, typer.Argument(help="What to list.", metavar="WHAT")] = (
         ListWhat.presets
     ),
+    presets: PresetsOption = None,
 ) -> None:
-    """List presets, suites, algorithms (with their hyperparameters), architectures or
-    datasets, plugins included."""
+    """List presets (user preset files' too), suites, algorithms (with their hyperparameters),
+    architectures or datasets, plugins included."""
     from rich.table import Table
 
     from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, FAMILIES
     from biobench.spec import load_presets
+    from biobench.spec.presets import add_preset_files
 
+    add_preset_files(presets)
     config = load_presets()
     table = Table(box=None, pad_edge=False)
     if what in (ListWhat.presets, ListWhat.benchmarks):
         _key_column(table, "preset", list(config.presets))
-        for column in ("algorithm", "arch", "data", "epochs", "reference test %"):
+        columns = ("algorithm", "arch", "data", "epochs", "reference test %")
+        for column in columns + (("from",) if config.files else ()):
             table.add_column(column)
         for name, preset in config.presets.items():
             epochs = preset.run.get("epochs") or config.run_defaults(preset.dataset)["epochs"]
@@ -213,6 +218,7 @@ def list_entries(
                 if k in preset.reference
             )
             mode = f" ({preset.mode})" if preset.mode else ""
+            origin = (str(preset.source) if preset.source else "benchmarks.yaml",)
             _add_row(
                 table,
                 name,
@@ -220,7 +226,8 @@ def list_entries(
                 preset.architecture,
                 preset.dataset,
                 str(epochs),
-                f"{reference} ±{preset.tolerance:g}",
+                f"{reference} ±{preset.tolerance:g}" if preset.has_reference else "none",
+                *(origin if config.files else ()),
             )
     elif what == ListWhat.suites:
         _key_column(table, "suite", list(config.suites))
@@ -302,19 +309,27 @@ def print_comparison(
     arch: str | None = None,
     final: bool = False,
     run_ids: list[int] | None = None,
+    studies: list[str] | None = None,
 ) -> None:
     from biobench.results.compare import load_comparison, print_tables
 
-    frame = load_comparison(store, datasets, arch, final, run_ids=run_ids)
+    frame = load_comparison(store, datasets, arch, final, run_ids=run_ids, studies=studies)
     if frame.empty:
         console.print(nothing_to_compare(datasets), markup=False)
         return
     print_tables(console, frame, final)
     console.print(
-        "Δ: biobench minus the paper (test top-1); vs BP: minus BP on the same "
+        "Δ: biobench minus the reference column (test top-1); vs BP: minus BP on the same "
         "architecture and protocol; ±: std over seeds",
         highlight=False,
     )
+    if studies:
+        console.print(
+            "(study NAME): the study's best finished trial (`biobench study NAME`); its vs BP "
+            "is to a BP study's best where the table has one",
+            highlight=False,
+            markup=False,
+        )
 
 
 @app.command()
@@ -332,21 +347,34 @@ def compare(
     final: Annotated[
         bool, typer.Option("--final", help="Final-epoch errors instead of the best epoch's.")
     ] = False,
+    study: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--study",
+            help="Add this study's best trial (repeatable): its tables only, beside the "
+            "reference and the plain runs of its protocol.",
+            show_default=False,
+            metavar="NAME",
+        ),
+    ] = None,
     db: DbOption = None,
+    presets: PresetsOption = None,
 ) -> None:
     """Every algorithm against BP and against the paper, in the paper's table layout."""
     from biobench.registry import ARCHITECTURES, DATASETS, load_all
     from biobench.results.compare import load_comparison, render_csv, render_json, render_markdown
+    from biobench.spec.presets import add_preset_files
     from biobench.store import Store
 
+    add_preset_files(presets)
     load_all()
     data = DATASETS.canonical(data) if data else None
     arch = ARCHITECTURES.canonical(arch) if arch else None
     store = Store(db)
     if format == CompareFormat.table:
-        print_comparison(store, {data} if data else None, arch, final)
+        print_comparison(store, {data} if data else None, arch, final, studies=study)
         return
-    frame = load_comparison(store, {data} if data else None, arch, final)
+    frame = load_comparison(store, {data} if data else None, arch, final, studies=study)
     if frame.empty:
         return
     if format == CompareFormat.markdown:
@@ -358,14 +386,25 @@ def compare(
 def print_check(
     store: Any, names: list[str] | None, fail_missing: bool, junit: Path | None = None
 ) -> list[Any]:
+    from rich.markup import escape
+
     from biobench.files import atomic_write
-    from biobench.results.check import check_store, describe, junit_xml
+    from biobench.results.check import NO_REFERENCE, check_store, describe, junit_xml
 
     verdicts = check_store(store, names)
-    style = {"pass": "green", "improved": "cyan", "regressed": "bold red", "missing": "yellow"}
+    style = {
+        "pass": "green",
+        "improved": "cyan",
+        "regressed": "bold red",
+        "missing": "yellow",
+        NO_REFERENCE: "magenta",
+    }
+    width = max([9, *(len(v.verdict) for v in verdicts)])
     for v in verdicts:
         console.print(
-            f"[{style[v.verdict]}]{v.verdict:>9}[/]  {v.preset}  {describe(v)}", highlight=False
+            f"[{style[v.verdict]}]{v.verdict:>{width}}[/]  {escape(v.preset)}  "
+            f"{escape(describe(v))}",
+            highlight=False,
         )
     if junit is not None:
         atomic_write(junit, junit_xml(verdicts, fail_missing), fix="choose another --junit")
@@ -393,14 +432,19 @@ def check(
         typer.Option("--junit", help="Also write a JUnit XML report.", metavar="FILE"),
     ] = None,
     db: DbOption = None,
+    presets: PresetsOption = None,
 ) -> None:
     """Check preset runs against their references; exit 1 on a regression.
 
-    Presets named with --preset or --suite that have no finished run also fail the check.
+    Presets named with --preset or --suite that have no finished run also fail the check;
+    a preset without a reference is reported as such, and fails nothing.
     """
+    from biobench.results.check import VERDICTS
     from biobench.spec import load_presets
+    from biobench.spec.presets import add_preset_files
     from biobench.store import Store
 
+    add_preset_files(presets)
     names = None
     if suite:
         names = load_presets().suite(suite)
@@ -412,10 +456,7 @@ def check(
             "no finished preset runs to check: `biobench run --suite smoke` makes some",
             markup=False,
         )
-    counts = {
-        k: sum(v.verdict == k for v in verdicts)
-        for k in ("pass", "improved", "regressed", "missing")
-    }
+    counts = {k: sum(v.verdict == k for v in verdicts) for k in VERDICTS}
     console.print(", ".join(f"{n} {k}" for k, n in counts.items() if n), highlight=False)
     bad = counts["regressed"] + (counts["missing"] if names is not None else 0)
     if bad:

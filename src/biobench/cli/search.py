@@ -21,6 +21,7 @@ from biobench.cli.app import (
     database_int,
     err_console,
     handle_errors,
+    printable,
 )
 from biobench.cli.launching import (
     GpusOption,
@@ -328,11 +329,38 @@ def show_study(
         Path,
         typer.Option(help="The figure's file (.png, .pdf or .svg), with --plot.", metavar="FILE"),
     ] = Path("study.png"),
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help="Instead: write the best trial's configuration as preset NAME to a user "
+            "preset file, for `biobench run --preset NAME`.",
+            show_default=False,
+            metavar="NAME",
+        ),
+    ] = None,
+    presets: Annotated[
+        Path | None,
+        typer.Option(
+            "--presets",
+            help="The user preset file --preset writes (default: $BIOBENCH_HOME/presets.yaml).",
+            show_default=False,
+            metavar="FILE",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Show a study's trials, the best first: number, run, state, values, objective."""
+    from biobench.errors import BiobenchError
     from biobench.store import Store
 
+    if presets is not None and preset is None:
+        raise BiobenchError("--presets names the file --preset writes; add --preset NAME")
+    if preset is not None:
+        if plot is not None:
+            raise BiobenchError("give --preset or --plot, not both")
+        _write_preset(name, preset, presets, Store(db))
+        return
     if plot is None:
         _print_trials(name, Store(db), format)
         return
@@ -342,6 +370,38 @@ def show_study(
     study, _ = load(name, Store(db))
     draw(study, plot.value, out)
     console.print(f"wrote {out}", highlight=False, markup=False)
+
+
+def _write_preset(study: str, name: str, file: Path | None, store: Any) -> None:
+    """`study NAME --preset NEW`: the best trial's run, as a preset of a user preset file."""
+    from biobench.search.report import best_run
+    from biobench.spec.presets import save_user_preset, user_presets_path
+
+    row, run = best_run(study, store)
+    spec = run.spec
+    entry: dict[str, Any] = {
+        key: spec[key]
+        for key in ("algorithm", "architecture", "dataset", "epochs", "batch_size", "seed")
+    }
+    entry["hparams"] = dict(spec["hparams"])
+    if spec.get("data_settings"):
+        entry["data_settings"] = dict(spec["data_settings"])
+    epochs = f"{run.epochs_done} epoch{'s' if run.epochs_done != 1 else ''}"
+    entry["note"] = (
+        f"study {study}, trial {row['trial']} (run {run.id}, best test top-1 "
+        f"{run.best_test_top1:.2f}% over {epochs}) in {store.display_url}"
+    )
+    target = file if file is not None else user_presets_path()
+    save_user_preset(target, name, entry)
+    how = f"biobench run --preset {name}"
+    if file is not None:  # a file beside the default one is read when named
+        how = f"BIOBENCH_PRESETS={shlex.quote(str(target.expanduser().absolute()))} {how}"
+    console.print(
+        f"wrote preset {name} (study {study}, trial {row['trial']}, run {run.id}: "
+        f"{run.best_test_top1:.2f}%) to {printable(str(target))}; run it with `{how}`",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _print_trials(name: str, store: Any, format: StudyFormat, limit: int | None = None) -> None:

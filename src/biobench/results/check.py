@@ -1,5 +1,9 @@
 """check: each preset's finished runs against its reference numbers, with a verdict CI can use
-(pass, improved, regressed or missing), and the same as a JUnit XML report."""
+(pass, improved, regressed or missing), and the same as a JUnit XML report.
+
+A preset with no reference (a rule its source never measured, a user's preset) gets the
+verdict "no reference": never a failure, never a pass, and said as such beside its measured
+error, so a table of verdicts never reads as if it had been checked."""
 
 from __future__ import annotations
 
@@ -13,13 +17,16 @@ from xml.etree import ElementTree
 from biobench.spec import Preset, load_presets, resolve, seedless_hash
 from biobench.store.records import RunRecord, RunStatus
 
+NO_REFERENCE = "no reference"
+VERDICTS = ("pass", "improved", "regressed", "missing", NO_REFERENCE)  # in the summary's order
+
 
 @dataclass(frozen=True)
 class Verdict:
     preset: str
-    verdict: str
-    reference: float
-    tolerance: float
+    verdict: str  # pass, improved, regressed, missing, or "no reference"
+    reference: float | None  # None: the preset has no reference
+    tolerance: float | None
     measured: float | None  # mean best test top-1 over the matching runs
     runs: int
     detail: str
@@ -29,7 +36,8 @@ def check(
     presets: Iterable[Preset], runs: list[RunRecord], specs: dict[str, dict[str, Any]]
 ) -> list[Verdict]:
     """Each preset's finished runs (whose spec is the preset's current one, any seed) against
-    its reference test top-1 error: within tolerance passes, above regresses, below improves.
+    its reference test top-1 error: within tolerance passes, above regresses, below improves;
+    a preset without a reference is "no reference", with its runs' error when it has some.
 
     `specs` maps preset name -> its resolved spec dict, so runs of an edited preset, whose
     numbers no longer say anything about it, do not count.
@@ -45,7 +53,23 @@ def check(
             and seedless_hash(r.spec) == wanted
             and r.best_test_top1 is not None
         ]
-        reference = preset.reference["test_top1"]
+        reference = preset.reference.get("test_top1")
+        if reference is None or preset.tolerance is None:
+            measured = statistics.fmean(r.best_test_top1 for r in matching) if matching else None
+            ids = ", ".join(str(r.id) for r in matching)
+            ran = f"run(s) {ids}" if matching else "no finished run"
+            verdicts.append(
+                Verdict(
+                    preset.name,
+                    NO_REFERENCE,
+                    None,
+                    None,
+                    measured,
+                    len(matching),
+                    f"{ran}; the preset has no reference number to check against",
+                )
+            )
+            continue
         if not matching:
             stale = sum(r.preset == preset.name for r in runs)
             detail = (
@@ -97,7 +121,7 @@ def check_store(store: Any, names: list[str] | None) -> list[Verdict]:
     specs = {p.name: resolve(preset=p.name).to_dict() for p in presets}
     verdicts = check(presets, store.runs(), specs)
     if names is None:  # checking everything: presets never run are not news
-        verdicts = [v for v in verdicts if v.verdict != "missing"]
+        verdicts = [v for v in verdicts if v.runs]
     return verdicts
 
 
@@ -110,14 +134,19 @@ def junit_xml(verdicts: list[Verdict], fail_missing: bool) -> str:
         name="biobench check",
         tests=str(len(verdicts)),
         failures=str(sum(v.verdict in failing for v in verdicts)),
-        skipped=str(sum(v.verdict == "missing" and not fail_missing for v in verdicts)),
+        skipped=str(
+            sum(
+                (v.verdict == "missing" and not fail_missing) or v.verdict == NO_REFERENCE
+                for v in verdicts
+            )
+        ),
     )
     for v in verdicts:
         case = ElementTree.SubElement(suite, "testcase", classname="biobench", name=v.preset)
         message = f"{v.verdict}: {describe(v)}"
         if v.verdict in failing:
             ElementTree.SubElement(case, "failure", message=message, type=v.verdict)
-        elif v.verdict == "missing":
+        elif v.verdict in ("missing", NO_REFERENCE):
             ElementTree.SubElement(case, "skipped", message=message)
         else:
             ElementTree.SubElement(case, "system-out").text = message
@@ -127,6 +156,8 @@ def junit_xml(verdicts: list[Verdict], fail_missing: bool) -> str:
 def describe(v: Verdict) -> str:
     if v.measured is None:
         return v.detail
+    if v.reference is None:
+        return f"test top-1 {v.measured:.2f}% ({v.detail})"
     return (
         f"test top-1 {v.measured:.2f}% vs reference {v.reference:.2f}% ± {v.tolerance:g} "
         f"({v.detail})"

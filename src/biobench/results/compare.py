@@ -13,8 +13,13 @@ It reads finished runs from the store and the presets of benchmarks.yaml; it nev
   with no edit here.
 - References come from the presets of the reference suites (REFERENCES): the paper's
   (Bartunov et al. 2018) and biotorch's CIFAR-10 ResNet-20 table (Sanfiz & Akrout 2021). A
-  table names the source of its reference column; biotorch's presets use their own protocol
-  (250 epochs, SGD, augmentation), so their runs form a table of their own.
+  table names the source of its reference column (CITATIONS: whose work it is, for figures);
+  biotorch's presets use their own protocol (250 epochs, SGD, augmentation), so their runs
+  form a table of their own. A reference suite's preset without a number (a rule its source
+  never measured) places its cell under that source with an empty reference.
+- A search's trials are configurations tried, not measurements, and stay out; a study named
+  with `studies` adds its best trial's run as a row of its own, "<method> (study NAME)",
+  beside the plain runs of its protocol and the cell's reference.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -38,6 +43,8 @@ BASELINE = "bp"  # every rule's gap is measured to backprop on the same network 
 PAPER_SUITE = "paper"  # the presets whose references are the paper's published numbers
 # Reference suites -> how a table names their source, first match wins.
 REFERENCES = {PAPER_SUITE: "paper", "biotorch-cifar10": "biotorch"}
+# Whose numbers each source's are, as a figure's legend names them.
+CITATIONS = {"paper": "Bartunov et al., 2018", "biotorch": "Sanfiz & Akrout, 2021"}
 MODES = {"parallel": "par", "alternating": "alt"}
 METRICS = ("train_top1", "test_top1", "test_top5")
 
@@ -98,6 +105,7 @@ class _Cell:
     protocol: str
     method: Method
     architecture: str
+    study: str | None = None  # a study's best trial, a row of its own
 
 
 def _family_order(family: str) -> int:
@@ -107,7 +115,8 @@ def _family_order(family: str) -> int:
 def _reference(
     config: Presets, dataset: str, method: str, architecture: str
 ) -> tuple[Preset, str] | tuple[None, None]:
-    """The published reference for a cell, and its source's name, from the reference suites."""
+    """The published reference for a cell, and its source's name, from the reference suites;
+    the preset's `reference` is empty where the source has no number for the cell."""
     for suite, source in REFERENCES.items():
         for name in config.suites.get(suite, []):
             preset = config.presets[name]
@@ -144,8 +153,13 @@ def comparison(
     dataset: str | None = None,
     architecture: str | None = None,
     final: bool = False,
+    studies: dict[int, str] | None = None,
 ) -> pd.DataFrame:
-    """The long comparison frame (see the module docstring); empty when nothing matches."""
+    """The long comparison frame (see the module docstring); empty when nothing matches.
+
+    `studies` maps the run of a study's best trial to the study's name: each is a row of its
+    own, and the frame then has a `study` column (empty for plain runs)."""
+    studies = studies or {}
     by_run: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in epochs:
         by_run[row["run_id"]].append(row)
@@ -158,7 +172,10 @@ def comparison(
         if architecture and run.architecture != architecture:
             continue
         method = method_of(run.algorithm, run.hparams)
-        cell = _Cell(run.dataset, protocol_of(run.spec), method, run.architecture)
+        study = studies.get(run.id)
+        if study is not None:
+            method = replace(method, label=f"{method.label} (study {study})")
+        cell = _Cell(run.dataset, protocol_of(run.spec), method, run.architecture, study)
         cells[cell][seedless_hash(run.spec)].append(run)
 
     records = []
@@ -181,8 +198,10 @@ def comparison(
             "_order": (
                 _family_order(cell.method.family),
                 *cell.method.order,
+                cell.study or "",  # a study's row right below its rule's plain one
                 _arch_order(cell.architecture),
             ),
+            "study": cell.study,
         }
         for metric in METRICS:
             record[metric], record[f"{metric}_std"] = _mean_std([e[metric] for e in errors])
@@ -197,17 +216,24 @@ def comparison(
     frame = pd.DataFrame.from_records(records)
     if frame.empty:
         return frame
-    bp = {
-        (r["dataset"], r["protocol"], r["architecture"]): r["test_top1"]
-        for r in records
-        if r["method"] == BASELINE
-    }
-    frame["gap_to_bp"] = [
-        r["test_top1"] - bp.get((r["dataset"], r["protocol"], r["architecture"]), math.nan)
-        for r in records
-    ]
+    # BP of the same kind: plain runs for a plain row, a study's best (the lowest, if BP was
+    # searched twice) for a study's row; the other kind where that one is missing.
+    bp: dict[bool, dict[tuple[str, str, str], float]] = {False: {}, True: {}}
+    for r in records:
+        if r["method"] == BASELINE:
+            kind = bp[r["study"] is not None]
+            key = (r["dataset"], r["protocol"], r["architecture"])
+            if key not in kind or r["test_top1"] < kind[key]:
+                kind[key] = r["test_top1"]
+    gaps = []
+    for r in records:
+        key, tuned = (r["dataset"], r["protocol"], r["architecture"]), r["study"] is not None
+        baseline = bp[tuned].get(key, bp[not tuned].get(key, math.nan))
+        gaps.append(r["test_top1"] - baseline)
+    frame["gap_to_bp"] = gaps
     frame = frame.sort_values(["dataset", "protocol", "_order"], kind="stable")
-    frame = frame[[c for c in frame.columns if c != "reference"] + ["reference"]]
+    last = (["study"] if studies else []) + ["reference"]
+    frame = frame[[c for c in frame.columns if c not in ("reference", "study")] + last]
     return frame.drop(columns="_order").reset_index(drop=True)
 
 
@@ -218,20 +244,41 @@ def load_comparison(
     final: bool = False,
     *,
     run_ids: list[int] | None = None,
+    studies: list[str] | None = None,
 ) -> pd.DataFrame:
     """`comparison()` over the runs of a Store, optionally of some datasets or runs only.
 
     The trials of a search (`biobench search`, runs with a `study`) are left out unless named
     by `run_ids`: they are configurations tried, not measurements of a cell, and the last trial
-    to finish would otherwise stand for the cell. `biobench study NAME` shows them."""
+    to finish would otherwise stand for the cell. `biobench study NAME` shows them.
+
+    `studies`: each named study's best trial (`biobench study NAME`, first row) as a row of its
+    own, and only the tables (dataset and protocol) that hold one, with the plain runs of that
+    protocol beside it; `datasets` and `architecture` narrow those plain runs."""
     load_all()  # labels, families and orders come from the registries, plugins included
+    best: dict[int, str] = {}
+    if studies:
+        from biobench.search.report import best_run  # Optuna, only when a study is asked for
+
+        for name in dict.fromkeys(studies):
+            best[best_run(name, store)[1].id] = name
     runs = [
         r
         for r in store.runs(run_ids)
-        if (datasets is None or r.dataset in datasets) and (run_ids is not None or r.study is None)
+        if r.id in best
+        or (
+            (datasets is None or r.dataset in datasets)
+            and (architecture is None or r.architecture == architecture)
+            and (run_ids is not None or r.study is None)
+        )
     ]
     epochs = store.epochs([r.id for r in runs])
-    return comparison(runs, epochs, load_presets(), architecture=architecture, final=final)
+    frame = comparison(runs, epochs, load_presets(), final=final, studies=best)
+    if not studies or frame.empty:
+        return frame
+    tables = frame.loc[frame["study"].notna(), ["dataset", "protocol"]].drop_duplicates()
+    frame = frame.merge(tables, on=["dataset", "protocol"])  # keeps the frame's row order
+    return frame.reset_index(drop=True)
 
 
 # -- rendering --------------------------------------------------------------------------------

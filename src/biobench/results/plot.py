@@ -85,8 +85,9 @@ def learning_curves(runs: list[RunRecord], epochs: list[dict[str, Any]], out: Pa
 # Okabe & Ito's colour-blind-safe palette: one colour per architecture, in registry order, so
 # fc, lc and conv look the same in every panel and every figure.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
-# The spread over seeds and the paper's number must not be mistaken for each other: thin grey
-# error bars, hollow diamonds.
+# The spread over seeds and the published numbers must not be mistaken for each other: thin grey
+# error bars, hollow marks; each source of reference numbers its own mark shape, named with
+# its citation in the legend (the paper's diamonds, biotorch's squares).
 SPREAD = {"color": "0.3", "linewidth": 0.8}
 PAPER_MARK = {
     "linestyle": "none",
@@ -95,6 +96,18 @@ PAPER_MARK = {
     "markerfacecolor": "white",
     "markeredgecolor": "black",
 }
+SOURCE_MARKERS = {"paper": "D", "biotorch": "s"}  # a source not listed here: circles
+
+
+def reference_mark(source: str) -> dict[str, Any]:
+    return {**PAPER_MARK, "marker": SOURCE_MARKERS.get(source, "o")}
+
+
+def reference_label(source: str) -> str:
+    """How the legend names a source of reference numbers: "paper (Bartunov et al., 2018)"."""
+    from biobench.results.compare import CITATIONS
+
+    return f"{source} ({CITATIONS[source]})" if source in CITATIONS else source
 
 
 def architecture_colours(architectures: list[str]) -> dict[str, str]:
@@ -110,8 +123,9 @@ def architecture_colours(architectures: list[str]) -> dict[str, str]:
 
 def comparison_bars(frame: pd.DataFrame, out: Path) -> None:
     """Our test top-1 error per method (groups) and architecture (bars, one colour each across
-    panels), ±1 std over seeds as thin grey error bars, the paper's number as a hollow
-    diamond; one panel per dataset and protocol, one legend outside them all."""
+    panels), ±1 std over seeds as thin grey error bars, the reference numbers as hollow marks
+    (the paper's diamonds, biotorch's squares: the legend names each source); one panel per
+    dataset and protocol, one legend outside them all."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -129,7 +143,8 @@ def comparison_bars(frame: pd.DataFrame, out: Path) -> None:
         layout="constrained",  # makes room for rotated labels, titles and the legend
     )
     shown: set[str] = set()  # architectures drawn anywhere, for the legend
-    has_std = has_paper = False
+    sources: dict[str, None] = {}  # sources of the reference marks drawn, in order
+    has_std = False
     for axis, ((dataset, protocol), block) in zip(axes[:, 0], groups, strict=True):
         labels = list(dict.fromkeys(block["label"]))
         archs = [a for a in colours if a in set(block["architecture"])]
@@ -139,6 +154,7 @@ def comparison_bars(frame: pd.DataFrame, out: Path) -> None:
             ours = [rows["test_top1"].get(label, math.nan) for label in labels]
             spread = [rows["test_top1_std"].get(label, math.nan) for label in labels]
             paper = [rows["paper_test_top1"].get(label, math.nan) for label in labels]
+            source = [rows["reference"].get(label) for label in labels]
             axis.bar(xs, ours, width * 0.92, color=colours[arch], zorder=2)
             axis.errorbar(
                 xs,
@@ -150,10 +166,13 @@ def comparison_bars(frame: pd.DataFrame, out: Path) -> None:
                 capsize=2,
                 zorder=3,
             )
-            axis.plot(xs, paper, zorder=4, **PAPER_MARK)
+            for name in dict.fromkeys(s for s in source if isinstance(s, str)):
+                marks = [v if s == name else math.nan for v, s in zip(paper, source, strict=True)]
+                if any(math.isfinite(v) for v in marks):
+                    axis.plot(xs, marks, zorder=4, **reference_mark(name))
+                    sources[name] = None
             shown.add(arch)
             has_std |= any(math.isfinite(v) for v in spread)
-            has_paper |= any(math.isfinite(v) for v in paper)
         axis.set_xticks(range(len(labels)))
         axis.set_xticklabels(labels, rotation=30, ha="right", rotation_mode="anchor")
         axis.set_xlim(-0.6, len(labels) - 0.4)
@@ -167,8 +186,22 @@ def comparison_bars(frame: pd.DataFrame, out: Path) -> None:
     ]
     if has_std:
         handles.append(Line2D([], [], label="±1 std over seeds", **SPREAD))
-    if has_paper:
-        handles.append(Line2D([], [], label="paper (Bartunov et al., 2018)", **PAPER_MARK))
-    figure.legend(handles=handles, loc="outside right upper", frameon=False)
+    known = list(SOURCE_MARKERS)
+    for name in sorted(sources, key=lambda n: (known.index(n) if n in known else len(known), n)):
+        handles.append(Line2D([], [], label=reference_label(name), **reference_mark(name)))
+    legend = figure.legend(handles=handles, loc="outside right upper", frameon=False)
+    _clear_of_legend(figure, legend, list(axes[:, 0]))
     _save(figure, out)
     plt.close(figure)
+
+
+def _clear_of_legend(figure: Any, legend: Any, axes: list[Any]) -> None:
+    """Widen the figure until no panel's title (a protocol can be long: "250 epochs, batch
+    128, augment=True") runs under the legend: the axes take the extra width, the legend
+    moves right by as much."""
+    figure.canvas.draw()  # lays the figure out, so that the extents below are final
+    renderer = figure.canvas.get_renderer()
+    right = max(axis.get_tightbbox(renderer).x1 for axis in axes)  # titles included
+    overlap = right - legend.get_window_extent(renderer).x0
+    if overlap > 0:
+        figure.set_figwidth(figure.get_figwidth() + overlap / figure.dpi + 0.15)

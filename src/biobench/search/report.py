@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from biobench.errors import BiobenchError
 from biobench.search.study import SPEC_ATTR, StudySpec, load, storage, study_names
-from biobench.store import Store
+from biobench.store import RunRecord, RunStatus, Store
 
 
 def trial_rows(study: optuna.Study, spec: StudySpec, store: Store) -> list[dict[str, Any]]:
@@ -52,6 +52,21 @@ def _best_first(row: dict[str, Any]) -> tuple:
 def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     scored = [row for row in rows if row["state"] == "complete" and row["objective"] is not None]
     return scored[0] if scored else None
+
+
+def best_run(name: str, store: Store) -> tuple[dict[str, Any], RunRecord]:
+    """Study `name`'s best finished trial (the first of `biobench study NAME`'s rows whose
+    run finished: a screened trial left paused is not a result) and its run."""
+    study, spec = load(name, store)
+    runs = {run.id: run for run in store.runs(study=name)}
+    for row in trial_rows(study, spec, store):
+        run = runs.get(row["run"])
+        scored = row["state"] == "complete" and row["objective"] is not None
+        if scored and run is not None and run.status == RunStatus.finished:
+            return row, run
+    raise BiobenchError(
+        f"study {name!r} has no finished trial yet; `biobench study {name}` shows its trials"
+    )
 
 
 def study_rows(store: Store) -> list[dict[str, Any]]:
