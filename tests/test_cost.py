@@ -164,3 +164,40 @@ def test_the_transport_guard_walks_each_graph_once_unless_debugging(
         assert len(walks) == 2 * first  # --debug: every step
     finally:
         base.check_every_step(False)
+
+
+def test_the_commands_show_plot_export_and_compare_alignment_and_cost(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from biobench.cli import app
+
+    cli = CliRunner()
+    ids = {name: train(sqlite_url, name, "fc", epochs=2) for name in ("fa", "bp")}
+    db = ["--db", sqlite_url]
+    shown = cli.invoke(app, ["show", str(ids["fa"]), "--alignment", *db])
+    assert shown.exit_code == 0, shown.output
+    assert "update angle to BP's gradient" in shown.output
+    assert "angle between feedback B and W^T" in shown.output
+    plain = cli.invoke(app, ["show", str(ids["bp"]), "--alignment", *db]).output
+    assert "angle between feedback" not in plain  # BP has no feedback weights
+    out = tmp_path / "align.png"
+    drawn = cli.invoke(app, ["plot", str(ids["fa"]), "--alignment", "--out", str(out), *db])
+    assert drawn.exit_code == 0 and out.stat().st_size > 0
+    two = cli.invoke(app, ["plot", str(ids["fa"]), str(ids["bp"]), "--alignment", *db])
+    assert two.exit_code != 0 and "--alignment draws one run" in two.output
+    long = cli.invoke(app, ["export", "--layers", "--run", str(ids["fa"]), *db]).output
+    lines = long.strip().splitlines()
+    assert lines[0] == "run_id,epoch,layer,name,update_angle,signal_cosine,weight_angle"
+    assert len(lines) == 1 + 2 * 6  # 2 epochs x 6 layers of the digits FC net
+    nested = json.loads(cli.invoke(app, ["export", "--format", "json", *db]).output)
+    for run in nested["runs"]:
+        assert [len(row["layers"]) for row in run["epoch_rows"]] == [6, 6]
+    cost = cli.invoke(app, ["compare", "--cost", "--format", "json", *db])
+    rows = {row["algorithm"]: row for row in json.loads(cost.output)}
+    assert rows["bp"]["step_vs_bp"] == 1.0 and rows["bp"]["update_angle"] < 1e-3
+    assert rows["fa"]["step_vs_bp"] == pytest.approx(rows["fa"]["step_ms"] / rows["bp"]["step_ms"])
+    assert rows["fa"]["update_angle"] > 1.0
+    table = cli.invoke(app, ["compare", "--cost", *db], env={"COLUMNS": "160"}).output
+    assert table.index("BP") < table.index("FA")  # backprop first, then the families

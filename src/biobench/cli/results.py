@@ -1,4 +1,4 @@
-"""Looking at results: runs, show, export, list, compare, check, plot."""
+"""Looking at results: runs, show, export, compare, check, plot."""
 
 from __future__ import annotations
 
@@ -111,6 +111,14 @@ def show(
             help="Run id, as `biobench runs` lists it.", callback=database_int, metavar="RUN_ID"
         ),
     ],
+    alignment: Annotated[
+        bool,
+        typer.Option(
+            "--alignment",
+            help="Instead: each layer's alignment with backprop, per epoch (update angle, "
+            "signal cosine, feedback-weight angle).",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Show one run: its resolved spec, environment and per-epoch table."""
@@ -119,6 +127,11 @@ def show(
 
     store = Store(db)
     run_row = store.run(run_id)
+    if alignment:
+        from biobench.results.alignment import alignment_tables
+
+        console.print(alignment_tables(store.layer_metrics([run_id])))
+        return
     console.print(run_detail(run_row, store.epochs([run_id])))
 
 
@@ -138,11 +151,19 @@ def export(
             "--run", help="Only this run id (repeatable).", callback=database_int, metavar="ID"
         ),
     ] = None,
+    layers: Annotated[
+        bool,
+        typer.Option(
+            "--layers",
+            help="CSV: the per-layer alignment rows instead (a long table: run, epoch, layer). "
+            "JSON always nests them under each epoch.",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Export runs and their epochs: CSV (one row per epoch) or nested JSON."""
     from biobench.files import atomic_write
-    from biobench.results.render import export_csv, export_json
+    from biobench.results.render import export_csv, export_json, export_layers_csv
     from biobench.store import Store
 
     store = Store(db)
@@ -154,7 +175,13 @@ def export(
                 f"no run with id {missing[0]} in {store.display_url}; `biobench runs` lists them"
             )
     epochs = store.epochs([run.id for run in runs])
-    text = (export_csv if format == ExportFormat.csv else export_json)(runs, epochs)
+    per_layer = store.layer_metrics([run.id for run in runs])
+    if format == ExportFormat.json:
+        text = export_json(runs, epochs, per_layer)
+    elif layers:
+        text = export_layers_csv(per_layer)
+    else:
+        text = export_csv(runs, epochs)
     if out is None:
         sys.stdout.write(text)
         return
@@ -163,115 +190,6 @@ def export(
         f"wrote {len(runs)} run(s), {len(epochs)} epoch row(s) to {printable(str(out))}",
         markup=False,
     )
-
-
-class ListWhat(str, Enum):
-    presets = "presets"
-    benchmarks = "benchmarks"  # the old name of presets, kept as an alias
-    suites = "suites"
-    algorithms = "algorithms"
-    architectures = "architectures"
-    datasets = "datasets"
-
-
-def _add_row(table: Any, *cells: str) -> None:
-    """Cells shown verbatim: a name or a plugin's text is never read as terminal markup."""
-    from rich.text import Text
-
-    table.add_row(*(Text(cell) for cell in cells))
-
-
-def _key_column(table: Any, title: str, names: list[str]) -> None:
-    """A column of names users copy: never wrapped or cut, whatever the width."""
-    table.add_column(title, no_wrap=True, min_width=max([len(title), *map(len, names)]))
-
-
-@app.command("list")
-@handle_errors
-def list_entries(
-    what: Annotated[ListWhat, typer.Argument(help="What to list.", metavar="WHAT")] = (
-        ListWhat.presets
-    ),
-    presets: PresetsOption = None,
-) -> None:
-    """List presets (user preset files' too), suites, algorithms (with their hyperparameters),
-    architectures or datasets, plugins included."""
-    from rich.table import Table
-
-    from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, FAMILIES
-    from biobench.spec import load_presets
-    from biobench.spec.presets import add_preset_files
-
-    add_preset_files(presets)
-    config = load_presets()
-    table = Table(box=None, pad_edge=False)
-    if what in (ListWhat.presets, ListWhat.benchmarks):
-        _key_column(table, "preset", list(config.presets))
-        columns = ("algorithm", "arch", "data", "epochs", "reference test %")
-        for column in columns + (("from",) if config.files else ()):
-            table.add_column(column)
-        for name, preset in config.presets.items():
-            epochs = preset.run.get("epochs") or config.run_defaults(preset.dataset)["epochs"]
-            reference = "/".join(
-                f"{preset.reference[k]:.2f}"
-                for k in ("test_top1", "test_top5")
-                if k in preset.reference
-            )
-            mode = f" ({preset.mode})" if preset.mode else ""
-            origin = (str(preset.source) if preset.source else "benchmarks.yaml",)
-            _add_row(
-                table,
-                name,
-                preset.algorithm + mode,
-                preset.architecture,
-                preset.dataset,
-                str(epochs),
-                f"{reference} ±{preset.tolerance:g}" if preset.has_reference else "none",
-                *(origin if config.files else ()),
-            )
-    elif what == ListWhat.suites:
-        _key_column(table, "suite", list(config.suites))
-        table.add_column("presets")
-        for name, members in config.suites.items():
-            _add_row(table, name, f"{len(members)}: {', '.join(members)}")
-    elif what == ListWhat.algorithms:  # one row per hyperparameter: what --set takes
-        families = {
-            e.name: e.family + (f" [{e.origin}]" if e.origin != "biobench" else "")
-            for e in ALGORITHMS.entries()
-        }
-        _key_column(table, "algorithm", ALGORITHMS.names())
-        _key_column(table, "family", list(families.values()))
-        _key_column(table, "--set", [n for e in ALGORITHMS.entries() for n in e.hparams])
-        table.add_column("default", no_wrap=True)
-        table.add_column("meaning (values)")
-        for entry in ALGORITHMS.entries():
-            first = (entry.name, families[entry.name])
-            for name, param in entry.hparams.items():
-                meaning = f"{param.help}; {param.domain()}"
-                _add_row(table, *first, name, param.shown_default(), meaning)
-                first = ("", "")
-    elif what == ListWhat.architectures:
-        _key_column(table, "architecture", ARCHITECTURES.names())
-        for column in ("aliases", "learning rules", "from"):
-            table.add_column(column)
-        for entry in ARCHITECTURES.entries():
-            rules = ", ".join(FAMILIES[f] for f in entry.families) if entry.families else "all"
-            _add_row(table, entry.name, ", ".join(entry.aliases), rules, entry.origin)
-    else:
-        _key_column(table, "dataset", DATASETS.names())
-        for column in ("shape", "classes", "settings (--set)", "from"):
-            table.add_column(column)
-        for entry in DATASETS.entries():
-            shape = "x".join(map(str, entry.input_shape)) if entry.input_shape else "-"
-            _add_row(
-                table,
-                entry.name,
-                shape,
-                str(entry.num_classes or "-"),
-                ", ".join(entry.settings) or "-",
-                entry.origin,
-            )
-    console.print(table)
 
 
 class CompareFormat(str, Enum):
@@ -357,6 +275,14 @@ def compare(
             metavar="NAME",
         ),
     ] = None,
+    cost: Annotated[
+        bool,
+        typer.Option(
+            "--cost",
+            help="Instead: what each rule costs beside BP on the same net, device, batch and "
+            "precision (time per step, memory, FLOPs) and its last mean update angle.",
+        ),
+    ] = False,
     db: DbOption = None,
     presets: PresetsOption = None,
 ) -> None:
@@ -371,6 +297,9 @@ def compare(
     data = DATASETS.canonical(data) if data else None
     arch = ARCHITECTURES.canonical(arch) if arch else None
     store = Store(db)
+    if cost:
+        print_cost(store, data, arch, format)
+        return
     if format == CompareFormat.table:
         print_comparison(store, {data} if data else None, arch, final, studies=study)
         return
@@ -381,6 +310,31 @@ def compare(
         sys.stdout.write(render_markdown(frame, final))
     else:  # one row per cell; --final decides which epoch its errors are from
         sys.stdout.write((render_csv if format == CompareFormat.csv else render_json)(frame))
+
+
+def print_cost(store: Any, data: str | None, arch: str | None, format: CompareFormat) -> None:
+    from biobench.results.alignment import cost_frame, cost_tables
+
+    filters = {k: v for k, v in (("dataset", data), ("architecture", arch)) if v}
+    runs = [r for r in store.runs(status="finished", **filters) if r.study is None]
+    ids = [run.id for run in runs]
+    frame = cost_frame(runs, store.epochs(ids), store.layer_metrics(ids))
+    if frame.empty:
+        console.print("no finished runs with cost figures to compare", markup=False)
+        return
+    if format == CompareFormat.csv:
+        sys.stdout.write(frame.drop(columns=["order"]).to_csv(index=False))
+    elif format == CompareFormat.json:
+        sys.stdout.write(frame.drop(columns=["order"]).to_json(orient="records", indent=1))
+    else:
+        for table in cost_tables(frame):
+            console.print(table)
+        console.print(
+            "x BP: the rule's median time per training step (every pass of an epoch, per "
+            "minibatch) or peak memory over BP's; update angle: degrees to BP's gradient, "
+            "the last epoch's mean over layers",
+            highlight=False,
+        )
 
 
 def print_check(
@@ -479,6 +433,12 @@ def plot(
         Path,
         typer.Option("--out", help="The image file to write (.png, .pdf, .svg).", metavar="FILE"),
     ] = Path("biobench.png"),
+    alignment: Annotated[
+        bool,
+        typer.Option(
+            "--alignment", help="Instead: one run's alignment per epoch, one line per layer."
+        ),
+    ] = False,
     compare_data: Annotated[
         str | None,
         typer.Option(
@@ -508,6 +468,20 @@ def plot(
         comparison_bars(frame, out)
     elif not run_ids:
         raise BiobenchError("name the runs to plot (e.g. `biobench plot 3 4`) or pass --compare")
+    elif alignment:
+        from biobench.results.alignment import alignment_plot
+
+        if len(run_ids) != 1:
+            raise BiobenchError(
+                "--alignment draws one run: name one (e.g. `biobench plot 3 --alignment`)"
+            )
+        store = Store(db)
+        rows = store.layer_metrics(run_ids)
+        if not rows:
+            raise BiobenchError(
+                f"run {run_ids[0]} has no alignment rows (run with alignment on, the default)"
+            )
+        alignment_plot(store.run(run_ids[0]), rows, out)
     else:
         store = Store(db)
         runs = [store.run(run_id) for run_id in run_ids]

@@ -19,7 +19,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from biobench.registry import ALGORITHMS
+from biobench.registry import ALGORITHMS, FAMILIES
 from biobench.store import RunRecord
 from biobench.store.models import LAYER_COLUMNS
 
@@ -82,6 +82,7 @@ def alignment_plot(run: RunRecord, rows: list[dict[str, Any]], out: Path) -> Non
                 )
         axis.set_title(TITLES[column], fontsize=9)
         axis.set_xlabel("epoch")
+        axis.xaxis.get_major_locator().set_params(integer=True)
         axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, ncol=2)
     figure.suptitle(f"run {run.id}: {run.algorithm} / {run.architecture} / {run.dataset}")
@@ -139,7 +140,12 @@ def cost_frame(
                 "precision": key[4],
                 "algorithm": algorithm,
                 "label": entry.display if entry else algorithm,
-                "order": entry.order if entry else 1000,
+                "order": (
+                    list(FAMILIES).index(entry.family)
+                    if entry and entry.family in FAMILIES
+                    else 99,
+                    entry.order if entry else 1000,
+                ),
                 "runs": len(members),
                 "step_ms": median(rows, "step_ms"),
                 "eval_ms": median(rows, "eval_ms"),
@@ -172,7 +178,7 @@ def cost_tables(frame: pd.DataFrame) -> list[Table]:
             title_justify="left",
         )
         for header in ("method", "runs", "ms/step", "x BP", "eval ms", "peak MB", "x BP",
-                       "GFLOP/step", "update angle"):  # fmt: skip
+                       "GFLOP", "update°"):  # fmt: skip
             table.add_column(header, justify="left" if header == "method" else "right")
         for _, row in block.iterrows():
             table.add_row(

@@ -17,7 +17,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from biobench.store.models import METRIC_COLUMNS
+from biobench.store.models import LAYER_COLUMNS, METRIC_COLUMNS
 from biobench.store.records import RunRecord, RunStatus
 
 STATUS_STYLE = {
@@ -230,15 +230,25 @@ def export_csv(runs: list[RunRecord], epochs: list[dict[str, Any]]) -> str:
     return tidy.to_csv(index=False)
 
 
-def export_json(runs: list[RunRecord], epochs: list[dict[str, Any]]) -> str:
-    """{"runs": [{...run, "epoch_rows": [{...}, ...]}, ...]}: as in the CSV, `epochs` is the
-    run's configured count; its epochs' rows are `epoch_rows`. NaN and inf become null."""
+def export_json(
+    runs: list[RunRecord], epochs: list[dict[str, Any]], layers: list[dict[str, Any]] = ()
+) -> str:
+    """{"runs": [{...run, "epoch_rows": [{..., "layers": [...]}, ...]}, ...]}: as in the CSV,
+    `epochs` is the run's configured count; its epochs' rows are `epoch_rows`, each with its
+    per-layer alignment rows as `layers` (store.layer_metrics). NaN and inf become null."""
     run_frame, epoch_frame = export_frames(runs, epochs)
+    per_epoch: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    layer_frame = pd.DataFrame(list(layers), columns=["run_id", "epoch", "layer", "name",
+                                                      *LAYER_COLUMNS])  # fmt: skip
+    for record in json.loads(layer_frame.to_json(orient="records", double_precision=15)):
+        per_epoch.setdefault((record.pop("run_id"), record.pop("epoch")), []).append(record)
     by_run: dict[int, list[dict[str, Any]]] = {}
     for record in json.loads(
         epoch_frame.to_json(orient="records", date_format="iso", double_precision=15)
     ):
-        by_run.setdefault(record.pop("run_id"), []).append(record)
+        run_id = record.pop("run_id")
+        record["layers"] = per_epoch.get((run_id, record["epoch"]), [])
+        by_run.setdefault(run_id, []).append(record)
     records = json.loads(
         run_frame.to_json(orient="records", date_format="iso", double_precision=15)
     )
@@ -247,3 +257,10 @@ def export_json(runs: list[RunRecord], epochs: list[dict[str, Any]]) -> str:
             record[column] = json.loads(record[column])
         record["epoch_rows"] = by_run.get(record["id"], [])
     return json.dumps({"runs": records}, indent=2)
+
+
+def export_layers_csv(layers: list[dict[str, Any]]) -> str:
+    """The per-layer alignment rows as a long table: run_id, epoch, layer, name and the
+    models.LAYER_COLUMNS, one row each."""
+    columns = ["run_id", "epoch", "layer", "name", *LAYER_COLUMNS]
+    return pd.DataFrame(list(layers), columns=columns).to_csv(index=False)
