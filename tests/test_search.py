@@ -3,6 +3,7 @@ trials as biobench runs, several worker processes sharing one study, screening, 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -152,13 +153,29 @@ def test_every_trial_is_a_run_linked_to_its_study(db_url: str) -> None:
             store.head_revision()
         )
         optuna_rev = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert optuna_rev not in {"0001", "0002", "0003", "0004", "0005", "0006"}
+        assert optuna_rev not in {"0001", "0002", "0003", "0004", "0005", "0006", "0007"}
         assert {"studies", "trials", "runs", "epochs"} <= set(
             inspect(connection).get_table_names()
         )
     engine.dispose()
     assert runner.invoke(app, ["db", "upgrade", "--db", db_url]).exit_code == 0
     assert runner.invoke(app, ["runs", "--db", db_url]).exit_code == 0
+
+
+def test_the_validation_objective_keeps_the_test_set_out_of_the_choice(sqlite_url: str) -> None:
+    args = ("--algo", "bp", "--trials", "2", "--epochs", "2", "--objective", "val")
+    refused = runner.invoke(app, ["search", "--study", "v", "--arch", "fc", "--data",
+                                  "synthetic", *args, "--db", sqlite_url])  # fmt: skip
+    assert refused.exit_code == 2 and "add --set val_split=N" in refused.output
+    assert Store(sqlite_url).runs() == []  # nothing written
+    search(sqlite_url, *args, "--set", "val_split=40", study="v")
+    store = Store(sqlite_url)
+    for trial in trials(sqlite_url, "v"):
+        rows = store.epochs([trial.user_attrs["run_id"]])
+        assert trial.value == min(row["val_top1"] for row in rows)
+    shown = runner.invoke(app, ["study", "v", "--format", "json", "--db", sqlite_url])
+    objectives = [t["objective"] for t in json.loads(shown.output)["trials"]]
+    assert sorted(objectives) == sorted(t.value for t in trials(sqlite_url, "v"))
 
 
 def test_a_seeded_random_search_samples_the_same_configurations_twice(sqlite_url: str) -> None:

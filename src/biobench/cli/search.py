@@ -47,6 +47,7 @@ class Pruner(str, Enum):
 
 class Objective(str, Enum):
     test = "test"
+    val = "val"
 
 
 class Plot(str, Enum):
@@ -102,7 +103,11 @@ def search(
         Pruner, typer.Option(help="Stop poor trials early: none, median or hyperband.")
     ] = Pruner.none,
     objective: Annotated[
-        Objective, typer.Option(help="test: the best test top-1 error over the epochs.")
+        Objective,
+        typer.Option(
+            help="test: the best test top-1 error over the epochs; val: the best validation "
+            "error (needs --set val_split=N), which keeps the test set out of the choice."
+        ),
     ] = Objective.test,
     screen_epochs: Annotated[
         int | None,
@@ -426,7 +431,8 @@ def _print_trials(name: str, store: Any, format: StudyFormat, limit: int | None 
     shown = rows[:limit] if limit else rows
     title = f"study {name}: {spec.algorithm} / {spec.architecture} / {spec.dataset}"
     more = f", best {len(shown)} of {len(rows)}" if limit and len(rows) > limit else ""
-    table = _table(f"{title}{more} (objective: best test top-1 error, %)")
+    which = "validation" if spec.objective == "val" else "test"
+    table = _table(f"{title}{more} (objective: best {which} top-1 error, %)")
     columns = ["trial", "run", "state", *spec.searched(), "epochs", "objective"]
     for column in columns:
         table.add_column(column, no_wrap=True)

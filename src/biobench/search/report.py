@@ -9,14 +9,21 @@ import optuna
 from optuna.trial import TrialState
 
 from biobench.errors import BiobenchError
-from biobench.search.study import SPEC_ATTR, StudySpec, load, storage, study_names
+from biobench.search.study import (
+    SPEC_ATTR,
+    StudySpec,
+    load,
+    objective_of,
+    storage,
+    study_names,
+)
 from biobench.store import RunRecord, RunStatus, Store
 
 
 def trial_rows(study: optuna.Study, spec: StudySpec, store: Store) -> list[dict[str, Any]]:
     """One row per trial, best first: number, run, state, searched values, objective (the
-    run's best test top-1 error over the epochs it trained; for a screened study also the
-    epochs each trained, so a promoted trial shows its full-length error)."""
+    run's best test, or validation, top-1 error over the epochs it trained; for a screened
+    study also the epochs each trained, so a promoted trial shows its full-length error)."""
     runs = {run.id: run for run in store.runs(study=study.study_name)}
     searched = spec.searched()
     trials = study.get_trials(deepcopy=False)
@@ -31,7 +38,9 @@ def trial_rows(study: optuna.Study, spec: StudySpec, store: Store) -> list[dict[
             "run": run.id if run else None,
             "state": "retried" if trial.number in retried else trial.state.name.lower(),
             **{name: trial.params.get(name) for name in searched},
-            "objective": run.best_test_top1 if run and trial.state in _SCORED else trial.value,
+            "objective": (
+                objective_of(store, run, spec) if run and trial.state in _SCORED else trial.value
+            ),
             "epochs": run.epochs_done if run else 0,
         }
         if trial.state == TrialState.FAIL and trial.user_attrs.get("diverged"):

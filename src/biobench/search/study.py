@@ -28,7 +28,7 @@ from biobench.store.store import heartbeat_interval, lost_after
 
 SAMPLERS = ("random", "tpe")
 PRUNERS = ("none", "median", "hyperband")
-OBJECTIVES = ("test",)
+OBJECTIVES = ("test", "val")  # the best test, or validation, top-1 error over the epochs
 SPEC_ATTR = "biobench"  # the study user attribute holding its spec
 MAX_RETRY = 3  # how often a trial whose worker died is run again
 
@@ -58,6 +58,11 @@ class StudySpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def column(self) -> str:
+        """The epoch column whose best (lowest) value is a trial's objective."""
+        return "val_top1" if self.objective == "val" else "test_top1"
 
     def dists(self) -> dict[str, Dist]:
         return {name: dist_from_dict(data) for name, data in self.space.items()}
@@ -138,6 +143,11 @@ def make_spec(
         seed=seed,
         overrides=overrides,
     )
+    if objective == "val" and not base.setting("val_split"):
+        raise SpecError(
+            "--objective val needs a validation split: add --set val_split=N (N training "
+            "images held out, the same for every trial)"
+        )
     if (screen_epochs is None) != (promote is None):
         raise SpecError("screening takes both --screen-epochs E and --promote K")
     if screen_epochs is not None and not 1 <= screen_epochs < base.epochs:
@@ -165,6 +175,14 @@ def make_spec(
         screen_epochs=screen_epochs,
         promote=promote,
     )
+
+
+def objective_of(store: Any, run: Any, spec: StudySpec) -> float | None:
+    """A trial's objective: its run's best (lowest) test or validation top-1 error."""
+    if spec.column == "test_top1":
+        return run.best_test_top1
+    values = [row[spec.column] for row in store.epochs([run.id]) if row[spec.column] is not None]
+    return min(values) if values else None
 
 
 # -- Optuna's storage in the results database -------------------------------------------------

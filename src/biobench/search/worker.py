@@ -31,7 +31,7 @@ from optuna.trial import TrialState
 
 from biobench.errors import BiobenchError
 from biobench.search.space import suggest
-from biobench.search.study import StudySpec, open_study, retry_callback
+from biobench.search.study import StudySpec, objective_of, open_study, retry_callback
 from biobench.store import RunStatus, Store
 from biobench.store.store import heartbeat_interval
 from biobench.training import runner
@@ -70,9 +70,15 @@ class TrialReporter(Reporter):
     run exists, each epoch's test error (for pruners); pauses before epoch `pause_before`."""
 
     def __init__(
-        self, inner: Reporter, trial: optuna.Trial | None, pause_before: int | None, prune: bool
+        self,
+        inner: Reporter,
+        trial: optuna.Trial | None,
+        pause_before: int | None,
+        prune: bool,
+        column: str = "test_top1",
     ) -> None:
         self.inner, self.trial, self.pause_before, self.prune = inner, trial, pause_before, prune
+        self.column = column  # the epoch row's value the trial is judged by
         self.run_id: int | None = None
 
     def spec_started(self, index: int, total: int, spec: Any) -> None:
@@ -99,7 +105,7 @@ class TrialReporter(Reporter):
     def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None:
         self.inner.epoch_done(epoch, epochs, row)
         if self.trial is not None and self.prune:
-            self.trial.report(row["test_top1"], epoch)
+            self.trial.report(row[self.column], epoch)
             if self.trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
@@ -143,7 +149,7 @@ class Worker:
         self.say(f"trial {trial.number} of study {self.name}: {shown or 'no searched values'}")
         prune = self.spec.pruner != "none"
         pause = self.spec.screen_epochs + 1 if self.spec.screen_epochs else None
-        reporter = TrialReporter(self.reporter, trial, pause, prune)
+        reporter = TrialReporter(self.reporter, trial, pause, prune, self.spec.column)
         earlier = self._earlier_run(study, trial)
         try:
             if earlier is not None:
@@ -172,7 +178,7 @@ class Worker:
             trial.set_user_attr("diverged", run.error)
             self.say(f"trial {trial.number} failed: run {run.id} {run.error}; the search goes on")
             raise Failed(f"run {run.id} {run.error}")
-        return run.best_test_top1
+        return objective_of(self.store, run, self.spec)
 
     def _earlier_run(self, study: optuna.Study, trial: optuna.Trial) -> int | None:
         """The run a retried trial left behind, when it can be continued."""
