@@ -22,7 +22,7 @@ from biobench.errors import SpecError
 from biobench.registry import ALGORITHMS, load_all
 from biobench.search.report import trial_rows
 from biobench.search.space import TrialSeededSampler, load_space, suggest
-from biobench.search.study import load, make_spec, open_study
+from biobench.search.study import _is_race, load, make_spec, open_study
 from biobench.search.worker import Surplus, Worker
 from biobench.spec.params import default_space
 from biobench.store import Store
@@ -371,6 +371,22 @@ def check_six(url: str) -> list[optuna.trial.FrozenTrial]:
     assert all(run.status == "finished" and run.epochs_done == 2 for run in runs)
     assert all(in_table4(k, v) for t in done for k, v in t.params.items())
     return done
+
+
+@pytest.mark.parametrize(
+    ("message", "race"),
+    [
+        ('relation "studies" already exists', True),
+        ("duplicate key value violates unique constraint", True),
+        ("UNIQUE constraint failed: alembic_version.version_num", True),  # SQLite, 3 workers
+        ("database is locked", True),
+        ("no such table: studies", False),
+    ],
+)
+def test_workers_creating_optunas_tables_together_retry_what_a_race_raises(
+    message: str, race: bool
+) -> None:
+    assert _is_race(Exception(message)) is race
 
 
 @pytest.mark.slow

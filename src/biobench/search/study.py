@@ -237,8 +237,12 @@ def storage(store: Store) -> optuna.storages.RDBStorage:
 
 
 def _is_race(error: BaseException) -> bool:
+    """Another worker creating the same tables, or stamping Optuna's schema version, first:
+    PostgreSQL says "already exists" or "duplicate key", SQLite "UNIQUE constraint failed"
+    (two workers inserting alembic_version's one row) or "database is locked"."""
     text = str(error).lower()
-    return any(key in text for key in ("already exists", "duplicate key", "database is locked"))
+    races = ("already exists", "duplicate key", "unique constraint failed", "database is locked")
+    return any(key in text for key in races)
 
 
 def retry_callback() -> Any:
