@@ -28,6 +28,7 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BIOBENCH_DB", raising=False)
     monkeypatch.delenv("BIOBENCH_DATA_DIR", raising=False)
     monkeypatch.delenv("BIOBENCH_BENCHMARKS", raising=False)
+    monkeypatch.delenv("BIOBENCH_PRESETS", raising=False)
 
 
 @pytest.fixture

@@ -98,9 +98,14 @@ def test_a_preset_goes_to_the_file_named(study_db: str, tmp_path: Path) -> None:
     args = ["study", "s", "--preset", "tuned", "--presets", str(path), "--db", study_db]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert f"`BIOBENCH_PRESETS={path} biobench run --preset tuned`" in result.stdout
+    assert f"`biobench run --preset tuned --presets {path}`" in result.stdout
     assert list(yaml.safe_load(path.read_text())["presets"]) == ["kept", "tuned"]
     assert not home_file().exists()
+    ran = runner.invoke(
+        app,
+        ["run", "--preset", "tuned", "--presets", str(path), "--epochs", "1", "--db", study_db],
+    )
+    assert ran.exit_code == 0, ran.output
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from biobench.cli.app import (
     BiobenchError,
     Command,
     DbOption,
+    PresetsOption,
     _state,
     app,
     console,
@@ -147,6 +148,7 @@ def run(
         ),
     ] = None,
     db: DbOption = None,
+    presets: PresetsOption = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -242,11 +244,13 @@ def run(
 
     from biobench.cli.progress import RichReporter
     from biobench.spec import parse_seeds
+    from biobench.spec.presets import add_preset_files
     from biobench.store import Store
     from biobench.training import distributed
     from biobench.training.loop import Reporter
     from biobench.training.runner import Request, plan, resolve_device, run_request
 
+    add_preset_files(presets)  # read before any preset resolves; launched jobs inherit it
     request = Request(
         algorithm=algo,
         architecture=arch,

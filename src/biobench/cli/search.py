@@ -400,7 +400,7 @@ def _write_preset(study: str, name: str, file: Path | None, store: Any) -> None:
     save_user_preset(target, name, entry)
     how = f"biobench run --preset {name}"
     if file is not None:  # a file beside the default one is read when named
-        how = f"BIOBENCH_PRESETS={shlex.quote(str(target.expanduser().absolute()))} {how}"
+        how = f"{how} --presets {shlex.quote(str(target.expanduser().absolute()))}"
     console.print(
         f"wrote preset {name} (study {study}, trial {row['trial']}, run {run.id}: "
         f"{run.best_test_top1:.2f}%) to {printable(str(target))}; run it with `{how}`",
