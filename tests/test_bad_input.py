@@ -488,10 +488,41 @@ CASES = [
     ),
     ("in-memory database", ["runs", "--db", "sqlite://"], None, "in-memory SQLite"),
     (
+        "unknown precision",
+        ["run", "--set", "precision=fp16"],
+        None,
+        "precision='fp16' is not allowed; precision takes one of fp32, tf32, bf16",
+    ),
+    (
+        "a validation split as large as the training set",
+        ["run", "--set", "val_split=1437"],
+        None,
+        "--set val_split=1437: digits has 1437 training images; hold out between 1 and 1436",
+    ),
+    (
+        "a validation objective without a validation split",
+        ["search", "--study", "v", "--algo", "bp", "--arch", "fc", "--data", "digits"]
+        + ["--trials", "2", "--objective", "val"],
+        None,
+        "--objective val needs a validation split: add --set val_split=N",
+    ),
+    (
+        "a user preset file that does not exist",
+        ["check", "--presets", "{tmp}/nothing.yaml"],
+        None,
+        "cannot read {tmp}/nothing.yaml: No such file or directory",
+    ),
+    (
+        "alignment plot of several runs",
+        ["plot", "1", "2", "--alignment"],
+        None,
+        "--alignment draws one run: name one",
+    ),
+    (
         "database newer than biobench",
         ["runs", "--db", "sqlite:///{tmp}/newer.db"],
         newer_schema,
-        "newer than this biobench knows (head 0006); upgrade biobench",
+        "newer than this biobench knows (head 0007); upgrade biobench",
     ),
     (
         "unknown run id for --resume",
