@@ -22,7 +22,10 @@ def random_crop_flip(x: Tensor, generator: torch.Generator, padding: int = 4) ->
     n, _, height, width = x.shape
     offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
     flips = torch.rand(n, generator=generator) < 0.5
-    offsets, flips = offsets.to(x.device), flips.to(x.device)
+    if x.is_cuda:  # pinned and non-blocking: a pageable copy would wait for the GPU each batch
+        offsets, flips = (t.pin_memory().to(x.device, non_blocking=True) for t in (offsets, flips))
+    else:
+        offsets, flips = offsets.to(x.device), flips.to(x.device)
     padded = F.pad(x, (padding, padding, padding, padding))
     padded_width = width + 2 * padding
     rows = offsets[:, :1] + torch.arange(height, device=x.device)  # (N, H)
