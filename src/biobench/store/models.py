@@ -163,41 +163,26 @@ class LayerMetric(Base):
     weight_angle: Mapped[float | None] = mapped_column(Metric)
 
 
-# The per-epoch metric columns, in display order (errors are percentages, losses are nats).
-METRIC_COLUMNS = (
-    "train_top1",
-    "train_top5",
-    "train_loss",
-    "test_top1",
-    "test_top5",
-    "test_loss",
-    "val_top1",
-    "val_top5",
-    "val_loss",
-    "wall_time",
-    "images_per_s",
-    "step_ms",
-    "step_ms_forward",
-    "step_ms_signal",
-    "step_ms_update",
-    "step_ms_inverse",
-    "eval_ms",
-    "peak_memory_mb",
-)
+# The training phases a rule's step is timed by (Learner.clock.lap): step_ms_<phase>.
+PHASES = ("forward", "signal", "update", "inverse")
 # The columns that measure the machine rather than the learning: they differ between two runs
 # of one seed (everything else is bit-identical on the CPU).
 COST_COLUMNS = (
     "wall_time",
     "images_per_s",
     "step_ms",
-    "step_ms_forward",
-    "step_ms_signal",
-    "step_ms_update",
-    "step_ms_inverse",
+    *(f"step_ms_{phase}" for phase in PHASES),
     "eval_ms",
     "peak_memory_mb",
 )
+# The per-epoch metric columns, in display order (errors are percentages, losses are nats).
+METRIC_COLUMNS = (
+    *(
+        f"{split}_{metric}"
+        for split in ("train", "test", "val")
+        for metric in ("top1", "top5", "loss")
+    ),
+    *COST_COLUMNS,
+)
 # The per-layer alignment columns (layer_metrics), in display order.
 LAYER_COLUMNS = ("update_angle", "signal_cosine", "weight_angle")
-# The training phases a rule's step is timed by (Learner.clock.lap): step_ms_<phase>.
-PHASES = ("forward", "signal", "update", "inverse")
