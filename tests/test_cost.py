@@ -82,7 +82,10 @@ def test_alignment_off_writes_no_layer_rows(sqlite_url: str) -> None:
     store = Store(sqlite_url)
     assert store.layer_metrics([run_id]) == []
     assert store.run(run_id).spec["options"] == {"alignment": False}
-    with pytest.raises(Exception, match="every run takes precision, alignment, alignment_batch"):
+    with pytest.raises(
+        Exception,
+        match="every run takes precision, val_split, alignment, alignment_batch, compile",
+    ):
         resolve(algorithm="fa", architecture="fc", dataset="digits", overrides=["alignmnt=0"])
 
 
@@ -147,6 +150,7 @@ def test_the_transport_guard_walks_each_graph_once_unless_debugging(
     from biobench.learners import base
     from test_learners import TINY, batch, hparams
 
+    base.check_every_step(False)  # as a run without --debug sets it
     walks = []
     real = base.reachable_parameters
     monkeypatch.setattr(base, "reachable_parameters", lambda out: walks.append(1) or real(out))

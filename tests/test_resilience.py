@@ -151,13 +151,15 @@ def test_a_checkpoint_that_is_not_plain_data_is_refused(sqlite_url: str) -> None
 
 
 def _poison_after(batches: int, exception: BaseException | None = None):
-    calls = {"n": 0}
+    calls: dict[int | str, int] = {}
     original = Backprop.train_step
 
     def train_step(self, x, y):
-        calls["n"] += 1
+        # Counted per learner: the copies that count FLOPs and measure alignment step too.
+        calls[id(self)] = calls.get(id(self), 0) + 1
         result = original(self, x, y)
-        if calls["n"] == batches:
+        if calls[id(self)] == batches and "done" not in calls:  # one learner, once
+            calls["done"] = 1
             if exception is not None:
                 raise exception
             with torch.no_grad():

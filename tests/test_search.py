@@ -332,6 +332,12 @@ def test_a_database_from_before_search_upgrades_and_keeps_its_runs(sqlite_url: s
         connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
         connection.execute(text("INSERT INTO alembic_version VALUES ('0005')"))
         connection.execute(text("DROP TABLE biobench_version"))
+        connection.execute(text("DROP TABLE layer_metrics"))  # and without 0007's additions
+        connection.execute(text("ALTER TABLE runs DROP COLUMN flops_per_step"))
+        for column in ("val_top1", "val_top5", "val_loss", "step_ms", "step_ms_forward",
+                       "step_ms_signal", "step_ms_update", "step_ms_inverse", "eval_ms",
+                       "peak_memory_mb"):  # fmt: skip
+            connection.execute(text(f"ALTER TABLE epochs DROP COLUMN {column}"))
     engine.dispose()
     refused = runner.invoke(app, ["runs", "--db", sqlite_url])
     assert refused.exit_code == 2 and "at schema 0005" in refused.output

@@ -300,10 +300,9 @@ def run(
             raise typer.Exit(code)
         return
     store = Store(db)
-    if _state["debug"]:  # the weight-transport guard walks every step's graphs, not once
-        from biobench.learners.base import check_every_step
+    from biobench.learners.base import check_every_step
 
-        check_every_step(True)
+    check_every_step(_state["debug"])  # --debug: the transport guard walks every step's graphs
     reporter = RichReporter(console, err_console, store.display_url)
     if int(os.environ.get("RANK", "0")) > 0:  # one rank of several: rank 0 shows progress
         reporter = Reporter()  # type: ignore[assignment]
