@@ -1,0 +1,179 @@
+"""Gaps a mutation run over training/checkpoint.py showed (tools/mutation.sh): a checkpoint
+saved and restored puts back every random stream and the data order, so a resumed run draws
+what the uninterrupted run would; a broken or foreign file is named, never half-used; a finished
+run's folder goes only when nothing else is in it.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from biobench.errors import BiobenchError
+from biobench.learners.base import Learner
+from biobench.spec import resolve
+from biobench.store import Store
+from biobench.training import checkpoint
+
+
+class Tiny(Learner):
+    def __init__(self, seed: int) -> None:
+        torch.manual_seed(seed)
+        super().__init__(nn.Sequential(nn.Linear(3, 2)), {})
+
+    def train_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        return {}
+
+
+def draws(generator: torch.Generator) -> tuple:
+    """One number from every random stream a run uses, and the next data order."""
+    return (
+        torch.rand(3).tolist(),
+        np.random.rand(2).tolist(),
+        np.random.randn(),  # numpy's cached Gaussian is part of its state
+        random.random(),
+        random.gauss(0, 1),  # so is Python's
+        torch.randperm(10, generator=generator).tolist(),
+    )
+
+
+def test_restore_puts_back_the_weights_every_random_stream_and_the_data_order(
+    tmp_path: Path,
+) -> None:
+    learner, generator = Tiny(seed=0), torch.Generator().manual_seed(5)
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    np.random.randn(), random.gauss(0, 1)  # leave a Gaussian cached in both
+    generator.manual_seed(4), torch.randperm(10, generator=generator)
+    checkpoint.save(
+        tmp_path, run_id=7, epoch=3, spec_hash="h", learner=learner, generator=generator
+    )
+    expected = draws(generator)
+    weights = [p.detach().clone() for p in learner.net.parameters()]
+
+    resumed, other = Tiny(seed=9), torch.Generator().manual_seed(0)
+    torch.manual_seed(11), np.random.seed(12), random.seed(13)
+    payload = checkpoint.load(tmp_path, torch.device("cpu"))
+    assert payload is not None and (payload["run_id"], payload["epoch"]) == (7, 3)
+    assert payload["spec_hash"] == "h"
+    assert checkpoint.restore(payload, resumed, other) == 3
+    assert draws(other) == expected
+    for a, b in zip(weights, resumed.net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_run_that_never_finished_an_epoch_has_no_checkpoint(tmp_path: Path) -> None:
+    assert checkpoint.load(tmp_path, torch.device("cpu")) is None
+
+
+def test_an_unreadable_checkpoint_is_named_in_one_line(tmp_path: Path) -> None:
+    target = tmp_path / checkpoint.FILE
+    target.write_bytes(b"")  # a disk that filled up before the first checkpoint was whole
+    with pytest.raises(BiobenchError) as caught:
+        checkpoint.load(tmp_path, torch.device("cpu"))
+    assert str(caught.value) == (
+        f"checkpoint {target} is unreadable (EOFError); the run cannot be resumed"
+    )
+    target.write_bytes(b"not a checkpoint")  # torch's message runs over several lines
+    with pytest.raises(BiobenchError) as caught:
+        checkpoint.load(tmp_path, torch.device("cpu"))
+    message = str(caught.value)
+    assert message.startswith(f"checkpoint {target} is unreadable (") and "\n" not in message
+    assert message.endswith("); the run cannot be resumed")
+    target.write_bytes(b"PK\x03\x04 a zip archive cut short")  # torch's message: one line
+    with pytest.raises(Exception) as torchs:
+        torch.load(target, weights_only=True)
+    (first, *_) = str(torchs.value).strip().splitlines()
+    with pytest.raises(BiobenchError) as caught:
+        checkpoint.load(tmp_path, torch.device("cpu"))
+    assert str(caught.value) == (
+        f"checkpoint {target} is unreadable ({first}); the run cannot be resumed"
+    )
+
+
+@pytest.mark.parametrize("payload", [[1, 2], {"epoch": 1}, {"format": 2, "epoch": 1}])
+def test_a_file_of_another_format_is_refused(tmp_path: Path, payload: object) -> None:
+    torch.save(payload, tmp_path / checkpoint.FILE)
+    with pytest.raises(BiobenchError) as caught:
+        checkpoint.load(tmp_path, torch.device("cpu"))
+    assert str(caught.value) == (
+        f"{tmp_path / checkpoint.FILE} is not a biobench checkpoint of format 1"
+    )
+
+
+def test_a_checkpoint_lacking_keys_names_each(tmp_path: Path) -> None:
+    torch.save({"format": 1, "epoch": 2, "rng": {}}, tmp_path / checkpoint.FILE)
+    with pytest.raises(BiobenchError) as caught:
+        checkpoint.load(tmp_path, torch.device("cpu"))
+    assert str(caught.value) == (
+        f"checkpoint {tmp_path / checkpoint.FILE} lacks spec_hash, learner, generator; it "
+        "cannot be resumed from"
+    )
+
+
+def test_discard_removes_the_checkpoint_and_its_folder_but_no_other_file(
+    tmp_path: Path,
+) -> None:
+    alone, shared = tmp_path / "alone", tmp_path / "shared"
+    for folder in (alone, shared):
+        folder.mkdir()
+        (folder / checkpoint.FILE).write_bytes(b"x")
+    (shared / "notes.txt").write_text("mine")
+    checkpoint.discard(alone)
+    checkpoint.discard(shared)
+    checkpoint.discard(tmp_path / "never-made")  # nothing to do, no error
+    emptied = tmp_path / "emptied"  # its checkpoint already removed (`biobench rm`, by hand)
+    emptied.mkdir()
+    checkpoint.discard(emptied)
+    assert not alone.exists() and not emptied.exists()
+    assert sorted(p.name for p in shared.iterdir()) == ["notes.txt"]
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    learner, generator = Tiny(seed=0), torch.Generator().manual_seed(5)
+    save = {"run_id": 7, "spec_hash": "h", "learner": learner, "generator": generator}
+    checkpoint.save(tmp_path, epoch=3, **save)
+
+    def disk_full(payload: object, handle: BinaryIO) -> None:
+        handle.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(BiobenchError) as caught:
+        checkpoint.save(tmp_path, epoch=4, **save)
+    assert str(caught.value) == (
+        f"cannot write {tmp_path / checkpoint.FILE}: No space left on device; free some space "
+        "or pass --checkpoint-dir on another disk"
+    )
+    monkeypatch.undo()
+    payload = checkpoint.load(tmp_path, torch.device("cpu"))
+    assert payload is not None and payload["epoch"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == [checkpoint.FILE]
+
+
+def test_a_checkpoint_of_another_run_or_spec_is_refused_naming_both(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    store = Store(sqlite_url)
+    spec = resolve(algorithm="bp", architecture="fc", dataset="synthetic")
+    run_id = store.create_run(**spec.run_fields(), device="cpu", environment={})
+    store.write_epoch(run_id, 1, {"test_top1": 50.0})
+    run = store.run(run_id)
+    payload = {"run_id": run_id, "spec_hash": run.spec_hash, "epoch": 1}
+    checkpoint.check_belongs(payload, tmp_path, run)
+    with pytest.raises(BiobenchError) as caught:
+        checkpoint.check_belongs({**payload, "run_id": run_id + 1}, tmp_path, run)
+    assert str(caught.value) == (
+        f"checkpoint in {tmp_path} is run {run_id + 1}'s, not run {run_id}'s; not resuming"
+    )
+    with pytest.raises(BiobenchError) as caught:
+        checkpoint.check_belongs({**payload, "spec_hash": "0" * 64}, tmp_path, run)
+    assert str(caught.value) == f"checkpoint in {tmp_path} belongs to another spec; not resuming"
