@@ -28,7 +28,9 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BIOBENCH_DB", raising=False)
     monkeypatch.delenv("BIOBENCH_DATA_DIR", raising=False)
     monkeypatch.delenv("BIOBENCH_BENCHMARKS", raising=False)
-    monkeypatch.delenv("BIOBENCH_PRESETS", raising=False)
+    # Set (to none), not deleted: monkeypatch then restores it after a test whose in-process
+    # command added files to it (`--presets`).
+    monkeypatch.setenv("BIOBENCH_PRESETS", "")
 
 
 @pytest.fixture

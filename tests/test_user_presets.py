@@ -250,3 +250,13 @@ def test_a_name_another_file_holds_is_refused(
     with pytest.raises(SpecError, match=f"preset 'taken' is already in {other}; choose another"):
         save_user_preset(tmp_path / "mine.yaml", "taken", CELL)
     assert not (tmp_path / "mine.yaml").exists()
+
+
+def test_a_preset_file_that_cannot_be_read_is_not_kept_in_the_process(tmp_path: Path) -> None:
+    import os
+
+    from biobench.spec.presets import add_preset_files
+
+    with pytest.raises(Exception, match="cannot read"):
+        add_preset_files([tmp_path / "nothing.yaml"])
+    assert os.environ.get("BIOBENCH_PRESETS", "") == ""  # later commands are not refused

@@ -164,7 +164,13 @@ def add_preset_files(paths: list[Path] | None) -> None:
     given = os.environ.get(USER_PRESETS_ENV, "")
     absolute = [str(Path(p).expanduser().absolute()) for p in paths]
     os.environ[USER_PRESETS_ENV] = os.pathsep.join([*absolute, *([given] if given else [])])
-    load_presets()
+    try:
+        load_presets()
+    except BaseException:  # a file that cannot be read stays out of this process's setting
+        os.environ[USER_PRESETS_ENV] = given
+        if not given:
+            del os.environ[USER_PRESETS_ENV]
+        raise
 
 
 def _stamp(path: Path, fix: str) -> tuple[int, int, int]:
