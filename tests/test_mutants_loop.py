@@ -11,28 +11,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import Tensor, nn
+from torch import Tensor
 
 import biobench.training.loop as loop
 from biobench.data import Dataset, TensorSplit
 from biobench.data.base import Shard
-from biobench.learners.base import Learner
 from biobench.training.loop import Evaluation, evaluate, fit
+from test_properties import StillLearner
 
 FAST = settings(max_examples=40, deadline=None, database=None)
-
-
-class LogitsFromImages(nn.Module):
-    def forward(self, x: Tensor) -> Tensor:
-        return x.flatten(1)
-
-
-class StillLearner(Learner):
-    def __init__(self) -> None:
-        super().__init__(LogitsFromImages(), {})
-
-    def train_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        return {}
 
 
 class Group:

@@ -14,6 +14,7 @@ import copy
 import os
 import resource
 from collections import defaultdict
+from time import perf_counter
 from typing import Any
 
 import torch
@@ -42,8 +43,6 @@ class Clock(PhaseClock):
             event = torch.cuda.Event(enable_timing=True)
             event.record()
             return event
-        from time import perf_counter
-
         return perf_counter()
 
     def begin_step(self) -> None:

@@ -188,6 +188,7 @@ class _Execution:
     def __init__(self, learner: Learner, device: torch.device, precision: str, compile: bool):
         self.learner = learner
         self.autocast = lambda: execution.autocast(precision, device)
+        self.mixed = precision == "bf16"  # fp32/tf32 steps need no autocast region
         self.step = learner.train_step
         self.logits = learner.logits
         if compile:
@@ -195,6 +196,9 @@ class _Execution:
             self.logits = execution.compiled(learner.logits, "evaluation")
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if not self.mixed:
+            self.step(x, y)
+            return
         with self.autocast():
             self.step(x, y)
 
