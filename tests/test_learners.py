@@ -3,6 +3,7 @@ and learning on the real offline dataset."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,72 @@ def test_non_backprop_learners_run_each_layer_on_a_detached_input(algorithm: str
     trace = local_forward(net, batch()[0].float())
     assert all(not h.requires_grad for h in trace.inputs)
     torch.testing.assert_close(trace.pre[-1], net(batch()[0].float()))
+
+
+FEEDBACK = [e.name for e in ALGORITHMS.entries() if e.family == "feedback"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("arch", STACKS)
+@pytest.mark.parametrize("algorithm", FEEDBACK)
+def test_dense_layers_own_gradients_train_bit_for_bit_as_autograd_does(
+    algorithm: str, arch: str, precision: str
+) -> None:
+    # A dense op gives delta^T h and sum(delta) itself, so its layer records no graph; the
+    # weights after three steps equal, bit for bit, those of every gradient through autograd
+    # (what --debug and alignment's probe take), in float32 as runs train and under bf16
+    # autocast (bf16 products, fp32 gradients).
+    from biobench.learners.base import autograd_everywhere, direct_layers
+    from biobench.training.execution import autocast
+
+    x, y = (t.float() if t.is_floating_point() else t for t in batch(8))
+    trained = []
+    for everywhere in (False, True):
+        torch.manual_seed(0)
+        learner = ALGORITHMS.get(algorithm)(build_network(arch, TINY), hparams(algorithm))
+        with autograd_everywhere() if everywhere else contextlib.nullcontext():
+            assert any(direct_layers(learner.net)) is not everywhere
+            for _ in range(3):
+                with autocast(precision, x.device):
+                    learner.train_step(x, y)
+        params = list(learner.net.parameters())
+        # the last step's gradients too: Adam's first steps hardly see a gradient's rounding
+        trained.append([t.detach().clone() for p in params for t in (p, p.grad)])
+    assert all(torch.equal(a, b) for a, b in zip(*trained, strict=True))
+
+
+def test_direct_layer_gradients_take_autograds_dtypes_under_autocast() -> None:
+    # An fp32 delta arriving at a bf16 output (a CUDA softmax's error) is rounded to bf16, and
+    # the product's input taken as the forward saw it, before the product, as autograd does;
+    # the gradient lands in the fp32 parameter's dtype.
+    from biobench.learners.base import layer_grads, local_forward
+
+    net = build_network("fc", TINY)
+    x = batch(8)[0].float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        trace = local_forward(net, x)
+    generator = torch.Generator().manual_seed(3)
+    deltas = [torch.randn(a.shape, generator=generator) / 3 for a in trace.pre]
+    assert all(a.dtype == torch.bfloat16 for a in trace.pre)
+    got = []
+    for direct in (True, False):
+        net.zero_grad(set_to_none=True)
+        layer_grads(net, trace, deltas, [direct] * len(net.layers))
+        got.append([p.grad for p in net.parameters()])
+    assert all(g.dtype == torch.float32 for g in got[0])
+    assert all(torch.equal(a, b) for a, b in zip(*got, strict=True))
+
+
+def test_a_dense_ops_own_gradients_equal_autograds() -> None:
+    generator = torch.Generator().manual_seed(0)
+    op = Dense(7, 5).double()
+    h = torch.randn(4, 7, dtype=torch.float64, generator=generator)
+    delta = torch.randn(4, 5, dtype=torch.float64, generator=generator)
+    expected = torch.autograd.grad(op(h), [op.weight, op.bias], delta)
+    given = op.weight_grads(h, delta)
+    assert all(a is b for (a, _), b in zip(given, [op.weight, op.bias], strict=True))
+    for (_, got), want in zip(given, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-14)
 
 
 # Measured on the offline digits (1,437 train / 360 test, chance 90% error), the rules'

@@ -7,7 +7,9 @@ optimisers, feedback matrices, inverse networks. The training loop only calls th
 Weight transport is ruled out by construction: the non-backprop learners run the network one
 layer at a time on detached inputs (`local_forward`), so no autograd graph spans two layers, and
 every gradient they take goes through `local_backward`/`local_grad`, which refuse a graph that
-reaches any parameter outside the set the rule allows (a layer's own weights, say).
+reaches any parameter outside the set the rule allows (a layer's own weights, say). A layer
+whose op computes its own weight gradients from (input, delta) (`Dense.weight_grads`) needs no
+graph at all (`layer_grads`): local by construction, and cheaper.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import math
 import os
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -340,18 +343,70 @@ class Trace:
     out: list[Tensor]
 
 
-def local_forward(net: Stack, x: Tensor) -> Trace:
-    """Run the net with every layer's input detached, so each graph spans one layer only."""
+def local_forward(net: Stack, x: Tensor, graphs: list[bool] | None = None) -> Trace:
+    """Run the net with every layer's input detached, so each graph spans one layer only;
+    with `graphs`, layer l records its graph only where graphs[l] (see `direct_layers`)."""
     trace = Trace([], [], [])
     h = x
-    for layer in net.layers:
+    for l, layer in enumerate(net.layers):
         h_in = h.detach()
-        a = layer.preactivation(h_in)
-        h = layer.activation(a)
+        with torch.set_grad_enabled(graphs is None or graphs[l]):
+            a = layer.preactivation(h_in)
+            h = layer.activation(a)
         trace.inputs.append(h_in)
         trace.pre.append(a)
         trace.out.append(h)
     return trace
+
+
+# Whether every layer-local gradient goes through autograd even where an op computes its own
+# (`direct_layers`): alignment's probe, whose hooks watch the gradients arriving at each op.
+_GRAPHS = {"on": False}
+
+
+@contextmanager
+def autograd_everywhere() -> Iterator[None]:
+    """Within the block, `direct_layers` is all False: every layer records its graph and its
+    gradients flow through autograd (where tensor hooks see them), giving the same numbers."""
+    saved = _GRAPHS["on"]
+    _GRAPHS["on"] = True
+    try:
+        yield
+    finally:
+        _GRAPHS["on"] = saved
+
+
+def direct_layers(net: Stack) -> list[bool]:
+    """Per layer: True where its op gives `weight_grads(inputs, delta)` (a dense op does), so
+    `layer_grads` needs no autograd graph for it. All False under `--debug`, which walks every
+    graph every step, and under `autograd_everywhere`."""
+    if _EVERY_STEP["on"] or _GRAPHS["on"]:
+        return [False] * len(net.layers)
+    return [callable(getattr(layer.op, "weight_grads", None)) for layer in net.layers]
+
+
+def layer_grads(net: Stack, trace: Trace, deltas: list[Tensor], direct: list[bool]) -> None:
+    """Give every layer's parameters their local gradient, d(a_l)/d(theta_l)^T delta_l, as
+    .grad: computed by the op itself where direct[l] (the trace holds no graph there), else
+    through that layer's own graph, all of those in one pass of the autograd engine.
+    Parameters taking the autograd path must have no .grad yet (it accumulates)."""
+    outputs, grads, params = [], [], []
+    for l, layer in enumerate(net.layers):
+        if direct[l]:
+            # As autograd would: the delta in the dtype of the output it arrives at, the input
+            # as the forward product saw it (bf16 under autocast), the gradient in the
+            # parameter's dtype (fp32 master weights).
+            pre = trace.pre[l]
+            delta = deltas[l].reshape(pre.shape).to(pre.dtype)
+            inputs = trace.inputs[l].flatten(1) if layer.flatten else trace.inputs[l]
+            for parameter, grad in layer.op.weight_grads(inputs.to(pre.dtype), delta):
+                parameter.grad = grad.to(parameter.dtype)
+        else:
+            outputs.append(trace.pre[l])
+            grads.append(deltas[l])
+            params.append(layer.parameters())
+    if outputs:
+        local_backwards(outputs, grads, params)
 
 
 def output_error(logits: Tensor, y: Tensor) -> Tensor:

@@ -40,7 +40,8 @@ from biobench.learners.base import (
     OPTIMIZER,
     Learner,
     Trace,
-    local_backwards,
+    direct_layers,
+    layer_grads,
     local_forward,
     make_optimizer,
     output_error,
@@ -97,7 +98,8 @@ class _FeedbackLearner(Learner):
     def train_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         if not self.stacked:
             return self.rerouted_step(x, y)
-        trace = local_forward(self.net, x)
+        direct = direct_layers(self.net)
+        trace = local_forward(self.net, x, graphs=[not d for d in direct])
         logits = trace.pre[-1]
         e = output_error(logits, y)
         self.clock.lap("forward")
@@ -105,9 +107,9 @@ class _FeedbackLearner(Learner):
         deltas = [e]
         for l in range(len(self.net.layers) - 1, 0, -1):
             deltas.insert(0, self.delta_below(l, deltas[0], e, trace))
-        # dW_l = delta_l h_{l-1}^T (and db_l = sum delta_l): autograd of each layer's own op,
-        # every layer in one backward call.
-        local_backwards(trace.pre, deltas, [layer.parameters() for layer in self.net.layers])
+        # dW_l = delta_l h_{l-1}^T (and db_l = sum delta_l): each layer's own op computes it
+        # (dense), or autograd of that op alone, every such layer in one backward call.
+        layer_grads(self.net, trace, deltas, direct)
         self.clock.lap("signal")
         self.optimizer.step()
         self.clock.lap("update")

@@ -15,3 +15,13 @@ class Dense(nn.Linear):
         signal's width (AO-SDTP's top inverse reads the logits and its auxiliary features).
         """
         return signal @ weight
+
+    def weight_grads(self, inputs: Tensor, delta: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """[(W, dW), (b, db)] for the output gradient `delta` (N, out) at `inputs` (N, in):
+        dW = delta^T inputs and db = sum_n delta_n, what autograd of this op computes (bit for
+        bit), without a graph recorded in the forward pass."""
+        weight, bias = self.weight, self.bias
+        grads = [(weight, delta.T @ inputs)]
+        if bias is not None:
+            grads.append((bias, delta.sum(0)))
+        return grads

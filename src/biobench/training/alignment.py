@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from biobench.data.base import Split
-from biobench.learners.base import Learner, weighted_ops
+from biobench.learners.base import Learner, autograd_everywhere, weighted_ops
 
 PROBE_SALT = 0x5EED  # the probe's generator is seeded with seed + this: not the data order's
 
@@ -140,7 +140,7 @@ def _rule_step(
         optimizer.register_step_pre_hook(record)
     phases = rule.epoch_phases(epoch)
     rule.start_phase(phases[-1])  # alternating TP: the pass that trains the forward weights
-    with _output_grads(ops) as signals:
+    with _output_grads(ops) as signals, autograd_everywhere():  # the hooks see every signal
         rule.train_step(x, y)
     return updates, dict(signals), feedback
 
