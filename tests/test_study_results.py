@@ -163,7 +163,7 @@ def test_compare_shows_a_studys_best_beside_the_plain_runs_of_its_protocol(study
     tuned = rows[("BP (study s)", "s")]
     assert (tuned["method"], tuned["run_ids"]) == ("bp", str(best.id))
     assert tuned["test_top1"] == pytest.approx(best.best_test_top1)
-    assert {r["protocol"] for r in rows.values()} == {"1 epochs, batch 256"}
+    assert {r["protocol"] for r in rows.values()} == {"1 epoch, batch 256"}
     assert rows[("FA", None)]["gap_to_bp"] == pytest.approx(10.0)  # to the plain BP runs
     assert tuned["gap_to_bp"] == 0.0
     table = runner.invoke(app, ["compare", "--study", "s", "--db", study_db]).stdout

@@ -81,7 +81,8 @@ def _arch_order(architecture: str) -> int:
 
 def protocol_of(spec: dict[str, Any]) -> str:
     settings = ",".join(f"{k}={v}" for k, v in sorted(spec.get("data_settings", {}).items()))
-    return f"{spec['epochs']} epochs, batch {spec['batch_size']}" + (
+    epochs = spec["epochs"]
+    return f"{epochs} epoch{'' if epochs == 1 else 's'}, batch {spec['batch_size']}" + (
         f", {settings}" if settings else ""
     )
 
