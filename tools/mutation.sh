@@ -17,6 +17,9 @@
 #   MUTATION_WORK keep the scratch copies here (default: a fresh temporary folder). A copy already
 #                 there is reused: its tests/ is refreshed from the tree and only the mutants not
 #                 yet killed are tested again (its source must be unchanged).
+#   MUTATION_RETEST=1  with a reused copy: test its survivors again too. mutmut skips a mutant
+#                 already tested against the same tests/ (a hash of that folder), so without this
+#                 a wider TESTS selection alone re-tests nothing.
 # Don't run `mutmut show` or `mutmut results` in a copy while its run goes on: they re-read the
 # (mutated) file into mutmut's cache and the run dies with an AssertionError in cache.py.
 set -euo pipefail
@@ -43,6 +46,11 @@ for src in "$@"; do
   dir=$work/$(echo "$src" | tr / _)
   if [ -f "$dir/.mutmut-cache" ]; then
     rm -rf "$dir/tests" && copy_tree "$dir" tests
+    if [ "${MUTATION_RETEST:-}" = 1 ]; then
+      "$venv/bin/python" -c 'import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute(
+        "update Mutant set status = ?, tested_against_hash = ? where status = ?",
+        ("untested", "", "bad_survived")); db.commit()' "$dir/.mutmut-cache"
+    fi
   else
     rm -rf "$dir" && mkdir -p "$dir" && copy_tree "$dir"
   fi
