@@ -1,0 +1,72 @@
+"""Gaps a mutation run over results/check.py showed (tools/mutation.sh): the summary line of
+`biobench check` counts every verdict, in its order, and a preset without a reference says
+which runs its measured error comes from, or that it has none.
+"""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from biobench.cli import app
+from biobench.results.check import NO_REFERENCE, check_store, describe
+from biobench.spec import resolve
+from biobench.store import Store
+
+runner = CliRunner()
+NO_REFERENCE_NOTE = "the preset has no reference number to check against"
+
+
+def add_run(store: Store, preset: str, test: float, seed: int = 0) -> int:
+    """A finished one-epoch run of `preset` whose test top-1 error is `test`."""
+    spec = resolve(preset=preset, seed=seed)
+    run_id = store.create_run(**spec.run_fields(), device="cpu", environment={})
+    store.write_epoch(
+        run_id, 1, {"train_top1": test / 2, "test_top1": test, "train_top5": 0.0, "test_top5": 0.0}
+    )
+    store.set_status(run_id, "finished")
+    return run_id
+
+
+def test_the_summary_line_counts_each_verdict_in_order_and_a_regression_exits_1(
+    sqlite_url: str,
+) -> None:
+    store = Store(sqlite_url)
+    add_run(store, "mnist-fc-bp", 1.5)  # 1.48 ± 0.5: pass
+    add_run(store, "mnist-fc-fa", 0.5)  # 1.85 ± 0.5: improved
+    add_run(store, "mnist-lc-fa", 9.0)  # 1.26 ± 0.5: regressed
+    add_run(store, "cifar10-resnet20-kp", 12.0)  # no reference
+    names = ["mnist-fc-bp", "mnist-fc-fa", "mnist-lc-fa", "cifar10-fc-bp", "cifar10-resnet20-kp"]
+    args = [a for name in names for a in ("--preset", name)]
+    result = runner.invoke(app, ["check", *args, "--db", sqlite_url])
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["pass", "improved", "regressed"]
+    assert lines[-1] == "1 pass, 1 improved, 1 regressed, 1 missing, 1 no reference"
+
+
+def test_an_improvement_alone_passes_the_check_and_is_counted(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    add_run(store, "mnist-fc-fa", 0.5)
+    result = runner.invoke(app, ["check", "--preset", "mnist-fc-fa", "--db", sqlite_url])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "1 improved"
+
+
+def test_a_preset_without_a_reference_names_every_run_its_mean_comes_from(
+    sqlite_url: str,
+) -> None:
+    store = Store(sqlite_url)
+    first = add_run(store, "cifar10-resnet20-kp", 12.0, seed=0)
+    second = add_run(store, "cifar10-resnet20-kp", 14.0, seed=1)
+    (verdict,) = check_store(store, ["cifar10-resnet20-kp"])
+    assert (verdict.verdict, verdict.measured, verdict.runs) == (NO_REFERENCE, 13.0, 2)
+    ran = f"run(s) {second}, {first}"  # newest first, as the store lists runs
+    assert describe(verdict) == f"test top-1 13.00% ({ran}; {NO_REFERENCE_NOTE})"
+
+
+def test_a_preset_without_a_reference_or_a_run_says_it_has_no_finished_run(
+    sqlite_url: str,
+) -> None:
+    (verdict,) = check_store(Store(sqlite_url), ["cifar10-resnet20-kp"])
+    assert (verdict.verdict, verdict.measured, verdict.runs) == (NO_REFERENCE, None, 0)
+    assert describe(verdict) == f"no finished run; {NO_REFERENCE_NOTE}"
