@@ -70,3 +70,72 @@ def test_dfas_resnet_feedback_is_glorot_uniform_over_its_own_fans() -> None:
         assert b.shape == (10, *op.weight.shape[1:])
         bound = math.sqrt(6 / (c_in * k * k + 10 * k * k))
         assert 0.95 * bound < float(b.abs().max()) <= bound
+
+
+# What a run with no --set trains with (the paper's Adam, constant rate; the schedule settings
+# biotorch's protocol sets), and the edges of what --set accepts, as `biobench list` states them.
+DEFAULTS = {
+    "lr": 1e-3,
+    "beta1": 0.9,
+    "beta2": 0.999,
+    "eps": 1e-8,
+    "optimizer": "adam",
+    "momentum": 0.0,
+    "nesterov": False,
+    "weight_decay": 0.0,
+    "lr_schedule": "none",
+    "lr_milestones": "100,150,200",
+    "lr_gamma": 0.1,
+    "lr_period": 200,
+}
+
+
+@pytest.mark.parametrize("algorithm", ["bp", "fa", "dfa"])
+def test_a_run_without_settings_takes_the_documented_optimizer_defaults(algorithm: str) -> None:
+    from biobench.spec import resolve
+
+    spec = resolve(algorithm=algorithm, architecture="fc", dataset="digits")
+    assert {k: spec.hparams[k] for k in DEFAULTS} == DEFAULTS
+
+
+ACCEPTED = [
+    "lr=1e-9",
+    "beta1=0",
+    "beta1=0.999",
+    "beta2=0",
+    "beta2=0.9999",
+    "eps=1e-12",
+    "weight_decay=0",
+    "lr_schedule=none",
+    "lr_schedule=step",
+    "lr_schedule=cosine",
+    "lr_milestones=1",
+    "lr_milestones=1,2",
+    "lr_gamma=1",
+    "lr_gamma=1e-6",
+    "lr_period=1",
+    "optimizer=sgd momentum=0",
+    "optimizer=sgd momentum=0.99 nesterov=true",
+]
+
+
+@pytest.mark.parametrize("settings", ACCEPTED)
+def test_the_edges_of_each_optimizer_setting_are_accepted(settings: str) -> None:
+    from biobench.spec import resolve
+
+    overrides = settings.split()
+    spec = resolve(algorithm="fa", architecture="fc", dataset="digits", overrides=overrides)
+    for name, value in (item.split("=") for item in overrides):
+        parsed = spec.hparams[name]
+        assert str(parsed).lower() == value or parsed == pytest.approx(float(value))
+
+
+@pytest.mark.parametrize(
+    "setting", ["lr=0", "beta1=1", "beta2=1", "eps=0", "lr_gamma=1.5", "lr_period=0"]
+)
+def test_just_past_each_edge_is_refused(setting: str) -> None:
+    from biobench.errors import SpecError
+    from biobench.spec import resolve
+
+    with pytest.raises(SpecError, match=f"{setting.replace('=', '=.')}.* is out of range"):
+        resolve(algorithm="fa", architecture="fc", dataset="digits", overrides=[setting])
