@@ -366,6 +366,9 @@ def worker(url: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Ctrl-C as a terminal delivers it: a suite started in the background (`... &` without
+        # job control) ignores SIGINT, and a Python started so keeps ignoring it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -444,7 +447,7 @@ def test_ctrl_c_interrupts_the_run_and_queues_its_trial_again(sqlite_url: str) -
         time.sleep(0.1)
     victim.send_signal(signal.SIGINT)
     output = victim.communicate(timeout=60)[0]
-    assert victim.returncode == 130 and "trial 0 goes back to the study" in output
+    assert victim.returncode == 130 and "trial 0 goes back to the study" in output, output
     assert store.runs(study="w")[0].status == "interrupted"
     states = [t.state for t in trials(sqlite_url, "w")]
     assert states == [TrialState.FAIL, TrialState.WAITING]
