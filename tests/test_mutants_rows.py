@@ -10,22 +10,7 @@ from biobench.errors import StoreError
 from biobench.store import Store
 from biobench.store.models import LAYER_COLUMNS, METRIC_COLUMNS
 from biobench.store.rows import check_row
-
-
-def new_run(store: Store) -> int:
-    return store.create_run(
-        spec_hash="0" * 64,
-        algorithm="fa",
-        architecture="fc",
-        dataset="digits",
-        hparams={},
-        spec={},
-        seed=0,
-        epochs=3,
-        batch_size=32,
-        device="cpu",
-        environment={},
-    )
+from test_store import new_run
 
 
 def layer(number: int, angle: float, **extra: object) -> dict:

@@ -23,23 +23,7 @@ from biobench.errors import LeaseLost, StoreError
 from biobench.store import RunStatus, Store
 from biobench.store import store as store_module
 from biobench.store.store import HOST, heartbeat_interval, lost_after
-
-
-def new_run(store: Store, **fields: Any) -> int:
-    base = dict(
-        spec_hash="0" * 64,
-        algorithm="bp",
-        architecture="fc",
-        dataset="digits",
-        hparams={},
-        spec={},
-        seed=0,
-        epochs=3,
-        batch_size=32,
-        device="cpu",
-        environment={},
-    )
-    return store.create_run(**{**base, **fields})
+from test_store import new_run
 
 
 def set_columns(store: Store, **values: Any) -> None:
