@@ -3,7 +3,8 @@
 - top-k error never rises with k, and top-k counts match a brute-force ranking;
 - a comparison's gap to BP is zero for BP itself, and otherwise the difference to BP's row;
 - a `--set` value (and --epochs/--batch-size/--seed) always beats the preset's;
-- HParam.parse round-trips every valid value and refuses every value out of range.
+- HParam.parse round-trips every valid value and refuses every value out of range;
+- a run interrupted at any moment and resumed stores the uninterrupted run's numbers.
 
 Examples are few and small (fast, deterministic enough for CI); no example database is kept.
 """
@@ -13,7 +14,11 @@ from __future__ import annotations
 import functools
 import math
 import string
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,9 +34,11 @@ from biobench.registry import ALGORITHMS, DATASETS, load_all
 from biobench.results.compare import comparison
 from biobench.spec import HParam, load_presets, resolve
 from biobench.spec.params import LARGEST_INT
+from biobench.store import Store
 from biobench.store.records import RunRecord, RunStatus
-from biobench.training.loop import evaluate
+from biobench.training.loop import Reporter, evaluate
 from biobench.training.metrics import accuracy, topk_correct
+from biobench.training.runner import execute, resume
 
 FAST = settings(max_examples=50, deadline=None, database=None)
 INT64 = 2**63 - 1
@@ -413,3 +420,75 @@ def test_run_options_always_beat_the_preset(
     spec = resolve(preset=preset, epochs=epochs, batch_size=batch_size, seed=seed)
     assert (spec.epochs, spec.batch_size, spec.seed) == (epochs, batch_size, seed)
     assert spec.hparams == resolve(preset=preset).hparams
+
+
+# -- resume ----------------------------------------------------------------------------------
+
+RESUMABLE = [  # (rule, --set): one optimiser, two (kp), a global feedback path, both TP modes
+    ("bp", []),
+    ("fa", []),
+    ("kp", []),
+    ("dfa", []),
+    ("dtp", []),
+    ("dtp", ["mode=alternating"]),
+]
+RESULTS = ("train_top1", "train_top5", "train_loss", "test_top1", "test_top5", "test_loss")
+
+
+class Interrupt(Reporter):
+    """Ctrl-C at one moment of a run: before batch `batch` of `epoch` (None: right after that
+    epoch's row is written, before its checkpoint is)."""
+
+    def __init__(self, epoch: int, batch: int | None) -> None:
+        self.at, self.batch = epoch, batch
+
+    @contextmanager
+    def epoch(self, epoch: int, epochs: int, batches: int) -> Iterator[Callable[[int], None]]:
+        seen = iter(range(batches + 1))
+
+        def advance(images: int) -> None:
+            if epoch == self.at and next(seen) + 1 == self.batch:
+                raise KeyboardInterrupt
+
+        yield advance
+
+    def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None:
+        if epoch == self.at and self.batch is None:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None, database=None)
+@given(
+    rule=st.sampled_from(RESUMABLE),
+    epochs=st.integers(1, 3),
+    data=st.data(),
+)
+def test_a_run_interrupted_anywhere_then_resumed_stores_the_uninterrupted_runs_numbers(
+    rule: tuple[str, list[str]], epochs: int, data: st.DataObject
+) -> None:
+    # Ctrl-C mid-batch loop, or between an epoch's row and its checkpoint (the row is then
+    # written twice), in any epoch: `biobench run --resume` must end with the same rows.
+    algorithm, overrides = rule
+    at = data.draw(st.integers(1, epochs), label="interrupted epoch")
+    batch = data.draw(st.one_of(st.none(), st.integers(1, 4)), label="before batch")
+    seed = data.draw(st.integers(0, 3), label="seed")
+    spec = resolve(algorithm=algorithm, architecture="fc", dataset="synthetic",
+                   epochs=epochs, batch_size=250, seed=seed, overrides=overrides)  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:
+        store = Store(f"sqlite:///{scratch}/results.db")
+        where = dict(device=torch.device("cpu"), data_dir=Path(scratch))
+        whole = execute(spec, store=store, checkpoint_dir=Path(scratch), **where)
+        with pytest.raises(KeyboardInterrupt):
+            execute(spec, store=store, checkpoint_dir=Path(scratch),
+                    reporter=Interrupt(at, batch), **where)  # fmt: skip
+        cut = store.runs()[0]
+        assert cut.status == RunStatus.interrupted and cut.epochs_done == at - (batch is not None)
+        resume(cut.id, store=store, **where)
+        assert store.run(cut.id).status == RunStatus.finished
+
+        def results(run_id: int) -> list[tuple]:
+            return [(e["epoch"], *(e[m] for m in RESULTS)) for e in store.epochs([run_id])]
+
+        assert results(cut.id) == results(whole)
+        assert [e["epoch"] for e in store.epochs([whole])] == list(range(1, epochs + 1))
