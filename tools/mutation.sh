@@ -20,6 +20,9 @@
 #   MUTATION_RETEST=1  with a reused copy: test its survivors again too. mutmut skips a mutant
 #                 already tested against the same tests/ (a hash of that folder), so without this
 #                 a wider TESTS selection alone re-tests nothing.
+#   MUTATION_SAMPLE=N  test only N of the file's mutants, drawn at random (MUTATION_SEED, default
+#                 0) from all of them; the others are marked skipped and left out of the score.
+#                 For files whose tests take minutes: the score is then an estimate.
 # Don't run `mutmut show` or `mutmut results` in a copy while its run goes on: they re-read the
 # (mutated) file into mutmut's cache and the run dies with an AssertionError in cache.py.
 set -euo pipefail
@@ -53,10 +56,29 @@ for src in "$@"; do
     fi
   else
     rm -rf "$dir" && mkdir -p "$dir" && copy_tree "$dir"
+    fresh=1
   fi
   # biobench.migrations is top-level migrations/ (see pyproject.toml): put it in the copy's
   # package, else an editable install would serve the checkout's own.
   rm -rf "$dir/src/biobench/migrations" && cp -r "$dir/migrations" "$dir/src/biobench/migrations"
+  if [ -n "${MUTATION_SAMPLE:-}" ] && [ "${fresh:-}" = 1 ]; then
+    # List every mutant (a test command that always passes: each "survives" at once), then
+    # keep the sample untested and mark the rest skipped, which mutmut's cache then keeps.
+    (cd "$dir" && "$venv/bin/mutmut" run --paths-to-mutate "$src" --runner true \
+      --simple-output --no-progress >"$dir/listing.log" 2>&1) || true
+    "$venv/bin/python" - "$dir/.mutmut-cache" "$MUTATION_SAMPLE" "${MUTATION_SEED:-0}" <<'EOF'
+import random, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+ids = [i for (i,) in db.execute("select id from Mutant order by id")]
+chosen = random.Random(int(sys.argv[3])).sample(ids, min(int(sys.argv[2]), len(ids)))
+db.execute("update Mutant set status = 'skipped'")
+db.executemany("update Mutant set status = 'untested', tested_against_hash = '' where id = ?",
+               [(i,) for i in chosen])
+db.execute("delete from MiscData where key = 'baseline_time_elapsed'")  # `true`'s, not the tests'
+db.commit()
+EOF
+  fi
+  fresh=
   runner="env PYTHONPATH=$dir/src $python -m pytest -x -q -p no:cacheprovider -m 'not slow' $tests"
   (cd "$dir" && "$venv/bin/mutmut" run --paths-to-mutate "$src" --runner "$runner" \
     --simple-output --no-progress >"$dir/mutmut.log" 2>&1) || true  # non-zero: mutants survived
@@ -64,13 +86,15 @@ for src in "$@"; do
 import collections, sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 n = collections.Counter(s for (s,) in db.execute("select status from Mutant"))
+everything, sampled = sum(n.values()), n.pop("skipped", 0)
 # A mutant that hangs the tests is caught too, and so is a "suspicious" one: mutmut's name for a
 # mutant the tests failed on, only slowly (more than twice the baseline run's time).
 caught = n["ok_killed"] + n["bad_timeout"] + n["ok_suspicious"]
 total = sum(n.values())
 print(f"{sys.argv[2]}: killed {caught}/{total} = {100 * caught / max(total, 1):.0f}%",
       f"(survived {n['bad_survived']}, of the killed: timeout {n['bad_timeout']},",
-      f"suspicious {n['ok_suspicious']}; untested {n['untested']})")
+      f"suspicious {n['ok_suspicious']}; untested {n['untested']})" + (
+      f"; a random sample of {total} of the file's {everything} mutants" if sampled else ""))
 EOF
   echo "  survivors: (cd $dir && $venv/bin/mutmut results)"
 done
