@@ -17,7 +17,12 @@ from typer.testing import CliRunner
 from biobench.cli import app
 from biobench.results import plot
 from biobench.results.check import check_store
-from biobench.results.compare import load_comparison, print_tables, render_markdown
+from biobench.results.compare import (
+    comparison_tables,
+    load_comparison,
+    print_tables,
+    render_markdown,
+)
 from biobench.spec import resolve
 from biobench.store import Store
 from biobench.store.models import Run
@@ -113,6 +118,27 @@ def test_runs_of_another_protocol_are_not_compared_with_the_paper_cell(store: St
     assert set(frame["protocol"]) == {"500 epochs, batch 128", "3 epochs, batch 128"}
     short = frame[frame["protocol"] == "3 epochs, batch 128"]
     assert list(short["method"]) == ["bp"] and short["test_top1"].item() == pytest.approx(0.9)
+
+
+def test_a_reference_measured_under_another_protocol_is_marked_and_named(store: Store) -> None:
+    # A 3-epoch sanity run beside the paper's 500-epoch number: the Δ is not a reproduction
+    # gap, and the table says so; the paper's own protocol keeps its table unmarked.
+    add_run(
+        store, None, [(0.0, 0.9)], algorithm="bp", architecture="fc", dataset="mnist", epochs=3
+    )
+    frame = load_comparison(store, datasets={"mnist"})
+    short = frame[frame["protocol"] == "3 epochs, batch 128"]
+    assert short["reference_protocol"].item() == "500 epochs, batch 128"
+    assert set(frame.loc[frame["protocol"] != "3 epochs, batch 128", "reference_protocol"]) == {
+        "500 epochs, batch 128"
+    }
+    (title, header, rows), *_ = [t for t in comparison_tables(frame) if "3 epochs" in t[0]]
+    assert title == (
+        "mnist: 3 epochs, batch 128 (errors in %, best epoch; * paper: 500 epochs, batch 128)"
+    )
+    assert rows[0][header.index("fc paper")] == "0.00 / 1.48*"
+    assert render_markdown(load_comparison(store, datasets={"mnist"})).count("*") == 2
+    assert GOLDEN_MARKDOWN in render_markdown(frame)  # the paper's own protocol: no mark
 
 
 def test_the_trials_of_a_search_stand_for_no_cell_unless_named(store: Store) -> None:

@@ -87,6 +87,12 @@ def protocol_of(spec: dict[str, Any]) -> str:
     )
 
 
+def reference_protocol(config: Presets, preset: Preset) -> str:
+    """The protocol a reference preset's number was measured under (`protocol_of`'s words)."""
+    run = {**config.run_defaults(preset.dataset), **preset.run}
+    return protocol_of({**run, "data_settings": preset.data_settings})
+
+
 def best_errors(epochs: list[dict[str, Any]], final: bool) -> dict[str, float]:
     """Per metric, the lowest value over epochs (the paper's protocol) or the last epoch's."""
     out = {}
@@ -212,6 +218,7 @@ def comparison(
                 paper.reference.get(metric, math.nan) if paper else math.nan
             )
         record["delta_test_top1"] = record["test_top1"] - record["paper_test_top1"]
+        record["reference_protocol"] = reference_protocol(config, paper) if paper else None
         record["reference"] = source
         records.append(record)
     frame = pd.DataFrame.from_records(records)
@@ -306,11 +313,14 @@ def comparison_tables(
     """(title, header, rows) per dataset and protocol, in the paper's layout: methods down,
     grouped by family, architectures across, each with our train/test error, the published
     reference (the paper's, or biotorch's where the column says so), Δ and the gap to BP.
-    `final`: the frame holds final-epoch errors (`comparison(final=True)`), as titles say."""
+    `final`: the frame holds final-epoch errors (`comparison(final=True)`), as titles say.
+    A reference measured under another protocol (the paper's 500 epochs beside a 3-epoch run)
+    is marked `*`, and the title says which protocol that was."""
     which = "final epoch" if final else "best epoch"
     tables = []
     for (dataset, protocol), block in frame.groupby(["dataset", "protocol"], sort=False):
         top5 = _has_top5(block)
+        elsewhere = _measured_elsewhere(block, protocol)
         archs = list(dict.fromkeys(block["architecture"]))
         sources = block["reference"].dropna() if "reference" in block else []
         source = sources.iloc[0] if len(sources) else "paper"
@@ -342,6 +352,7 @@ def comparison_tables(
                     paper += f" / {_num(r['paper_test_top5'])}"
                 else:
                     paper = f"{_num(r['paper_train_top1'])} / {paper}"
+                paper += "*" if elsewhere[r.name] else ""
                 runs = f" (n={r['runs']})" if r["runs"] > 1 else ""
                 row += [
                     _num(r["train_top1"], r["train_top1_std"]),
@@ -351,8 +362,18 @@ def comparison_tables(
                     _signed(r["gap_to_bp"]),
                 ]
             rows.append(row)
-        tables.append((f"{dataset}: {protocol} (errors in %, {which})", header, rows))
+        other = sorted(set(block.loc[elsewhere, "reference_protocol"]))
+        note = f"; * {source}: {' / '.join(other)}" if other else ""
+        tables.append((f"{dataset}: {protocol} (errors in %, {which}{note})", header, rows))
     return tables
+
+
+def _measured_elsewhere(block: pd.DataFrame, protocol: str) -> pd.Series:
+    """Per row: its reference number was measured under a protocol other than `protocol`."""
+    if "reference_protocol" not in block:
+        return pd.Series(False, index=block.index)
+    theirs = block["reference_protocol"]
+    return theirs.notna() & theirs.ne(protocol) & block["paper_test_top1"].notna()
 
 
 def rich_tables(frame: pd.DataFrame, final: bool = False) -> list[Table]:
