@@ -23,6 +23,8 @@
 #   MUTATION_SAMPLE=N  test only N of the file's mutants, drawn at random (MUTATION_SEED, default
 #                 0) from all of them; the others are marked skipped and left out of the score.
 #                 For files whose tests take minutes: the score is then an estimate.
+#   MUTATION_SLOW=1  run the slow tests too (default: -m 'not slow'), for files only they reach
+#                 (training/distributed.py: real multi-process runs).
 # Don't run `mutmut show` or `mutmut results` in a copy while its run goes on: they re-read the
 # (mutated) file into mutmut's cache and the run dies with an AssertionError in cache.py.
 set -euo pipefail
@@ -79,7 +81,8 @@ db.commit()
 EOF
   fi
   fresh=
-  runner="env PYTHONPATH=$dir/src $python -m pytest -x -q -p no:cacheprovider -m 'not slow' $tests"
+  marker=$([ "${MUTATION_SLOW:-}" = 1 ] || echo "-m 'not slow'")
+  runner="env PYTHONPATH=$dir/src $python -m pytest -x -q -p no:cacheprovider $marker $tests"
   (cd "$dir" && "$venv/bin/mutmut" run --paths-to-mutate "$src" --runner "$runner" \
     --simple-output --no-progress >"$dir/mutmut.log" 2>&1) || true  # non-zero: mutants survived
   "$venv/bin/python" - "$dir/.mutmut-cache" "$src" <<'EOF'
