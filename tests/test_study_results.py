@@ -178,6 +178,26 @@ def test_compare_shows_a_studys_best_beside_the_plain_runs_of_its_protocol(study
     assert all("study" not in row for row in json.loads(plain))  # trials stay out unasked
 
 
+def test_plot_compare_draws_a_studys_best_beside_the_plain_runs_of_its_protocol(
+    study_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from biobench.results import plot
+
+    add_run(study_db, 50.0, algorithm="fa", **PROTOCOL)
+    add_run(study_db, 10.0, algorithm="bp", **{**PROTOCOL, "epochs": 2})  # no study: no panel
+    drawn: list = []
+    monkeypatch.setattr(plot, "_save", lambda figure, out: drawn.append(figure))
+    args = ["plot", "--compare", "all", "--study", "s", "--out", str(tmp_path / "bars.png")]
+    result = runner.invoke(app, [*args, "--db", study_db])
+    assert result.exit_code == 0, result.output
+    (axis,) = drawn[0].axes
+    assert axis.get_title(loc="left") == "synthetic: 1 epoch, batch 256"
+    assert [t.get_text() for t in axis.get_xticklabels()] == ["BP (study s)", "FA"]
+    refused = runner.invoke(app, ["plot", "--study", "s", "--db", study_db])
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
+    assert "pass --compare DATASET too" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("study", "message"),
     [

@@ -449,6 +449,16 @@ def plot(
             metavar="DATASET",
         ),
     ] = None,
+    study: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--study",
+            help="With --compare: add this study's best trial (repeatable), as `compare "
+            "--study` does: its panels only, beside the plain runs of its protocol.",
+            show_default=False,
+            metavar="NAME",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Learning curves of runs, or a bar chart of a comparison table."""
@@ -458,10 +468,15 @@ def plot(
     from biobench.store import Store
 
     figure_format(out)  # refused before the database is opened and the figure drawn
+    if study and not compare_data:
+        raise BiobenchError(
+            "--study adds a study to a comparison's bars: pass --compare DATASET too "
+            "(e.g. `biobench plot --compare all --study NAME`)"
+        )
     if compare_data:
         load_all()
         datasets = None if compare_data == "all" else {DATASETS.canonical(compare_data)}
-        frame = load_comparison(Store(db), datasets)
+        frame = load_comparison(Store(db), datasets, studies=study)
         if frame.empty:  # as `compare` does: nothing to draw is an answer, not an error
             console.print(f"{nothing_to_compare(datasets)}; no figure written", markup=False)
             return
