@@ -72,6 +72,36 @@ def test_a_tasks_log_and_error_mask_the_database_password(
     assert "hunter2" not in shown and shown.count("postgresql://me:***@127.0.0.1:1/x") == 2
 
 
+SECRET_DB = "postgresql://me:hunter2@127.0.0.1:1/x"
+
+
+def test_the_job_folder_holding_the_tasks_is_private_to_its_owner(tmp_path: Path) -> None:
+    # submitit pickles each task's argv into the folder, --db URL and its password included.
+    folder = tmp_path / "jobs"
+    (job,) = submit([["runs", "--db", SECRET_DB]], Options("local", folder=folder))
+    wait([job], lambda now: None, poll_s=0.2)  # it fails: no server there; its files stay
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert any(b"hunter2" in f.read_bytes() for f in folder.rglob("*.pkl"))  # why it matters
+
+
+def test_a_job_folder_open_to_others_is_refused_when_a_password_would_land_in_it(
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    with pytest.raises(BiobenchError) as refused:
+        submit([["runs", "--db", SECRET_DB]], Options("local", folder=shared))
+    assert str(refused.value) == (
+        f"the job folder {shared} is open to other users, and the jobs would keep the database "
+        "password in it; chmod 700 it or pass another --jobs-dir"
+    )
+    assert list(shared.iterdir()) == []  # nothing submitted, nothing written
+    plain = f"sqlite:///{tmp_path / 'results.db'}"
+    (job,) = submit([["runs", "--db", plain]], Options("local", folder=shared))
+    assert wait([job], lambda now: None, poll_s=0.2).failed == 0  # no secret: the user's folder
+
+
 @pytest.mark.parametrize(
     ("limit", "expected"),
     [("12:00:00", 720), ("90", 90), ("1:30", 2), ("2-00:00:00", 2880), ("1-12", 2160)],

@@ -63,6 +63,23 @@ def _signals_ignored() -> None:
         signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
+def _private_folder(folder: Path, tasks: Sequence[Sequence[str]]) -> None:
+    """Make the job folder, readable by its owner only: submitit keeps each task's argv in it
+    (pickled), and an argv's --db URL may hold a password. A folder that already exists and
+    lets others in is refused when a password would land in it."""
+    existed = folder.exists()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    open_to_others = folder.stat().st_mode & 0o077
+    secret = any(_masked(argv) != list(argv) for argv in tasks)
+    if existed and open_to_others and secret:
+        raise BiobenchError(
+            f"the job folder {folder} is open to other users, and the jobs would keep the "
+            "database password in it; chmod 700 it or pass another --jobs-dir"
+        )
+    if not existed and open_to_others:  # a umask mkdir's mode cannot narrow
+        folder.chmod(0o700)
+
+
 def _masked(argv: Sequence[str]) -> list[str]:
     """argv with the password of every --db URL masked (parsed, as `biobench runs` shows it)."""
     from biobench.store.urls import mask_url
@@ -216,6 +233,7 @@ def submit(
     if not tasks:
         raise BiobenchError("nothing to submit")
     folder = options.log_folder()
+    _private_folder(folder, tasks)
     (folder / "runs").mkdir(parents=True, exist_ok=True)
     made = [
         Task(
