@@ -16,16 +16,29 @@ from biobench.errors import BiobenchError
 from biobench.spec import resolve
 from biobench.store import Store
 from biobench.training.loop import Reporter
-from biobench.training.runner import Request, check_resume, execute, plan, resume
+from biobench.training.runner import (
+    Request,
+    check_resume,
+    execute,
+    plan,
+    resume,
+    run_request,
+)
 
 CPU = dict(device=torch.device("cpu"), data_dir=Path("unused"))
 
 
 class Recorder(Reporter):
-    """Records run_started's first epoch; Ctrl-C before the first batch of epoch `stop`."""
+    """Records what a run or suite reports; Ctrl-C before the first batch of epoch `stop`."""
 
     def __init__(self, stop: int | None = None) -> None:
-        self.stop, self.started = stop, []
+        self.stop, self.started, self.specs, self.failed = stop, [], [], []
+
+    def spec_started(self, index: int, total: int, spec: Any) -> None:
+        self.specs.append((index, total, spec.seed))
+
+    def spec_failed(self, name: str, error: BaseException) -> None:
+        self.failed.append(name)
 
     def run_started(self, run_id: int, spec: Any, parameters: int, first: int, device: Any):
         self.started.append((run_id, first))
@@ -73,6 +86,7 @@ def test_a_resume_request_with_no_other_option_is_accepted_and_any_other_refused
     check_resume(Request(resume=3))
     for given, flag in (
         (dict(preset="smoke-digits-fc-bp"), "--preset"),
+        (dict(suite="smoke"), "--suite"),
         (dict(batch_size=8), "--batch-size"),
         (dict(overrides=("lr=0.1",)), "--set"),
         (dict(keep_checkpoint="none"), "--keep-checkpoint"),
@@ -80,3 +94,34 @@ def test_a_resume_request_with_no_other_option_is_accepted_and_any_other_refused
         with pytest.raises(BiobenchError) as refused:
             check_resume(Request(resume=3, **given))
         assert str(refused.value) == f"--resume continues a run with its own spec; drop {flag}"
+
+
+def test_a_preset_with_names_of_its_own_names_every_one_to_drop() -> None:
+    request = Request(preset="smoke-digits-fc-bp", algorithm="bp", architecture="fc")
+    with pytest.raises(BiobenchError) as refused:
+        plan(request)
+    assert str(refused.value) == (
+        "--preset sets the algorithm, architecture and dataset; drop --algo, --arch"
+    )
+
+
+def test_an_unknown_keep_checkpoint_names_the_choices(sqlite_url: str) -> None:
+    with pytest.raises(BiobenchError) as refused:
+        run_request(Request(keep_checkpoint="all"), store=Store(sqlite_url))
+    assert str(refused.value) == "unknown --keep-checkpoint 'all'; choose one of: last, none"
+
+
+def test_a_suite_counts_its_specs_from_one_and_goes_on_past_a_failed_one(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    store, shown = Store(sqlite_url), Recorder()
+    request = Request(dataset="synthetic", epochs=1, seeds=(0, 1))
+    done = run_request(request, store=store, device="cpu", reporter=shown)
+    assert shown.specs == [(1, 2, 0), (2, 2, 1)] and len(done.run_ids) == 2
+    missing = Request(dataset="mnist", epochs=1, seeds=(0, 1))  # no MNIST files: both fail
+    where = dict(store=store, device="cpu", data_dir=tmp_path, reporter=shown)
+    assert run_request(missing, **where).failed == ["bp / fc / mnist (seed 0)",
+                                                    "bp / fc / mnist (seed 1)"]  # fmt: skip
+    with pytest.raises(BiobenchError, match="MNIST"):
+        run_request(missing, **where, keep_going=False)
+    assert len(store.runs()) == 2  # the failed specs made no row
