@@ -206,6 +206,50 @@ def test_nproc_run_matches_one_process_run(sqlite_url: str) -> None:
     assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4)
 
 
+def _counting_rank(rank: int, world: int, port: int, url: str, out: str) -> None:
+    """Rank `rank` of a 2-process `execute`, recording the batch size of every step it takes."""
+    from biobench.spec import resolve
+    from biobench.training import loop
+    from biobench.training.runner import execute
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    seen: list[int] = []
+    step = loop._Execution.train_step
+
+    def counted(self: Any, x: torch.Tensor, y: torch.Tensor) -> None:
+        seen.append(len(y))
+        step(self, x, y)
+
+    loop._Execution.train_step = counted  # a spy: the step itself runs as ever
+    execute(
+        resolve(algorithm="bp", architecture="fc", dataset="synthetic", epochs=1, batch_size=100),
+        store=Store(url),
+        device=torch.device("cpu"),
+        data_dir=Path(out),
+        checkpoint_dir=Path(out),
+        group=Group(rank, world, rank, torch.device("cpu")),
+    )
+    (Path(out) / f"seen{rank}").write_text(" ".join(map(str, seen)))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_each_rank_of_a_run_trains_on_its_half_of_every_batch(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # Two ranks each stepping on whole batches end exactly where one process does, so the
+    # equivalence tests cannot tell a data-parallel run from two copies of one: count.
+    Store(sqlite_url)
+    mp.spawn(_counting_rank, args=(2, _free_port(), sqlite_url, str(tmp_path)), nprocs=2)
+    for rank in range(2):
+        assert (tmp_path / f"seen{rank}").read_text() == " ".join(["50"] * 10)
+    (run,) = Store(sqlite_url).runs()
+    assert (run.world_size, run.status.value, run.epochs_done) == (2, "finished", 1)
+
+
 def _rank_pids(marker: str, rank: int) -> list[int]:
     """Processes started for this test (their BIOBENCH_HOME) that are rank `rank`."""
     found = []
