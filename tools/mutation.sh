@@ -51,6 +51,12 @@ for src in "$@"; do
   dir=$work/$(echo "$src" | tr / _)
   if [ -f "$dir/.mutmut-cache" ]; then
     rm -rf "$dir/tests" && copy_tree "$dir" tests
+    # A sample's skipped mutants stay skipped only while stamped with the tests' hash: mutmut
+    # tests any mutant tested against other tests than these (see MUTATION_SAMPLE).
+    (cd "$dir" && "$venv/bin/python" -c 'import sqlite3; from mutmut.cache import hash_of_tests
+db = sqlite3.connect(".mutmut-cache"); db.execute(
+  "update Mutant set tested_against_hash = ? where status = ?",
+  (hash_of_tests(["tests/"]), "skipped")); db.commit()')
     if [ "${MUTATION_RETEST:-}" = 1 ]; then
       "$venv/bin/python" -c 'import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute(
         "update Mutant set status = ?, tested_against_hash = ? where status = ?",
