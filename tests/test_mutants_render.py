@@ -1,0 +1,239 @@
+"""Tests for the gaps a mutation run (tools/mutation.sh) showed in results/render.py: each fails on
+a plausible one-line bug there, asserting what a user reads: the `runs` table line by line, each
+status in its colour, only the preset folding in a narrow terminal and nothing cut in a pipe,
+`show`'s header, error, resume hint, spec and epoch table, and what the exports hold (order,
+sorted JSON settings, ISO dates, recorded_at, layer rows under their epoch, a header line).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from rich.console import Console
+
+from biobench.results import render
+from biobench.spec import resolve
+from biobench.store import RunRecord, RunStatus
+from test_mutants import run_record, shown_text
+
+START = datetime(2026, 3, 4, 5, 6, tzinfo=timezone.utc)
+
+
+def a_run(run_id: int, status: RunStatus, epochs_done: int, **changes: object) -> RunRecord:
+    spec = resolve(algorithm="bp", architecture="fc", dataset="synthetic", epochs=10)
+    return replace(run_record(run_id, spec, epochs_done), status=status, **changes)
+
+
+def lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def test_the_runs_table_reads_line_by_line_as_printed() -> None:
+    finished = replace(
+        run_record(7, resolve(preset="mnist-fc-bp"), 3),
+        status=RunStatus.finished,
+        started_at=START,
+        finished_at=START + timedelta(seconds=125),
+        best_test_top1=1.234,
+    )
+    running = a_run(12, RunStatus.running, 1, started_at=START, best_test_top1=50.0)
+    lost = a_run(130, RunStatus.lost, 0, started_at=None, seed=4)
+    table = render.runs_table([finished, running, lost], now=START + timedelta(seconds=3725))
+    assert lines(shown_text(table)) == [
+        "runs (best top-1: lowest test error, %)",
+        "  id  algo  arch  data       seed  status    epochs  best top-1   time  started      "
+        "preset",
+        " " + "─" * 95,
+        "   7  bp    fc    mnist         0  finished   3/500        1.23  2m05s  03-04 05:06  "
+        "mnist-fc-bp",
+        "  12  bp    fc    synthetic     0  running     1/10       50.00  1h02m  03-04 05:06  -",
+        " 130  bp    fc    synthetic     4  lost        0/10           -      -  -            -",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "colour"),
+    [
+        (RunStatus.running, "36"),  # cyan
+        (RunStatus.finished, "32"),  # green
+        (RunStatus.failed, "31"),  # red
+        (RunStatus.interrupted, "33"),  # yellow
+        (RunStatus.diverged, "35"),  # magenta
+        (RunStatus.lost, "1;31"),  # bold red
+    ],
+)
+def test_each_status_shows_in_its_colour_in_a_terminal(status: RunStatus, colour: str) -> None:
+    for table in (render.runs_table, lambda runs: render.run_detail(runs[0], [])):
+        console = Console(file=io.StringIO(), force_terminal=True, color_system="standard")
+        console.print(table([a_run(1, status, 0)]))
+        assert f"\x1b[{colour}m{status.value}" in console.file.getvalue()
+
+
+def test_an_empty_runs_table_still_has_its_headers() -> None:
+    assert lines(shown_text(render.runs_table([])))[1].split() == [
+        "id", "algo", "arch", "data", "seed", "status", "epochs", "best", "top-1", "time",
+        "started", "preset",
+    ]  # fmt: skip
+
+
+def test_in_a_terminal_too_narrow_for_the_runs_table_only_the_preset_folds() -> None:
+    runs = [
+        a_run(3, RunStatus.finished, 2, preset="mnist-fc-dtp-alt", algorithm="dtp"),
+        a_run(1234, RunStatus.interrupted, 2, preset="cifar10-conv-fa", dataset="cifar10"),
+    ]
+    runs = [replace(run, started_at=START, finished_at=START, best_test_top1=1.5) for run in runs]
+    console = Console(width=97, record=True, file=io.StringIO())
+    console.print(render.runs_table(runs))  # as `biobench runs` prints to a terminal
+    assert lines(console.export_text())[3:] == [
+        "    3  dtp   fc    synthetic     0  finished       2/10        1.50    0s  03-04 05:06  "
+        "mnist-fc",
+        " " * 88 + "-dtp-alt",
+        " 1234  bp    fc    cifar10       0  interrupted    2/10        1.50    0s  03-04 05:06  "
+        "cifar10-",
+        " " * 88 + "conv-fa",
+    ]
+
+
+def test_a_table_wider_than_the_terminal_is_printed_whole_at_its_own_width() -> None:
+    preset = "a-preset-name-much-longer-than-a-narrow-terminal-is-wide"
+    run = a_run(3, RunStatus.finished, 2, preset=preset, started_at=START, finished_at=START)
+    console = Console(width=40, record=True, file=io.StringIO())
+    render.print_natural(console, render.runs_table([run]))
+    shown = lines(console.export_text())
+    assert shown[-1].split() == ["3", "bp", "fc", "synthetic", "0", "finished", "2/10", "-"] + [
+        "0s",
+        "03-04",
+        "05:06",
+        preset,
+    ]
+    assert console.width == 40  # the console is left as it was
+
+
+def test_show_heads_a_run_with_its_status_epochs_and_time_and_lists_its_spec_as_json() -> None:
+    run = a_run(
+        7,
+        RunStatus.finished,
+        3,
+        started_at=START,
+        finished_at=START + timedelta(seconds=125),
+        environment={"argv": ["run", "--seed", "1"], "host": {"cpus": 4}, "threads": 1},
+    )
+    shown = lines(shown_text(render.run_detail(run, [])))
+    assert shown[0] == "run 7  finished  3/10 epochs, 2m05s"
+    assert shown[1:3] == ["spec", " algorithm      bp"]  # the key-value tables have no header
+    assert shown[shown.index("environment") + 1] == ' argv     ["run", "--seed", "1"]'
+    assert ' argv     ["run", "--seed", "1"]' in shown
+    assert ' host     {"cpus": 4}' in shown and " threads  1" in shown
+    assert f" spec_hash      {run.spec_hash}" in shown
+    assert " data_settings  {}" in shown and " seed           0" in shown
+    assert "continue it with" not in shown_text(render.run_detail(run, []))
+
+
+def test_show_prints_why_a_run_failed_on_a_line_of_its_own_in_red_and_keys_in_bold() -> None:
+    run = a_run(5, RunStatus.failed, 0, error="CUDA out of memory")
+    shown = lines(shown_text(render.run_detail(run, [])))
+    assert shown[1:3] == [
+        "error: CUDA out of memory",
+        "continue it with `biobench run --resume 5`",
+    ]
+    assert shown[-1] == "no epoch finished yet"
+    console = Console(file=io.StringIO(), force_terminal=True, color_system="standard")
+    console.print(render.run_detail(run, []))
+    assert "\x1b[31merror: CUDA out of memory\x1b[0m" in console.file.getvalue()
+    assert "\x1b[1mspec_hash" in console.file.getvalue()  # the spec's keys in bold
+
+
+def test_show_lists_each_epoch_under_a_titled_column_per_metric() -> None:
+    row = {"epoch": 1, "train_top1": 1.0, "train_top5": 0.5, "train_loss": 0.1, "test_top1": 2.0}
+    row.update(test_top5=1.0, test_loss=0.2, wall_time=3.0, images_per_s=100.0)
+    shown = lines(shown_text(render.run_detail(a_run(1, RunStatus.finished, 1), [row])))
+    assert shown[-4:] == [
+        "epochs (errors in %)",
+        " epoch  train top-1  train top-5  train loss  test top-1  test top-5  test loss  wall s  "
+        "img/s",
+        " " + "─" * 93,
+        "     1         1.00         0.50      0.1000        2.00        1.00     0.2000     3.0  "
+        "  100",
+    ]
+
+
+def test_exports_list_runs_by_id_with_their_settings_as_sorted_json() -> None:
+    first = a_run(1, RunStatus.finished, 1, hparams={"momentum": 0.9, "lr": 0.1})
+    second = a_run(2, RunStatus.failed, 0, error="CUDA out of memory")
+    recorded = datetime(2026, 3, 4, 5, 7, tzinfo=timezone.utc)
+    epochs = [{"run_id": 1, "epoch": 1, "test_top1": 5.0, "recorded_at": recorded}]
+    table = list(csv.DictReader(io.StringIO(render.export_csv([second, first], epochs))))
+    assert list(table[0])[-1] == "recorded_at"  # when each epoch was written
+    assert table[0]["recorded_at"] == "2026-03-04 05:07:00+00:00"
+    assert [row["run_id"] for row in table] == ["1", "2"]
+    assert list(table[0])[: len(render.RUN_EXPORT_COLUMNS)] == [
+        "run_id",
+        *render.RUN_EXPORT_COLUMNS[1:],
+    ]
+    assert table[0]["hparams"] == '{"lr": 0.1, "momentum": 0.9}'
+    assert table[1]["error"] == "CUDA out of memory" and table[1]["status"] == "failed"
+    exported = json.loads(render.export_json([second, first], epochs))["runs"]
+    assert [run["id"] for run in exported] == [1, 2]
+    assert exported[0]["hparams"] == {"lr": 0.1, "momentum": 0.9}
+    assert exported[1]["status"] == "failed" and exported[1]["epoch_rows"] == []
+    assert exported[0]["epoch_rows"][0]["recorded_at"] == "2026-03-04T05:07:00.000Z"
+    assert exported[0]["created_at"] == "2026-01-01T00:00:00.000Z"  # dates as ISO text
+
+
+def layer(run_id: int, epoch: int, number: int, angle: float) -> dict[str, object]:
+    return {
+        "run_id": run_id,
+        "epoch": epoch,
+        "layer": number,
+        "name": f"fc{number}",
+        "update_angle": angle,
+        "signal_cosine": None,
+        "weight_angle": None,
+    }
+
+
+def test_the_json_export_puts_each_layer_row_under_its_own_run_and_epoch() -> None:
+    runs = [a_run(1, RunStatus.finished, 2), a_run(2, RunStatus.finished, 1)]
+    epochs = [
+        {"run_id": 1, "epoch": 1, "test_top1": 9.0},
+        {"run_id": 1, "epoch": 2, "test_top1": 8.0},
+        {"run_id": 2, "epoch": 1, "test_top1": 7.0},
+    ]
+    layers = [layer(1, 2, 1, 45.0), layer(1, 2, 2, 30.5), layer(2, 1, 1, 0.123456789012)]
+    exported = json.loads(render.export_json(runs, epochs, layers))["runs"]
+    first, second = (run["epoch_rows"] for run in exported)
+    assert first[0]["layers"] == []
+    assert [(row["layer"], row["name"], row["update_angle"]) for row in first[1]["layers"]] == [
+        (1, "fc1", 45.0),
+        (2, "fc2", 30.5),
+    ]
+    assert second[0]["layers"][0]["update_angle"] == 0.123456789012  # all its digits
+    assert set(second[0]["layers"][0]) == {
+        "layer", "name", "update_angle", "signal_cosine", "weight_angle"
+    }  # fmt: skip
+
+
+def test_the_layer_export_is_one_row_per_run_epoch_and_layer() -> None:
+    table = list(csv.DictReader(io.StringIO(render.export_layers_csv([layer(3, 2, 1, 45.0)]))))
+    assert table == [
+        {
+            "run_id": "3",
+            "epoch": "2",
+            "layer": "1",
+            "name": "fc1",
+            "update_angle": "45.0",
+            "signal_cosine": "",
+            "weight_angle": "",
+        }
+    ]
+
+
+def test_the_layer_export_of_runs_without_alignment_rows_is_its_header_line() -> None:
+    assert render.export_layers_csv([]) == (
+        "run_id,epoch,layer,name,update_angle,signal_cosine,weight_angle\n"
+    )
