@@ -1,6 +1,6 @@
 """Tests for the gaps a mutation run (tools/mutation.sh) showed in results/render.py: each fails on
 a plausible one-line bug there, asserting what a user reads: the `runs` table line by line, each
-status in its colour, only the preset folding in a narrow terminal and nothing cut in a pipe,
+status in its colour, nothing cut in a narrow terminal or a pipe,
 `show`'s header, error, resume hint, spec and epoch table, and what the exports hold (order,
 sorted JSON settings, ISO dates, recorded_at, layer rows under their epoch, a header line).
 """
@@ -81,22 +81,47 @@ def test_an_empty_runs_table_still_has_its_headers() -> None:
     ]  # fmt: skip
 
 
-def test_in_a_terminal_too_narrow_for_the_runs_table_only_the_preset_folds() -> None:
+@pytest.mark.parametrize("width", [60, 80, 95, 97, 100])
+def test_in_a_terminal_too_narrow_for_the_runs_table_nothing_is_cut(width: int) -> None:
+    # Rich squeezes columns below their content to fit a terminal: at 95 columns the preset
+    # lost letters ("mnist-f" / "-dtp-al"), at 80 the started column was cut and the preset
+    # gone. `biobench runs` prints such a table whole: the terminal wraps its lines.
     runs = [
         a_run(3, RunStatus.finished, 2, preset="mnist-fc-dtp-alt", algorithm="dtp"),
         a_run(1234, RunStatus.interrupted, 2, preset="cifar10-conv-fa", dataset="cifar10"),
     ]
     runs = [replace(run, started_at=START, finished_at=START, best_test_top1=1.5) for run in runs]
-    console = Console(width=97, record=True, file=io.StringIO())
-    console.print(render.runs_table(runs))  # as `biobench runs` prints to a terminal
-    assert lines(console.export_text())[3:] == [
-        "    3  dtp   fc    synthetic     0  finished       2/10        1.50    0s  03-04 05:06  "
-        "mnist-fc",
-        " " * 88 + "-dtp-alt",
-        " 1234  bp    fc    cifar10       0  interrupted    2/10        1.50    0s  03-04 05:06  "
-        "cifar10-",
-        " " * 88 + "conv-fa",
+    console = Console(width=width, record=True, file=io.StringIO(), force_terminal=True)
+    render.print_fitted(console, render.runs_table(runs))  # as `biobench runs` prints
+    assert [line.split() for line in lines(console.export_text())[3:]] == [
+        ["3", "dtp", "fc", "synthetic", "0", "finished", "2/10", "1.50", "0s", "03-04", "05:06",
+         "mnist-fc-dtp-alt"],
+        ["1234", "bp", "fc", "cifar10", "0", "interrupted", "2/10", "1.50", "0s", "03-04",
+         "05:06", "cifar10-conv-fa"],
+    ]  # fmt: skip
+    assert console.width == width
+
+
+def test_a_terminal_that_holds_the_narrowest_layout_gets_lines_no_wider_than_itself() -> None:
+    runs = [
+        a_run(3, RunStatus.finished, 2, preset="mnist-fc-dtp-alt", algorithm="dtp"),
+        a_run(1234, RunStatus.interrupted, 2, preset="cifar10-conv-fa", dataset="cifar10"),
     ]
+    runs = [replace(run, started_at=START, finished_at=START, best_test_top1=1.5) for run in runs]
+    table = render.runs_table(runs)
+    console = Console(width=103, record=True, file=io.StringIO(), force_terminal=True)
+    unbounded = console.options.update(max_width=1000)
+    assert console.measure(table, options=unbounded).minimum <= 103 < 105  # fits, squeezed
+    render.print_fitted(console, table)
+    shown = lines(console.export_text())
+    assert max(len(line) for line in shown) <= 103
+    at = shown[1].index("preset")  # the preset may fold there, every letter kept
+    presets: list[str] = []
+    for line in shown[3:]:
+        if line[:at].strip():
+            presets.append("")
+        presets[-1] += line[at:].strip()
+    assert presets == ["mnist-fc-dtp-alt", "cifar10-conv-fa"]
 
 
 def test_a_table_wider_than_the_terminal_is_printed_whole_at_its_own_width() -> None:

@@ -67,7 +67,7 @@ def list_runs(
 ) -> None:
     """List runs, newest first, with their progress and best test error."""
     from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, load_all
-    from biobench.results.render import print_natural, runs_table
+    from biobench.results.render import print_fitted, runs_table
     from biobench.store import RunStatus, Store
 
     if status is not None and status not in {s.value for s in RunStatus}:
@@ -95,11 +95,7 @@ def list_runs(
             markup=False,
         )
         return
-    table = runs_table(runs)
-    if console.is_terminal:  # fit the terminal: the preset column folds
-        console.print(table)
-    else:  # a pipe or a file: one line per run, nothing cut
-        print_natural(console, table)
+    print_fitted(console, runs_table(runs))  # nothing cut, in any terminal or a pipe
 
 
 @app.command()

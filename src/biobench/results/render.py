@@ -104,9 +104,20 @@ def print_natural(console: Console, renderable: Any) -> None:
         console.width = width
 
 
+def print_fitted(console: Console, table: Table) -> None:
+    """In a terminal that holds the table's narrowest layout, print it to the terminal's width;
+    else (a narrower terminal, a pipe, a file) whole at its natural width, as print_natural:
+    rich would otherwise squeeze columns below their content and cut it."""
+    unbounded = console.options.update(max_width=100_000)  # else measured to fit the width
+    if console.is_terminal and console.measure(table, options=unbounded).minimum <= console.width:
+        console.print(table)
+    else:
+        print_natural(console, table)
+
+
 def runs_table(runs: list[RunRecord], now: datetime | None = None) -> Table:
-    """One line per run. The columns users copy (id, names, preset) are never cut or wrapped;
-    in a narrow terminal the preset column folds instead."""
+    """One line per run. The columns users copy (id, names, preset) are never cut or wrapped
+    (print it with print_fitted: a terminal too narrow for it gets whole lines)."""
     table = _table("runs (best top-1: lowest test error, %)")
     rows = [
         (
