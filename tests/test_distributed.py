@@ -27,7 +27,7 @@ from biobench.archs import DataInfo, build_network
 from biobench.data.base import Shard
 from biobench.registry import ALGORITHMS
 from biobench.store import Store
-from biobench.training.distributed import Group, Parallel
+from biobench.training.distributed import Group, Parallel, batches
 
 BATCHES = (16, 16, 7, 1)  # global batch sizes, in order
 STEPS_SEED = 3
@@ -185,6 +185,33 @@ def _biobench(*args: str, env: dict[str, str] | None = None, **kw: Any) -> Any:
         timeout=kw.pop("timeout", 180),
         **kw,
     )
+
+
+class WholeBatches:
+    """A plugin's split whose `batches` takes no `shard`: it can only load whole batches."""
+
+    def __init__(self, n: int) -> None:
+        self.x, self.y = torch.arange(n, dtype=torch.float32).view(n, 1), torch.arange(n)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batches(self, batch_size: int, generator: Any) -> Any:
+        for start in range(0, len(self), batch_size):
+            yield self.x[start : start + batch_size], self.y[start : start + batch_size]
+
+
+def test_a_split_that_cannot_shard_is_cut_so_each_rank_trains_on_its_own_part() -> None:
+    split = WholeBatches(10)
+    parts = [list(batches(split, 4, None, Shard(rank, 2))) for rank in range(2)]
+    assert [[y.tolist() for _, y, _, _ in part] for part in parts] == [
+        [[0, 1], [4, 5], [8]],
+        [[2, 3], [6, 7], [9]],
+    ]
+    assert [[(own, count) for _, _, own, count in part] for part in parts] == [
+        [(2, 4), (2, 4), (1, 2)],
+        [(2, 4), (2, 4), (1, 2)],
+    ]
 
 
 @pytest.mark.slow
