@@ -88,7 +88,11 @@ EOF
   fi
   fresh=
   marker=$([ "${MUTATION_SLOW:-}" = 1 ] || echo "-m 'not slow'")
-  runner="env PYTHONPATH=$dir/src $python -m pytest -x -q -p no:cacheprovider $marker $tests"
+  # mutmut 2.5.1 counts a mutant killed only when the tests exit 1: one that breaks the
+  # module's syntax or import fails collection (exit 2) and would count as survived.
+  printf '%s\n' "env PYTHONPATH=$dir/src $python -m pytest -x -q -p no:cacheprovider $marker \\" \
+    "  $tests || exit 1" >"$dir/.mutation-tests"
+  runner="sh $dir/.mutation-tests"
   (cd "$dir" && "$venv/bin/mutmut" run --paths-to-mutate "$src" --runner "$runner" \
     --simple-output --no-progress >"$dir/mutmut.log" 2>&1) || true  # non-zero: mutants survived
   "$venv/bin/python" - "$dir/.mutmut-cache" "$src" <<'EOF'
