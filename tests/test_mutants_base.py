@@ -164,3 +164,21 @@ def test_autograd_everywhere_restores_what_it_found_when_nested() -> None:
             assert not any(direct_layers(net))
         assert not any(direct_layers(net))  # the outer block still sends all through autograd
     assert all(direct_layers(net))
+
+
+@pytest.mark.parametrize("milestones", ["5,5", "1,2,2"])
+def test_a_milestone_given_twice_is_refused_saying_what_milestones_take(milestones: str) -> None:
+    from biobench.spec import resolve
+
+    with pytest.raises(SpecError) as refused:
+        resolve(
+            algorithm="bp",
+            architecture="fc",
+            dataset="digits",
+            overrides=[f"lr_milestones={milestones}"],
+        )
+    assert str(refused.value) == (
+        f"lr_milestones='{milestones}' is not increasing from 1; lr_milestones takes epochs >= 1, "
+        "comma-separated and increasing (e.g. 100,150,200) (epochs after which step multiplies "
+        "the lr by lr_gamma)"
+    )
