@@ -182,3 +182,17 @@ def test_a_milestone_given_twice_is_refused_saying_what_milestones_take(mileston
         "comma-separated and increasing (e.g. 100,150,200) (epochs after which step multiplies "
         "the lr by lr_gamma)"
     )
+
+
+def test_adam_with_weight_decay_adds_the_l2_term_to_the_gradient() -> None:
+    # --set weight_decay=0.5 under Adam: torch's L2 term, g + 0.5 w; Adam's first step moves
+    # each weight by lr * g' / (|g'| + eps), so the second weight climbs against its gradient.
+    from biobench.learners.base import make_optimizer
+
+    w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    optimizer = make_optimizer([w], settings(lr=0.1, eps=1e-8, weight_decay=0.5))
+    w.grad = torch.tensor([0.1, 0.1], dtype=torch.float64)
+    optimizer.step()
+    g = torch.tensor([0.1 + 0.5 * 1.0, 0.1 + 0.5 * -2.0], dtype=torch.float64)
+    expected = torch.tensor([1.0, -2.0], dtype=torch.float64) - 0.1 * g / (g.abs() + 1e-8)
+    torch.testing.assert_close(w.detach(), expected, rtol=1e-12, atol=1e-12)
