@@ -196,3 +196,34 @@ def test_adam_with_weight_decay_adds_the_l2_term_to_the_gradient() -> None:
     g = torch.tensor([0.1 + 0.5 * 1.0, 0.1 + 0.5 * -2.0], dtype=torch.float64)
     expected = torch.tensor([1.0, -2.0], dtype=torch.float64) - 0.1 * g / (g.abs() + 1e-8)
     torch.testing.assert_close(w.detach(), expected, rtol=1e-12, atol=1e-12)
+
+
+# -- what a plugin rule gets without declaring it ---------------------------------------------
+
+
+class Minimal(base.Learner):
+    """A rule that declares nothing but its step."""
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {}
+
+
+def test_a_rule_that_declares_nothing_is_listed_under_its_name_among_other_rules_last() -> None:
+    entry = ALGORITHMS.make_entry("minimal", Minimal)
+    assert (entry.display, entry.family, dict(entry.hparams)) == ("minimal", "other", {})
+    bp = ALGORITHMS.entry("bp")
+    assert sorted([entry, bp], key=lambda e: (e.order, e.name)) == [bp, entry]
+
+
+def test_a_rule_without_a_step_cannot_be_built() -> None:
+    class NoStep(base.Learner):
+        pass
+
+    with pytest.raises(TypeError, match="train_step"):
+        NoStep(build_network("fc", TINY), {})
+
+
+def test_evaluating_a_learner_records_no_autograd_graph() -> None:
+    learner = Minimal(build_network("fc", TINY), {})
+    logits = learner.logits(torch.randn(2, *TINY.input_shape))
+    assert logits.shape == (2, TINY.num_classes) and not logits.requires_grad
