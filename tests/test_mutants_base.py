@@ -1,7 +1,9 @@
 """What mutation testing of learners/base.py found unguarded: the optimiser a rule built with
-Adam's four settings alone gets, the wording of the optimiser refusals, the transport guard's
-once-per-call-site record (what it keys on, and that it goes with its parameters), and
-autograd_everywhere's restore of the state it found."""
+Adam's four settings alone gets, Adam's weight decay, the full wording of the optimiser and
+milestone refusals, the transport guard (its walk past a constant's branch, what its
+once-per-call-site record keys on, that the record goes with its parameters, --debug and
+BIOBENCH_DEBUG), autograd_everywhere's restore when nested, and what a plugin rule gets without
+declaring it."""
 
 from __future__ import annotations
 
@@ -227,3 +229,11 @@ def test_evaluating_a_learner_records_no_autograd_graph() -> None:
     learner = Minimal(build_network("fc", TINY), {})
     logits = learner.logits(torch.randn(2, *TINY.input_shape))
     assert logits.shape == (2, TINY.num_classes) and not logits.requires_grad
+
+
+def test_a_foreign_tensor_is_found_behind_a_branch_with_a_constant(once_per_call_site) -> None:
+    # The walk must go on past a constant's empty branch (and nodes seen already).
+    w, foreign = torch.randn(3, requires_grad=True), torch.randn(3, requires_grad=True)
+    constant = torch.randn(3)
+    with pytest.raises(WeightTransportError, match="reaches 1 tensor"):
+        local_backward((foreign * 3 + w * constant).sum(), None, [w])
