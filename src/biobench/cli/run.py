@@ -300,9 +300,10 @@ def run(
             raise typer.Exit(code)
         return
     store = Store(db)
-    from biobench.learners.base import check_every_step
+    from biobench.learners.base import check_every_step, debug_from_environment
 
-    check_every_step(_state["debug"])  # --debug: the transport guard walks every step's graphs
+    # --debug or BIOBENCH_DEBUG=1: the transport guard walks every step's graphs
+    check_every_step(_state["debug"] or debug_from_environment())
     reporter = RichReporter(console, err_console, store.display_url)
     if int(os.environ.get("RANK", "0")) > 0:  # one rank of several: rank 0 shows progress
         reporter = Reporter()  # type: ignore[assignment]

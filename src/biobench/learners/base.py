@@ -277,7 +277,14 @@ def reachable_parameters(output: Tensor) -> set[int]:
 # a call site that passed once with these parameters, output shape and graph head is not walked
 # again. Walking every step costs a graph traversal per layer per step; `--debug` asks for it.
 _CHECKED: dict[int, set[tuple]] = {}  # id(tensor) -> keys; dropped when the tensor dies
-_EVERY_STEP = {"on": os.environ.get("BIOBENCH_DEBUG", "") not in ("", "0")}
+
+
+def debug_from_environment() -> bool:
+    """BIOBENCH_DEBUG set and not 0: walk every step's graphs, as `biobench --debug` does."""
+    return os.environ.get("BIOBENCH_DEBUG", "") not in ("", "0")
+
+
+_EVERY_STEP = {"on": debug_from_environment()}
 
 
 def check_every_step(on: bool = True) -> None:
