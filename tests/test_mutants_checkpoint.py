@@ -7,7 +7,9 @@ run's folder goes only when nothing else is in it.
 from __future__ import annotations
 
 import errno
+import os
 import random
+import signal
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +23,7 @@ from biobench.learners.base import Learner
 from biobench.spec import resolve
 from biobench.store import Store
 from biobench.training import checkpoint
+from biobench.training.runner import _sigterm_as_interrupt
 
 
 class Tiny(Learner):
@@ -177,3 +180,28 @@ def test_a_checkpoint_of_another_run_or_spec_is_refused_naming_both(
     with pytest.raises(BiobenchError) as caught:
         checkpoint.check_belongs({**payload, "spec_hash": "0" * 64}, tmp_path, run)
     assert str(caught.value) == f"checkpoint in {tmp_path} belongs to another spec; not resuming"
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_during_a_checkpoint_write_waits_for_it_and_leaves_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, number: int
+) -> None:
+    # Ctrl-C or `kill` while torch writes the file used to break its zip writer: the run ended
+    # as "internal error: RuntimeError: [enforce fail at inline_container.cc]", marked failed.
+    write = torch.save
+
+    def interrupted(payload: object, handle: BinaryIO) -> None:
+        os.kill(os.getpid(), number)  # arrives while the file is being written
+        write(payload, handle)
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    learner = Tiny(seed=0)
+    with _sigterm_as_interrupt(), pytest.raises(KeyboardInterrupt):
+        checkpoint.save(
+            tmp_path, run_id=7, epoch=3, spec_hash="h", learner=learner,
+            generator=torch.Generator(),
+        )  # fmt: skip
+    monkeypatch.undo()
+    payload = checkpoint.load(tmp_path, torch.device("cpu"))
+    assert payload is not None and payload["epoch"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back

@@ -11,7 +11,9 @@ unpickles arbitrary objects.
 from __future__ import annotations
 
 import random
-from contextlib import suppress
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,9 @@ def _restore_rng(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
 
 
+HELD = (signal.SIGINT, signal.SIGTERM)
+
+
 def save(
     folder: Path,
     *,
@@ -80,12 +85,34 @@ def save(
         "rng": _rng_state(),
         "generator": generator.get_state(),
     }
-    # A crash or a full disk leaves the previous checkpoint whole.
-    atomic_write(
-        folder / FILE,
-        lambda handle: torch.save(payload, handle),
-        fix="free some space or pass --checkpoint-dir on another disk",
-    )
+    # A crash or a full disk leaves the previous checkpoint whole; Ctrl-C or SIGTERM waits for
+    # the write to end (else torch's zip writer fails on it as an internal error, not an
+    # interrupt, and the run is marked failed).
+    with interrupts_held():
+        atomic_write(
+            folder / FILE,
+            lambda handle: torch.save(payload, handle),
+            fix="free some space or pass --checkpoint-dir on another disk",
+        )
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs, then deliver them to the handlers that
+    were in place (Ctrl-C's KeyboardInterrupt, the runner's SIGTERM-as-interrupt)."""
+    held: list[int] = []
+    try:
+        previous = {s: signal.signal(s, lambda n, _: held.append(n)) for s in HELD}
+    except ValueError:  # not the main thread: signals are the main thread's
+        yield
+        return
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(held):
+            signal.raise_signal(number)
 
 
 def discard(folder: Path) -> None:
