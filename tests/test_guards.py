@@ -683,6 +683,7 @@ def test_the_comparison_frame_has_one_column_per_number_and_a_plain_index() -> N
         "paper_test_top1",
         "paper_test_top5",
         "delta_test_top1",
+        "reference_protocol",  # what the paper_* numbers were measured under
         "gap_to_bp",
         "reference",  # whose published numbers the paper_* columns hold: paper, biotorch
     ]
