@@ -370,8 +370,6 @@ def comparison_tables(
 
 def _measured_elsewhere(block: pd.DataFrame, protocol: str) -> pd.Series:
     """Per row: its reference number was measured under a protocol other than `protocol`."""
-    if "reference_protocol" not in block:
-        return pd.Series(False, index=block.index)
     theirs = block["reference_protocol"]
     return theirs.notna() & theirs.ne(protocol) & block["paper_test_top1"].notna()
 
