@@ -130,13 +130,11 @@ def scheduled_lr(hp: Mapping[str, Any], epoch: int) -> float:
     return lr
 
 
-def make_optimizer(
-    parameters: Any, hp: Mapping[str, Any], *, decoupled: bool = False
-) -> torch.optim.Optimizer:
+def make_optimizer(parameters: Any, hp: Mapping[str, Any]) -> torch.optim.Optimizer:
     """The optimiser `hp` declares (OPTIMIZER) over `parameters` (tensors or param groups).
 
     Adam is base.adam's fused Adam, so the defaults train exactly as before these settings;
-    its weight_decay is torch's L2 term, or AdamW's decoupled decay with `decoupled` (KP).
+    its weight_decay is torch's L2 term.
     Settings that do not apply to the chosen optimiser are refused, not ignored.
     """
     kind = hp.get("optimizer", "adam")
@@ -148,8 +146,6 @@ def make_optimizer(
                     f"or drop {name}"
                 )
         options = {"lr": hp["lr"], "betas": (hp["beta1"], hp["beta2"]), "eps": hp["eps"]}
-        if decoupled:
-            return torch.optim.AdamW(parameters, **options, fused=True)
         decay = hp.get("weight_decay", 0.0)
         return torch.optim.Adam(parameters, **options, weight_decay=decay, fused=True)
     if hp["nesterov"] and hp["momentum"] == 0:
