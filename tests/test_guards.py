@@ -684,6 +684,9 @@ def test_the_comparison_frame_has_one_column_per_number_and_a_plain_index() -> N
         "paper_test_top5",
         "delta_test_top1",
         "reference_protocol",  # what the paper_* numbers were measured under
+        "selection",  # which epoch the row's errors are from: best-test, best-val or final
+        "reference_selection",  # how the reference's numbers were selected
+        "unscored",  # why the row is not scored against its reference (else empty)
         "gap_to_bp",
         "reference",  # whose published numbers the paper_* columns hold: paper, biotorch
     ]

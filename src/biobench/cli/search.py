@@ -389,8 +389,9 @@ def _write_preset(study: str, name: str, file: Path | None, store: Any) -> None:
         for key in ("algorithm", "architecture", "dataset", "epochs", "batch_size", "seed")
     }
     entry["hparams"] = dict(spec["hparams"])
-    if spec.get("data_settings"):
-        entry["data_settings"] = dict(spec["data_settings"])
+    for key in ("data_settings", "settings"):  # settings: val_split, precision
+        if spec.get(key):
+            entry[key] = dict(spec[key])
     epochs = f"{run.epochs_done} epoch{'s' if run.epochs_done != 1 else ''}"
     entry["note"] = (
         f"study {study}, trial {row['trial']} (run {run.id}, best test top-1 "

@@ -241,6 +241,6 @@ def resolve(
         hparams={name: hparams[name] for name in schema},
         data_settings={**(chosen.data_settings if chosen else {}), **given_data},
         preset=chosen.name if chosen else None,
-        settings=settings,
+        settings={**(chosen.settings if chosen else {}), **settings},
         options=options,
     )
