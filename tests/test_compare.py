@@ -496,3 +496,33 @@ def test_check_scores_a_biotorch_preset_at_its_best_validation_epoch(
     args = ["check", "--preset", "cifar10-resnet20-bp", "--db", sqlite_url]
     shown = runner.invoke(app, [*args, *(["--select", select] if select else [])])
     assert f"test top-1 {measured:.2f}%" in shown.stdout
+
+
+def test_a_rule_on_a_network_of_biobenchs_own_construction_is_marked(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    add_val_run(store, "cifar10-resnet20-drtp", BIOTORCH_EPOCHS)
+    add_val_run(store, "cifar10-resnet20-bp", BIOTORCH_EPOCHS)
+    frame = load_comparison(store).set_index("method")
+    assert "no published counterpart" in frame.loc["drtp", "construction"]
+    assert not isinstance(frame.loc["bp", "construction"], str)
+    (title, _, rows), *_ = comparison_tables(load_comparison(store))
+    drtp = next(row for row in rows if row[1] == "DRTP")
+    assert drtp[3].endswith("‡")
+    assert "\n‡ DRTP on resnet20: biobench's own construction" in title
+    listed = runner.invoke(app, ["list", "algorithms"]).stdout
+    assert "drtp on resnet20: biobench's own construction" in listed
+    assert "dfa on resnet20: biotorch's construction" in listed
+
+
+def test_a_run_stored_as_ddtp_is_a_dtp_drl_run(sqlite_url: str) -> None:
+    """`ddtp`, DTP-DRL's earlier name, is an alias: old runs join the rule's row."""
+    store = Store(sqlite_url)
+    spec = resolve(algorithm="ddtp", architecture="fc", dataset="digits")
+    assert spec.algorithm == "dtp-drl"
+    for algorithm in ("ddtp", "dtp-drl"):
+        fields = {**spec.run_fields(), "algorithm": algorithm}
+        run_id = store.create_run(**fields, device="cpu", environment={})
+        store.write_epoch(run_id, 1, {"train_top1": 1.0, "test_top1": 2.0})
+        store.set_status(run_id, "finished")
+    frame = load_comparison(store)
+    assert list(frame["method"]) == ["dtp-drl-alt"] and list(frame["runs"]) == [1]

@@ -687,6 +687,7 @@ def test_the_comparison_frame_has_one_column_per_number_and_a_plain_index() -> N
         "selection",  # which epoch the row's errors are from: best-test, best-val or final
         "reference_selection",  # how the reference's numbers were selected
         "unscored",  # why the row is not scored against its reference (else empty)
+        "construction",  # whose construction of the rule on this network, if not its paper's
         "gap_to_bp",
         "reference",  # whose published numbers the paper_* columns hold: paper, biotorch
     ]

@@ -105,7 +105,7 @@ def test_the_new_rules_are_registered_in_their_families_places() -> None:
         entry = ALGORITHMS.entry(name)
         assert entry.family == "feedback" and entry.order > fa and set(ADAM) <= set(entry.hparams)
     assert all(ALGORITHMS.entry(n).order < dfa for n in [*SIGN_RULES, "kp", "wm"])
-    ddtp = ALGORITHMS.entry("ddtp")
+    ddtp = ALGORITHMS.entry("dtp-drl")
     assert ddtp.family == "target-propagation"
     assert ALGORITHMS.entry("ao-sdtp").order < ddtp.order < ALGORITHMS.entry("tp").order
 
@@ -378,7 +378,7 @@ def tiny_learner(algorithm: str, **given):
     return learner
 
 
-@pytest.mark.parametrize("algorithm", ["dtp", "tp", "ddtp"])
+@pytest.mark.parametrize("algorithm", ["dtp", "tp", "dtp-drl"])
 def test_alpha_scale_batch_takes_a_step_n_times_smaller(algorithm: str) -> None:
     x, y = tiny_batch()
     alpha = 0.1
@@ -428,9 +428,9 @@ def drl_reference(learner, x: torch.Tensor, sigma: float, seed: int):
     return losses, leaves
 
 
-def test_ddtp_inverse_losses_are_the_difference_reconstruction_loss() -> None:
+def test_dtp_drl_inverse_losses_are_the_difference_reconstruction_loss() -> None:
     sigma = 0.3
-    learner = tiny_learner("ddtp", sigma=sigma)
+    learner = tiny_learner("dtp-drl", sigma=sigma)
     x, _ = tiny_batch()
     want, _ = drl_reference(learner, x, sigma, seed=4)
     torch.manual_seed(4)
@@ -440,9 +440,9 @@ def test_ddtp_inverse_losses_are_the_difference_reconstruction_loss() -> None:
         torch.testing.assert_close(got[i].detach(), want[i].detach(), rtol=1e-10, atol=1e-13)
 
 
-def test_ddtp_one_inverse_update_descends_each_inverses_own_drl() -> None:
+def test_dtp_drl_one_inverse_update_descends_each_inverses_own_drl() -> None:
     sigma, lr, eps = 0.3, 0.02, 1e-6
-    learner = tiny_learner("ddtp", sigma=sigma, inverse_lr=lr, inverse_eps=eps)
+    learner = tiny_learner("dtp-drl", sigma=sigma, inverse_lr=lr, inverse_eps=eps)
     x, y = tiny_batch()
     losses, leaves = drl_reference(learner, x, sigma, seed=5)
     flat = [p for pair in leaves.values() for p in pair]
@@ -459,9 +459,9 @@ def test_ddtp_one_inverse_update_descends_each_inverses_own_drl() -> None:
 # -- checkpoints -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", ["kp", "wm", "frsf", "drtp", "ddtp"])
+@pytest.mark.parametrize("algorithm", ["kp", "wm", "frsf", "drtp", "dtp-drl"])
 def test_state_dict_round_trip_resumes_the_same_training(algorithm: str) -> None:
-    hp = defaults(algorithm, **({"mode": "parallel"} if algorithm == "ddtp" else {}))
+    hp = defaults(algorithm, **({"mode": "parallel"} if algorithm == "dtp-drl" else {}))
     learner = ALGORITHMS.get(algorithm)(net64(), hp)
     learner.train_step(*batch(seed=1))
     buffer = io.BytesIO()

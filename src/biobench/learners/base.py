@@ -190,6 +190,9 @@ class Learner(ABC):
     label: ClassVar[str] = ""  # how tables name the rule (default: its registered name)
     family: ClassVar[str] = "other"  # backprop, feedback, target-propagation or other
     order: ClassVar[int] = 1000  # position in tables (BP is 70, the paper's rules below it)
+    # architecture -> where biobench's construction of the rule on that network comes from,
+    # where it is not the rule's own paper (`list algorithms` and `compare` mark those cells).
+    constructions: ClassVar[dict[str, str]] = {}
     clock: PhaseClock = PhaseClock()  # timing of the step's phases, while training
 
     def __init__(self, net: nn.Module, hp: Mapping[str, Any]) -> None:

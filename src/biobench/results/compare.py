@@ -108,6 +108,8 @@ class Method:
 def method_of(algorithm: str, hparams: dict[str, Any]) -> Method:
     """The row a run or preset sits in, described by its learning rule's registry entry:
     label, family and order come from there, so a new rule needs no edit here."""
+    if algorithm in ALGORITHMS:  # a run stored under a rule's earlier name (ddtp) joins it
+        algorithm = ALGORITHMS.canonical(algorithm)
     entry = ALGORITHMS.entry(algorithm) if algorithm in ALGORITHMS else None
     label = entry.display if entry else algorithm
     family = entry.family if entry else "other"
@@ -199,6 +201,18 @@ def _reference(
 def source_of(config: Presets, preset: str) -> ReferenceSource | None:
     """The reference source whose suite holds `preset` (the first, as `_reference` looks)."""
     return next((s for s in REFERENCE_SOURCES if preset in config.suites.get(s.suite, [])), None)
+
+
+def run_algorithm(run: RunRecord) -> str:
+    return ALGORITHMS.canonical(run.algorithm) if run.algorithm in ALGORITHMS else run.algorithm
+
+
+def construction(algorithm: str, architecture: str) -> str | None:
+    """Where biobench's construction of `algorithm` on `architecture` comes from, when that is
+    not the rule's own paper (the learner's `constructions`); None otherwise."""
+    if algorithm not in ALGORITHMS:
+        return None
+    return getattr(ALGORITHMS.get(algorithm), "constructions", {}).get(architecture)
 
 
 def _has_val(epochs: list[dict[str, Any]]) -> bool:
@@ -311,6 +325,7 @@ def comparison(
         record["selection"] = selection
         record["reference_selection"] = SOURCES[source].selection if source else None
         record["unscored"] = unscored
+        record["construction"] = construction(run_algorithm(chosen[0]), cell.architecture)
         record["reference"] = source
         records.append(record)
     frame = pd.DataFrame.from_records(records)
@@ -411,7 +426,8 @@ def comparison_tables(
     for callers that pass it, the frame says the same). A reference measured under another
     protocol (the paper's 500 epochs beside a 3-epoch run) is marked `*`, and the title says
     which protocol that was; a run that could not be scored the reference's way is marked `†`,
-    and a line after the title's first says why."""
+    and a line after the title's first says why; a rule on a network where biobench's
+    construction is not the rule's own paper's is marked `‡`, with a line saying whose."""
     tables = []
     for (dataset, protocol), block in frame.groupby(["dataset", "protocol"], sort=False):
         top5 = _has_top5(block)
@@ -449,6 +465,7 @@ def comparison_tables(
                     paper = f"{_num(r['paper_train_top1'])} / {paper}"
                 paper += "*" if elsewhere[r.name] else ""
                 paper += "†" if _unscored(r) else ""
+                test += "‡" if isinstance(r.get("construction"), str) else ""
                 runs = f" (n={r['runs']})" if r["runs"] > 1 else ""
                 row += [
                     _num(r["train_top1"], r["train_top1_std"]),
@@ -465,6 +482,9 @@ def comparison_tables(
         for _, r in block.iterrows():
             if _unscored(r):
                 title += f"\n† {r['label']} on {r['architecture']}: {r['unscored']}"
+        for _, r in block.iterrows():
+            if isinstance(r.get("construction"), str):
+                title += f"\n‡ {r['label']} on {r['architecture']}: {r['construction']}"
         tables.append((title, header, rows))
     return tables
 

@@ -422,7 +422,11 @@ def _preset(where: str, name: str, raw: Any) -> Preset:
         tolerance=tolerance,
         note=note,
         settings=_settings(
-            f"{where}.settings", "every run", "setting", _run_settings_schema(), raw.get("settings")
+            f"{where}.settings",
+            "every run",
+            "setting",
+            _run_settings_schema(),
+            raw.get("settings"),
         ),
     )
 
