@@ -94,6 +94,9 @@ class DatasetEntry(Entry):
     settings: Mapping[str, HParam] = field(default_factory=dict)  # --set name=value options
     epochs: int | None = None  # run defaults for this dataset (else benchmarks.yaml defaults)
     batch_size: int | None = None
+    # Training images in the full dataset, where known before loading: what `preflight`
+    # projects a preset's full protocol from (epochs x steps per epoch).
+    train_size: int | None = None
 
     @property
     def info(self) -> DataInfo | None:

@@ -237,6 +237,24 @@ def run(
     slurm_set: SlurmSetOption = None,
     jobs_dir: JobsDirOption = None,
     wait: WaitOption = False,
+    preflight: Annotated[
+        bool,
+        typer.Option(
+            "--preflight",
+            help="First train each spec a few steps at its real shape (`biobench preflight`); "
+            "start no run unless every one learns.",
+        ),
+    ] = False,
+    preflight_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--preflight-steps",
+            help="With --preflight: most minibatches each spec trains (default 200).",
+            show_default=False,
+            min=1,
+            metavar="N",
+        ),
+    ] = None,
 ) -> None:
     """Train a spec, a preset or a suite of presets, streaming each epoch to the database."""
     import os
@@ -272,6 +290,17 @@ def run(
     )
     if device is not None:
         resolve_device(device)  # a bad --device is refused before the database is opened
+    if preflight and distributed.world_size() == 1:  # not again in each rank it starts
+        from biobench.cli.preflight import failed, preflight_specs
+
+        if resume is not None:
+            raise BiobenchError("--preflight checks a new run; drop it with --resume")
+        reports = preflight_specs(
+            plan(request), steps=preflight_steps, device=device, data_dir=data_dir
+        )
+        problem = failed(reports)
+        if problem:
+            raise BiobenchError(f"{problem}; no run started (`biobench preflight` says more)")
     if launcher is not None:
         from biobench.cli.submit import submit_runs
         from biobench.launch import Options
