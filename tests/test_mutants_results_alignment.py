@@ -71,11 +71,11 @@ def test_the_alignment_plot_has_a_panel_per_measured_metric_and_a_line_per_layer
     saved: list[Any] = []
     monkeypatch.setattr(plot, "_save", lambda figure, out: saved.append((figure, out)))
     run = run_record(4, resolve(algorithm="fa", architecture="fc", dataset="mnist"), 2)
-    rows = [
-        layer(4, 1, 1, update_angle=40.0, weight_angle=80.0),
-        layer(4, 2, 1, update_angle=30.0, weight_angle=70.0),
-        layer(4, 1, 2, update_angle=50.0),
-        layer(4, 2, 2, update_angle=45.0),
+    rows = [  # as FA's: layer 1 has no feedback weight, so no weight angle
+        layer(4, 1, 1, update_angle=40.0),
+        layer(4, 2, 1, update_angle=30.0),
+        layer(4, 1, 2, update_angle=50.0, weight_angle=80.0),
+        layer(4, 2, 2, update_angle=45.0, weight_angle=70.0),
     ]
     alignment.alignment_plot(run, rows, tmp_path / "a.png")
     ((figure, out),) = saved
@@ -87,8 +87,12 @@ def test_the_alignment_plot_has_a_panel_per_measured_metric_and_a_line_per_layer
     assert angle.get_xlabel() == "epoch"
     drawn = {line.get_label(): list(line.get_ydata()) for line in angle.get_lines()}
     assert drawn == {"L1": [40.0, 30.0], "L2": [50.0, 45.0]}
-    assert [line.get_label() for line in weight.get_lines()] == ["L1"]  # L2 measured none
+    assert [line.get_label() for line in weight.get_lines()] == ["L2"]  # L1 measured none
     assert [t.get_text() for t in angle.get_legend().get_texts()] == ["L1", "L2"]
+    assert [t.get_text() for t in weight.get_legend().get_texts()] == ["L2"]
+    colour = {line.get_label(): line.get_color() for line in angle.get_lines()}
+    assert colour["L1"] != colour["L2"]
+    assert [line.get_color() for line in weight.get_lines()] == [colour["L2"]]  # one per layer
 
 
 # -- compare --cost ------------------------------------------------------------------------------

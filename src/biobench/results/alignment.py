@@ -74,17 +74,22 @@ def alignment_plot(run: RunRecord, rows: list[dict[str, Any]], out: Path) -> Non
     for row in rows:
         by_layer[row["layer"]].append(row)
     for axis, column in zip(axes[0], columns, strict=True):
-        for layer, points in sorted(by_layer.items()):
+        # A layer's colour is its place among all the run's layers, not among the lines this
+        # panel draws: layer 1 has no feedback angle, and the cycle would shift every colour.
+        for index, (layer, points) in enumerate(sorted(by_layer.items())):
             points = [p for p in points if p[column] is not None]
             if points:
                 axis.plot(
-                    [p["epoch"] for p in points], [p[column] for p in points], label=f"L{layer}"
+                    [p["epoch"] for p in points],
+                    [p[column] for p in points],
+                    color=f"C{index % 10}",
+                    label=f"L{layer}",
                 )
         axis.set_title(TITLES[column], fontsize=9)
         axis.set_xlabel("epoch")
         axis.xaxis.get_major_locator().set_params(integer=True)
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, ncol=2)
+        axis.legend(fontsize=7, ncol=2)  # each panel draws its own set of layers
     figure.suptitle(f"run {run.id}: {run.algorithm} / {run.architecture} / {run.dataset}")
     figure.tight_layout()
     _save(figure, out)
