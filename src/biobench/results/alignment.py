@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from biobench.registry import ALGORITHMS, FAMILIES
+from biobench.results.plot import plain_text
 from biobench.store import RunRecord
 from biobench.store.models import LAYER_COLUMNS
 
@@ -63,6 +64,7 @@ def alignment_tables(rows: list[dict[str, Any]]) -> Group | Text:
     return Group(*parts)
 
 
+@plain_text
 def alignment_plot(run: RunRecord, rows: list[dict[str, Any]], out: Path) -> None:
     """The run's alignment per epoch, one line per layer, a panel per metric it has."""
     from biobench.results.plot import _pyplot, _save
