@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import os
@@ -10,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -286,23 +288,22 @@ def test_interrupted_before_a_run_exists_has_nothing_to_continue(
 
 # -- help --------------------------------------------------------------------------------------
 
-COMMANDS = [
-    [],
-    ["run"],
-    ["import"],
-    ["runs"],
-    ["show"],
-    ["export"],
-    ["list"],
-    ["compare"],
-    ["check"],
-    ["plot"],
-    ["rm"],
-    ["gc"],
-    ["db"],
-    ["db", "current"],
-    ["db", "upgrade"],
-]
+
+def command_tree(group: Any, path: list[str]) -> dict[tuple[str, ...], Any]:
+    """Every command and group under `group` (Typer's click group), depth first, by the words
+    that name it."""
+    found = {}
+    for name, command in group.commands.items():
+        found[(*path, name)] = command
+        if hasattr(command, "commands"):  # a group
+            found.update(command_tree(command, [*path, name]))
+    return found
+
+
+ROOT = typer.main.get_command(app)
+TREE = {(): ROOT, **command_tree(ROOT, [])}
+COMMANDS = [list(path) for path in TREE]
+GROUPS = [list(path) for path, command in TREE.items() if hasattr(command, "commands")]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "biobench")
@@ -311,6 +312,21 @@ def test_help_shows_what_to_type_not_python_types(command: list[str]) -> None:
     assert result.exit_code == 0, result.output
     for typer_word in ("<bool>", "<str>", "<int>", "<path>", "<list", "{"):
         assert typer_word not in result.stdout, typer_word
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=lambda c: " ".join(c) or "biobench")
+def test_every_commands_summary_is_one_sentence_on_one_line(group: list[str]) -> None:
+    result = runner.invoke(app, [*group, "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    panel = result.stdout.split("─ Commands ─", 1)[1]
+    rows = [line.strip("│ ").split(None, 1) for line in panel.splitlines() if "│" in line]
+    listed = TREE[tuple(group)]
+    # at 400 columns every summary fits one line: a second line is a break in its text
+    assert [row[0] for row in rows] == list(listed.commands)
+    for name, summary in rows:
+        paragraph = inspect.cleandoc(listed.commands[name].help).split("\n\n")[0]
+        assert summary == " ".join(paragraph.split()), name
+        assert summary.endswith(".") and ". " not in summary, name  # one sentence
 
 
 def test_run_help_names_every_algorithm_architecture_and_dataset() -> None:
