@@ -152,6 +152,24 @@ def test_cost_is_the_median_over_a_rules_epochs_as_a_ratio_to_bp_in_the_same_con
     assert math.isnan(frame.loc["dfa", "step_vs_bp"]) and frame.loc["dfa", "batch_size"] == 64
 
 
+def test_a_warm_up_epoch_does_not_move_a_rules_cost() -> None:
+    """The first epoch pays for warm-up (allocator, caches, a compile): the median of a rule's
+    epochs ignores it, where a mean would not."""
+    runs = [cost_run(1, "bp"), cost_run(2, "fa")]
+    epochs = [
+        epoch(1, 400.0, 900.0),
+        epoch(1, 10.0, 100.0),
+        epoch(1, 12.0, 100.0),
+        epoch(2, 20.0, 200.0),
+        epoch(2, 500.0, 200.0),
+        epoch(2, 21.0, 200.0),
+    ]
+    frame = alignment.cost_frame(runs, epochs, []).set_index("algorithm")
+    assert list(frame["step_ms"]) == [12.0, 21.0]
+    assert list(frame["peak_memory_mb"]) == [100.0, 200.0]
+    assert frame.loc["fa", "step_vs_bp"] == 1.75 and frame.loc["fa", "memory_vs_bp"] == 2.0
+
+
 def test_cost_groups_runs_by_precision_and_puts_unknown_rules_last() -> None:
     half = {"settings": {"precision": "bf16"}}
     runs = [
