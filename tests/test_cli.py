@@ -17,7 +17,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from biobench.cli import app
+from biobench.cli import app, progress
 from biobench.learners.bp import Backprop
 from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, load_all
 from biobench.results import tidy
@@ -339,6 +339,23 @@ def test_run_help_names_every_algorithm_architecture_and_dataset() -> None:
     assert "`biobench list algorithms`" in result.stdout  # where the --set names are
     assert "--keep-checkpoint" in result.stdout and "NAME=VALUE" in result.stdout
     assert re.search(r"show \[OPTIONS\] RUN_ID\s*\n", invoke("show", "--help").stdout)
+
+
+def test_the_epoch_line_names_which_error_is_top_1_and_which_top_5() -> None:
+    row = {
+        "train_top1": 10.4,
+        "train_top5": 0.2,
+        "train_loss": 0.38349,
+        "test_top1": 27.0,
+        "test_top5": 2.6,
+        "test_loss": 0.83,
+        "images_per_s": 2012.3,
+        "wall_time": 5.04,
+    }
+    assert progress.epoch_line(3, 30, row) == (
+        "epoch  3/30  train top-1 10.40% top-5  0.20% loss 0.3835"
+        "  test top-1 27.00% top-5  2.60% loss 0.8300  2,012 img/s 5.0s"
+    )
 
 
 @pytest.mark.slow  # a fresh interpreter, to see what `biobench --help` imports
