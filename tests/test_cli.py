@@ -18,6 +18,9 @@ import typer
 from typer.testing import CliRunner
 
 from biobench.cli import app, progress
+from biobench.cli.app import handle_errors
+from biobench.data.base import download_with
+from biobench.errors import DataError
 from biobench.learners.bp import Backprop
 from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, load_all
 from biobench.results import tidy
@@ -235,6 +238,42 @@ def test_a_run_that_stops_early_is_never_left_running(
     assert "biobench run --resume 1" in invoke("show", "1", "--db", sqlite_url).stdout
     if status == "failed":
         assert run.error == "RuntimeError: exploded"
+
+
+TORCHVISION_DOWNLOAD_ERROR = (  # what torchvision raises offline, one line per mirror tried
+    "Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
+    "<urlopen error [Errno -2] Name or service not known>\n"
+)
+
+
+def test_a_failed_download_is_one_line_without_literal_line_breaks(tmp_path: Path) -> None:
+    class Offline:
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            raise RuntimeError(TORCHVISION_DOWNLOAD_ERROR)
+
+    with pytest.raises(DataError) as caught:
+        download_with(Offline, tmp_path, "MNIST", "copy the files by hand")
+    assert str(caught.value) == (
+        f"downloading MNIST into {tmp_path} failed (Error downloading train-images-idx3-ubyte.gz:"
+        " Tried https://a/, got: <urlopen error [Errno -2] Name or service not known>); "
+        "copy the files by hand"
+    )
+
+
+def test_an_internal_errors_message_of_several_lines_is_shown_on_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    @handle_errors
+    def command() -> None:
+        raise RuntimeError(TORCHVISION_DOWNLOAD_ERROR)
+
+    with pytest.raises(typer.Exit):
+        command()
+    assert capsys.readouterr().err == (
+        "error: internal error: RuntimeError: Error downloading train-images-idx3-ubyte.gz: "
+        "Tried https://a/, got: <urlopen error [Errno -2] Name or service not known> "
+        "(rerun with `biobench --debug ...` for the traceback)\n"
+    )
 
 
 def test_several_seeds_give_a_mean_and_std(sqlite_url: str) -> None:

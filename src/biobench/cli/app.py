@@ -197,8 +197,8 @@ def handle_errors(command: F) -> F:
         except Exception as error:
             if _state["debug"]:
                 raise
-            raise _fail(
-                f"internal error: {type(error).__name__}: {error} "
+            raise _fail(  # a library's message may span lines: one line, no literal \n
+                f"internal error: {type(error).__name__}: {' '.join(str(error).split())} "
                 "(rerun with `biobench --debug ...` for the traceback)",
                 1,
             ) from None
