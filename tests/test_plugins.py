@@ -93,6 +93,18 @@ def test_the_plugin_hparam_validates_set(env: dict[str, str]) -> None:
     assert len(errors) == 1 and "gamma='2' is out of range" in errors[0]
 
 
+def test_the_plugin_rule_is_refused_on_a_network_it_does_not_declare(
+    env: dict[str, str],
+) -> None:
+    refused = biobench(env, "run", "--algo", "my-rule", "--arch", "resnet20", "--data", "digits")
+    assert refused.returncode == 2
+    errors = [line for line in refused.stderr.splitlines() if not line.startswith("warning:")]
+    assert errors == [
+        "error: algorithm 'my-rule' trains layered networks (a stack of layers: fc, lc, conv) "
+        "only, and 'resnet20' is not one; use one of: fa, usf, brsf, frsf, kp, wm, dfa, drtp, bp"
+    ]
+
+
 def test_compare_puts_the_plugin_rule_beside_bp(env: dict[str, str]) -> None:
     ran = biobench(env, "run", "--algo", "bp", "--data", "digits", "--epochs", "2")
     assert ran.returncode == 0, ran.stderr

@@ -186,13 +186,17 @@ class Learner(ABC):
 
     Subclasses declare `hparams` (name -> HParam, each with its default) and implement
     `train_step` and `optimizers`. Every hyperparameter they declare arrives in `hp`,
-    validated; none other does. `label`, `family` and `order` describe the rule in tables; a
-    registration (decorator or entry point) reads them when it does not give its own.
+    validated; none other does. `label`, `family` and `order` describe the rule in tables,
+    `networks` which networks it can train (an unsupported pair is refused before data loads);
+    a registration (decorator or entry point) reads them when it does not give its own.
     """
 
     hparams: ClassVar[dict[str, HParam]] = {}
     label: ClassVar[str] = ""  # how tables name the rule (default: its registered name)
     family: ClassVar[str] = "other"  # backprop, feedback, target-propagation or other
+    # "layered": stacks of layers only (fc, lc, conv), what `local_forward` and `net.layers`
+    # reach; "any": any network of conv and dense ops (resnet20 too). registry.NETWORKS.
+    networks: ClassVar[str] = "layered"
     order: ClassVar[int] = 1000  # position in tables (BP is 70, the paper's rules below it)
     clock: PhaseClock = PhaseClock()  # timing of the step's phases, while training
 
