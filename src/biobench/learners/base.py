@@ -4,12 +4,15 @@ A learner owns a network (a Stack) and everything needed to train it with one le
 optimisers, feedback matrices, inverse networks. The training loop only calls the methods of
 `Learner` and never asks which algorithm it is driving.
 
-Weight transport is ruled out by construction: the non-backprop learners run the network one
-layer at a time on detached inputs (`local_forward`), so no autograd graph spans two layers, and
-every gradient they take goes through `local_backward`/`local_grad`, which refuse a graph that
-reaches any parameter outside the set the rule allows (a layer's own weights, say). A layer
-whose op computes its own weight gradients from (input, delta) (`Dense.weight_grads`) needs no
-graph at all (`layer_grads`): local by construction, and cheaper.
+Weight transport through autograd is ruled out by construction: the non-backprop learners run
+the network one layer at a time on detached inputs (`local_forward`), so no autograd graph spans
+two layers, and every gradient they take goes through `local_backward`/`local_grad`, which
+refuse a graph that reaches any parameter outside the set the rule allows (a layer's own
+weights, say). `transpose` refuses a feedback weight in W's own memory. What no check sees is a
+rule that copies W's values into a tensor of its own (`W.detach().clone()`): that is weight
+transport by the rule's own hand, and only reading the rule finds it. A layer whose op
+computes its own weight gradients from (input, delta) (`Dense.weight_grads`) needs no graph at
+all (`layer_grads`): local by construction, and cheaper.
 """
 
 from __future__ import annotations
