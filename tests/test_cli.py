@@ -158,6 +158,12 @@ def test_the_default_database_lives_in_biobench_home(tmp_path: Path) -> None:
         (["run", "--set", "alpha=0.9"], "bp has no hyperparameter 'alpha'"),
         (["run", "--epochs", "0"], "--epochs must be > 0"),
         (["run", "--batch-size", "0"], "--batch-size must be > 0"),
+        (["run", "--threads", "0"], "Invalid value for '--threads'"),
+        (
+            ["run", "--threads", "2", "--launcher", "local"],
+            "--threads applies to runs on this machine; a launched job uses the cores of its "
+            "allocation: drop --threads",
+        ),
         (
             ["run", "--data", "mnist", "--data-dir", "/nonexistent/mnist"],
             "MNIST not found: expected /nonexistent/mnist/MNIST/raw/train-images-idx3-ubyte",

@@ -200,13 +200,41 @@ def test_the_cost_table_prints_each_number_to_its_digits() -> None:
     (table,) = alignment.cost_tables(frame)
     shown = lines(shown_text(table))
     assert shown[0] == "mnist / fc: cost on cpu, batch 128, fp32"
-    assert shown[2].split("┃")[1:-1] == [
-        " method ", " runs ", " ms/step ", " x BP ", " eval ms ", " peak MB ", " x BP ",
-        " GFLOP ", " update° ",
-    ]  # fmt: skip
+    headers = [cell.strip() for line in shown[1:4] if "┃" in line for cell in line.split("┃")]
+    assert " ".join(h for h in headers if h) == (  # on the CPU: the process's memory
+        "method runs ms/step IQR x BP eval ms peak RSS MB x BP GFLOP update° threads load"
+    )
     cells = [line.split("│")[1:-1] for line in shown if "│" in line]
     assert [[cell.strip() for cell in row] for row in cells] == [
-        ["BP", "1", "12.35", "1.00", "7", "1234", "1.00", "1.235", "nan"],
-        ["FA", "1", "24.69", "2.00", "7", "nan", "nan", "nan", "33.3"],
+        ["BP", "1", "12.35", "-", "1.00", "7", "1234", "1.00", "1.235", "nan", "-", "nan"],
+        ["FA", "1", "24.69", "-", "2.00", "7", "nan", "nan", "nan", "33.3", "-", "nan"],
     ]
     assert cells[0][0] == " BP     " and cells[0][1] == "    1 "  # names left, numbers right
+    gpu = [replace(run, device="NVIDIA H100") for run in runs]
+    (table,) = alignment.cost_tables(alignment.cost_frame(gpu, epochs, []))
+    assert "peak MB" in shown_text(table) and "RSS" not in shown_text(table)
+
+
+def test_cost_shows_the_spread_of_step_times_and_the_threads_and_load_runs_had() -> None:
+    runs = [
+        cost_run(1, "bp", environment={"threads": 2, "load": [6.7, 6.1, 4.4]}),
+        cost_run(2, "bp", environment={"threads": 1, "load": [0.5, 0.4, 0.3]}),
+        cost_run(3, "fa", environment={"threads": 1}),  # recorded before load was
+        cost_run(4, "dfa"),  # recorded before threads were
+    ]
+    epochs = [*(epoch(1, ms) for ms in (10.0, 30.0)), *(epoch(2, ms) for ms in (20.0, 40.0))]
+    epochs += [epoch(3, 5.0), epoch(3, math.nan), epoch(4, 8.0)]
+    frame = alignment.cost_frame(runs, epochs, []).set_index("algorithm")
+    bp, fa, dfa = frame.loc["bp"], frame.loc["fa"], frame.loc["dfa"]
+    assert (bp["step_ms_q1"], bp["step_ms"], bp["step_ms_q3"]) == (17.5, 25.0, 32.5)
+    assert (bp["threads"], bp["load"]) == ("1, 2", 6.7)
+    assert math.isnan(fa["step_ms_q1"]) and math.isnan(fa["step_ms_q3"])  # one finite epoch
+    assert (fa["threads"], dfa["threads"]) == ("1", "") and math.isnan(fa["load"])
+    (table,) = alignment.cost_tables(frame.reset_index())
+    cells = [line.split("│")[1:-1] for line in lines(shown_text(table)) if "│" in line]
+    assert [[cell.strip() for cell in row][2:4] + [row[-2].strip(), row[-1].strip()]
+            for row in cells] == [
+        ["25.00", "17.50-32.50", "1, 2", "6.7"],
+        ["5.00", "-", "1", "nan"],
+        ["8.00", "-", "-", "nan"],
+    ]  # fmt: skip
