@@ -184,7 +184,9 @@ def search(
     wait: WaitOption = False,
 ) -> None:
     """Search a cell's hyperparameters: create the study or join it, run trials until it
-    holds --trials finished ones. Start it in several terminals or jobs to share the work."""
+    holds --trials finished ones.
+
+    Start it in several terminals or jobs to share the work."""
     from biobench.cli.progress import RichReporter
     from biobench.paths import default_data_dir
     from biobench.search.space import load_space
@@ -276,10 +278,9 @@ def search(
     try:
         worker.run(trials)
     except KeyboardInterrupt:
-        from biobench.cli.hints import command
-
         # The same command, its database password masked for the user to fill in.
-        again = command(sys.argv[1:])
+        argv = [store.display_url if arg == db else arg for arg in sys.argv[1:]]
+        again = " ".join(shlex.quote(arg) for arg in ["biobench", *argv])
         back = (
             f"; trial {worker.requeued} goes back to the study, for this or another worker"
             if worker.requeued is not None
