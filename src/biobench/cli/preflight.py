@@ -53,6 +53,7 @@ def preflight_specs(
     device: str | None,
     data_dir: Path | None,
     format: PreflightFormat = PreflightFormat.table,
+    threads: int | None = None,
 ) -> list[Any]:
     """Preflight each spec (each once), print the reports, and return them; what failed is
     said last, one line each, naming the setting a retry found at fault."""
@@ -62,9 +63,11 @@ def preflight_specs(
     from biobench.paths import default_data_dir
     from biobench.spec import seedless_hash
     from biobench.training.preflight import DEFAULT_STEPS, preflight
+    from biobench.training.environment import use_threads
     from biobench.training.runner import resolve_device
 
     where = resolve_device(device or "auto")
+    threads = use_threads(threads, 1)  # timings as one process of a run would measure them
     root = (data_dir or default_data_dir()).expanduser()
     unique = list({seedless_hash(spec.to_dict()): spec for spec in specs}.values())
     reports = []
@@ -96,7 +99,7 @@ def preflight_specs(
         box=None,
         pad_edge=False,
         title_justify="left",
-        title=f"preflight on {where} (proxy errors in %; chance 90)",
+        title=f"preflight on {where}, {threads} thread(s) (proxy errors in %)",
     )
     for column in (
         "preset",
@@ -176,6 +179,16 @@ def preflight(
     format: Annotated[
         PreflightFormat, typer.Option("--format", help="Output format.")
     ] = PreflightFormat.table,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="CPU threads (torch's). Default: the cores this process may use.",
+            show_default=False,
+            min=1,
+            metavar="N",
+        ),
+    ] = None,
     presets: PresetsOption = None,
 ) -> None:
     """Train each preset a few steps at its real shape and settings; exit 1 if one does not learn.
@@ -198,7 +211,9 @@ def preflight(
         names = list(config.presets)
     specs = [resolve(preset=name) for name in dict.fromkeys(names)]
     problem = failed(
-        preflight_specs(specs, steps=steps, device=device, data_dir=data_dir, format=format)
+        preflight_specs(
+            specs, steps=steps, device=device, data_dir=data_dir, format=format, threads=threads
+        )
     )
     if problem:  # exit 1, as `check` on a regression: the input was fine, a preset is not
         err_console.print(f"[red]error:[/] {escape(problem)}", highlight=False)

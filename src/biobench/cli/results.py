@@ -349,8 +349,11 @@ def print_cost(store: Any, data: str | None, arch: str | None, format: CompareFo
             console.print(table)
         console.print(
             "x BP: the rule's median time per training step (every pass of an epoch, per "
-            "minibatch) or peak memory over BP's; update angle: degrees to BP's gradient, "
-            "the last epoch's mean over layers",
+            "minibatch) or peak memory over BP's; IQR: the middle half of its epochs' step "
+            "times; peak RSS: the process's resident memory (CPU), peak: the GPU allocator's; "
+            "update angle: degrees to BP's gradient, the last epoch's mean over layers; "
+            "threads: torch's CPU threads per process; load: the machine's 1-minute load "
+            "average as a run started (above its cores, timings are not comparable)",
             highlight=False,
         )
 

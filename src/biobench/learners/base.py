@@ -4,12 +4,15 @@ A learner owns a network (a Stack) and everything needed to train it with one le
 optimisers, feedback matrices, inverse networks. The training loop only calls the methods of
 `Learner` and never asks which algorithm it is driving.
 
-Weight transport is ruled out by construction: the non-backprop learners run the network one
-layer at a time on detached inputs (`local_forward`), so no autograd graph spans two layers, and
-every gradient they take goes through `local_backward`/`local_grad`, which refuse a graph that
-reaches any parameter outside the set the rule allows (a layer's own weights, say). A layer
-whose op computes its own weight gradients from (input, delta) (`Dense.weight_grads`) needs no
-graph at all (`layer_grads`): local by construction, and cheaper.
+Weight transport through autograd is ruled out by construction: the non-backprop learners run
+the network one layer at a time on detached inputs (`local_forward`), so no autograd graph spans
+two layers, and every gradient they take goes through `local_backward`/`local_grad`, which
+refuse a graph that reaches any parameter outside the set the rule allows (a layer's own
+weights, say). `transpose` refuses a feedback weight in W's own memory. What no check sees is a
+rule that copies W's values into a tensor of its own (`W.detach().clone()`): that is weight
+transport by the rule's own hand, and only reading the rule finds it. A layer whose op
+computes its own weight gradients from (input, delta) (`Dense.weight_grads`) needs no graph at
+all (`layer_grads`): local by construction, and cheaper.
 """
 
 from __future__ import annotations
@@ -182,13 +185,17 @@ class Learner(ABC):
 
     Subclasses declare `hparams` (name -> HParam, each with its default) and implement
     `train_step` and `optimizers`. Every hyperparameter they declare arrives in `hp`,
-    validated; none other does. `label`, `family` and `order` describe the rule in tables; a
-    registration (decorator or entry point) reads them when it does not give its own.
+    validated; none other does. `label`, `family` and `order` describe the rule in tables,
+    `networks` which networks it can train (an unsupported pair is refused before data loads);
+    a registration (decorator or entry point) reads them when it does not give its own.
     """
 
     hparams: ClassVar[dict[str, HParam]] = {}
     label: ClassVar[str] = ""  # how tables name the rule (default: its registered name)
     family: ClassVar[str] = "other"  # backprop, feedback, target-propagation or other
+    # "layered": stacks of layers only (fc, lc, conv), what `local_forward` and `net.layers`
+    # reach; "any": any network of conv and dense ops (resnet20 too). registry.NETWORKS.
+    networks: ClassVar[str] = "layered"
     order: ClassVar[int] = 1000  # position in tables (BP is 70, the paper's rules below it)
     # architecture -> where biobench's construction of the rule on that network comes from,
     # where it is not the rule's own paper (`list algorithms` and `compare` mark those cells).

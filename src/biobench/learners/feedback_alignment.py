@@ -57,6 +57,7 @@ class _FeedbackLearner(Learner):
     """A backward sweep in which each layer's delta comes from `delta_below`, never from W."""
 
     hparams = OPTIMIZER
+    networks = "any"  # a non-Stack net trains with each op's backward rerouted (below)
 
     def __init__(self, net: nn.Module, hp: Mapping[str, Any]) -> None:
         super().__init__(net, hp)
