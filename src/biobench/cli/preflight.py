@@ -62,8 +62,8 @@ def preflight_specs(
 
     from biobench.paths import default_data_dir
     from biobench.spec import seedless_hash
-    from biobench.training.preflight import DEFAULT_STEPS, preflight
     from biobench.training.environment import use_threads
+    from biobench.training.preflight import DEFAULT_STEPS, preflight
     from biobench.training.runner import resolve_device
 
     where = resolve_device(device or "auto")
