@@ -301,19 +301,22 @@ def preflight(
     device: torch.device | None = None,
     data_dir: Path,
     on_retry: Callable[[str], None] | None = None,
+    retry: bool = True,
+    eval_samples: int = EVAL_SAMPLES,
 ) -> Report:
     """Preflight one spec, a preset's (`resolve(preset=NAME)`) or any other (see the module
-    docstring); `on_retry` hears each setting tried again."""
+    docstring); `on_retry` hears each setting tried again, `retry=False` tries none (the
+    verdict alone), `eval_samples` sizes the proxy batch the verdict is measured on."""
     device = device or torch.device("cpu")
     data, proxy = proxy_data(spec, data_dir)
     if spec.setting("val_split") and spec.setting("val_split") < len(data.train):
         data = data.hold_out(spec.setting("val_split"))  # trained on what the run trains on
     data = data.to(device)
-    eval_split = _subset(data.test, EVAL_SAMPLES)
+    eval_split = _subset(data.test, eval_samples)
     trial = _trial(spec, data, eval_split, steps, device)
     verdict, reason = _verdict(trial)
     suspect = None
-    if verdict != "learns":
+    if verdict != "learns" and retry:
         for setting, label, change in _retries(spec):
             if on_retry is not None:
                 on_retry(setting)
