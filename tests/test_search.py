@@ -231,6 +231,64 @@ def test_joining_a_study_with_another_spec_is_refused(sqlite_url: str) -> None:
     assert len(Store(sqlite_url).runs(study="s")) == 2
 
 
+@pytest.mark.parametrize("trials_made", [0, 1])
+def test_a_study_another_tool_made_is_refused_not_adopted(
+    sqlite_url: str, trials_made: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from biobench.search import study as study_module
+
+    monkeypatch.setattr(study_module, "ADOPT_WAIT_S", 0.3)  # an empty one waits this long
+    Store(sqlite_url)
+    other = optuna.create_study(study_name="theirs", storage=sqlite_url)
+    other.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=trials_made)
+    args = ["search", "--study", "theirs", "--algo", "bp", "--arch", "fc", "--data"]
+    args += ["synthetic", "--trials", "1", "--epochs", "1", "--db", sqlite_url]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: study 'theirs' in {Store(sqlite_url).display_url} was not made by "
+        "`biobench search`; pass another --study\n"
+    )
+    assert optuna.load_study(study_name="theirs", storage=sqlite_url).user_attrs == {}
+    assert Store(sqlite_url).runs() == []
+
+
+def test_a_retried_trial_names_its_run_and_the_run_names_it(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from biobench.search.worker import TrialReporter
+
+    epoch = TrialReporter.epoch
+    stops: list[int] = []
+
+    def ctrl_c_in_epoch_2(self, number: int, epochs: int, batches: int):
+        if number == 2 and not stops:  # after epoch 1's checkpoint: the run is resumable
+            stops.append(number)
+            raise KeyboardInterrupt
+        return epoch(self, number, epochs, batches)
+
+    monkeypatch.setattr(TrialReporter, "epoch", ctrl_c_in_epoch_2)
+    spec = make_spec(algorithm="bp", architecture="fc", dataset="synthetic", epochs=2,
+                     batch_size=256, seed=0, overrides=[], space=None)  # fmt: skip
+    store = Store(sqlite_url)
+
+    def worker() -> Worker:
+        return Worker(name="s", spec=spec, store=store, device=torch.device("cpu"),
+                      data_dir=tmp_path, checkpoint_dir=tmp_path / "ck")  # fmt: skip
+
+    with pytest.raises(KeyboardInterrupt):
+        worker().run(1)
+    worker().run(1)  # trial 1, the retry of trial 0, continues trial 0's run
+    (run,) = store.runs(study="s")
+    assert run.status == "finished" and run.epochs_done == 2
+    study, _ = load("s", store)
+    rows = {row["trial"]: row for row in trial_rows(study, spec, store)}
+    assert rows[1]["run"] == run.id and rows[1]["state"] == "complete"
+    assert run.trial == 1  # `runs` and `study` name the same trial
+
+
 def test_a_diverged_trial_fails_and_the_search_goes_on(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
