@@ -233,6 +233,28 @@ def test_nproc_run_matches_one_process_run(sqlite_url: str) -> None:
     assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
+def test_nproc_started_beside_a_biobench_checkout_runs_the_installed_package(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # `python -m biobench` in each rank would import ./biobench (a checkout) instead.
+    from biobench.launch import biobench_command
+
+    (tmp_path / "biobench").mkdir()
+    (tmp_path / "biobench" / "__init__.py").write_text("raise ImportError('the wrong one')\n")
+    args = ["run", "--algo", "bp", "--data", "synthetic", "--epochs", "1", "--device", "cpu"]
+    result = subprocess.run(
+        biobench_command([*args, "--db", sqlite_url, "--nproc", "2"]),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    (run,) = Store(sqlite_url).runs()
+    assert (run.world_size, run.status.value) == (2, "finished")
+
+
 def _counting_rank(rank: int, world: int, port: int, url: str, out: str) -> None:
     """Rank `rank` of a 2-process `execute`, recording the batch size of every step it takes."""
     from biobench.spec import resolve

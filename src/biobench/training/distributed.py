@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -306,10 +305,13 @@ def batches(
 
 
 def launch(nproc: int, argv: list[str]) -> int:
-    """Run `python -m biobench ARGV` as `nproc` processes of one data-parallel run, through
-    torch.distributed's elastic launcher (what torchrun does); returns the exit status."""
+    """Run `biobench ARGV` (the installed package: `biobench_command`) as `nproc` processes of
+    one data-parallel run, through torch.distributed's elastic launcher (what torchrun does);
+    returns the exit status."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from biobench.launch import biobench_command
 
     config = LaunchConfig(
         min_nodes=1,
@@ -325,8 +327,9 @@ def launch(nproc: int, argv: list[str]) -> int:
         monitor_interval=2.0,
     )
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    executable, *args = biobench_command(argv)
     try:
-        elastic_launch(config, sys.executable)("-m", "biobench", *argv)
+        elastic_launch(config, executable)(*args)
     except ChildFailedError:
         return 1
     return 0
