@@ -134,7 +134,7 @@ def leader_first(group: Group | None, make: Callable[[], T]) -> T:
         try:
             value = make()
         except BaseException as error:
-            group.broadcast(("error", f"rank 0 stopped: {error}"))
+            group.broadcast(("error", f"rank 0 stopped: {_one_line(error)}"))
             raise
         group.broadcast(("ok", value))
         return value
@@ -146,7 +146,8 @@ def leader_first(group: Group | None, make: Callable[[], T]) -> T:
 
 def agreed(group: Group | None, work: Callable[..., None]) -> Callable[..., None]:
     """`work` (writing a row or a checkpoint) run on rank 0 alone; then every rank learns
-    whether it failed, and the others stop with it rather than wait in the next collective."""
+    whether it failed, and the others stop with it, saying rank 0's error, rather than wait in
+    the next collective."""
     if group is None:
         return work
 
@@ -158,11 +159,22 @@ def agreed(group: Group | None, work: Callable[..., None]) -> Callable[..., None
             except BaseException as error:
                 failure = error
         if group.any(failure is not None):
+            said = group.broadcast(None if failure is None else _one_line(failure))
             if failure is not None:
                 raise failure
-            raise PeerStopped("rank 0 could not record the epoch; stopping")
+            raise PeerStopped(f"rank 0 stopped: {said}")
 
     return run
+
+
+def _one_line(error: BaseException) -> str:
+    """What rank 0's error says, in one line: its text's first line (biobench's errors are
+    meant for the user as they are), with the exception's type for any other error."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(error, BiobenchError):
+        return first
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 @contextmanager
