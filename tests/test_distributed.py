@@ -178,12 +178,13 @@ def _uneven_rank(rank: int, world: int, port: int, out: str, sizes: tuple[int, .
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("world", "sizes"), [(3, (64, 64)), (2, (16, 1))])
+@pytest.mark.parametrize(("world", "sizes"), [(3, (64, 64)), (2, (16, 7, 1))])
 def test_a_batch_that_does_not_split_evenly_weights_each_rank_by_its_share(
     world: int, sizes: tuple[int, ...], tmp_path: Path
 ) -> None:
-    # 64 on 3 ranks is 22 + 21 + 21: weighting each rank 1/3, not n_r / n, moves the update;
-    # a last batch of 1 on 2 ranks leaves one rank a stand-in sample that must weigh nothing.
+    # 64 on 3 ranks is 22 + 21 + 21, 7 on 2 is 4 + 3: weighting each rank 1 / world, not
+    # n_r / n, moves the update. A last batch of 1 leaves rank 1 a stand-in sample that must
+    # weigh nothing (being sample 0 again, it hides a 1 / world weight by itself).
     mp.spawn(_uneven_rank, args=(world, _free_port(), str(tmp_path), sizes), nprocs=world)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
