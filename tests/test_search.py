@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -176,6 +177,43 @@ def test_the_validation_objective_keeps_the_test_set_out_of_the_choice(sqlite_ur
     shown = runner.invoke(app, ["study", "v", "--format", "json", "--db", sqlite_url])
     objectives = [t["objective"] for t in json.loads(shown.output)["trials"]]
     assert sorted(objectives) == sorted(t.value for t in trials(sqlite_url, "v"))
+
+
+@pytest.mark.slow  # 24 epochs
+def test_a_real_pruner_and_sampler_judge_trials_by_their_best_validation_error(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # Rates high enough that the validation error goes up and down over 4 epochs, so a trial's
+    # last epoch is not its best; the median pruner and TPE as Optuna ships them.
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: {low: 3e-3, high: 3e-1, log: true}\n")
+    search(sqlite_url, "--algo", "bp", "--trials", "6", "--epochs", "4", "--objective", "val",
+           "--set", "val_split=200", "--pruner", "median", "--sampler", "tpe",
+           "--space", str(space), "--seed", "0", study="p")  # fmt: skip
+    store = Store(sqlite_url)
+    study, _ = load("p", store)
+    done = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    complete = [t for t in done if t.state == TrialState.COMPLETE]
+    pruned = [t for t in done if t.state == TrialState.PRUNED]
+    assert len(done) == 6 and pruned and len(complete) >= 4
+    lasts = []
+    for trial in done:
+        rows = sorted(store.epochs([trial.user_attrs["run_id"]]), key=lambda r: r["epoch"])
+        val = {row["epoch"]: row["val_top1"] for row in rows}
+        assert trial.intermediate_values == val  # pruned by the validation error, not test's
+        assert any(row["test_top1"] != row["val_top1"] for row in rows)
+        if trial.state == TrialState.COMPLETE:
+            assert trial.value == min(val.values())  # its best epoch, not its last
+            lasts.append(val[max(val)])
+    assert any(last != t.value for last, t in zip(lasts, complete, strict=True))
+    # Minimised: Optuna's best is the lowest error, and the median pruner cut trials whose
+    # best so far was worse than the median of the trials completed before them.
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert study.best_trial.value == min(t.value for t in complete)
+    for trial in pruned:
+        step = max(trial.intermediate_values)
+        before = [t.intermediate_values[step] for t in complete if t.number < trial.number]
+        assert min(trial.intermediate_values.values()) > float(np.median(before))
 
 
 def test_a_seeded_random_search_samples_the_same_configurations_twice(sqlite_url: str) -> None:
