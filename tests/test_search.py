@@ -548,6 +548,7 @@ def test_a_killed_workers_trial_is_retried_from_its_checkpoint(db_url: str) -> N
     done = check_six(db_url)
     retried = [t for t in done if t.system_attrs.get("failed_trial") == killed.trial]
     assert len(retried) == 1 and retried[0].user_attrs["run_id"] == killed.id
+    assert store.run(killed.id).trial == retried[0].number  # the run names the retry too
     assert [row["epoch"] for row in store.epochs([killed.id])] == [1, 2]
     assert any(f"resuming at epoch {killed.epochs_done + 1}" in out for out in outputs)
 

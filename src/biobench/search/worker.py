@@ -154,9 +154,8 @@ class Worker:
         prune = self.spec.pruner != "none"
         pause = self.spec.screen_epochs + 1 if self.spec.screen_epochs else None
         earlier = self._earlier_run(study, trial)
-        reporter = TrialReporter(
-            self.reporter, trial, pause, prune, self.spec.column, self.store if earlier else None
-        )
+        relink = self.store if earlier is not None else None
+        reporter = TrialReporter(self.reporter, trial, pause, prune, self.spec.column, relink)
         try:
             if earlier is not None:
                 trial.set_user_attr("run_id", earlier)
