@@ -227,12 +227,12 @@ def test_a_real_pruner_and_sampler_judge_trials_by_their_best_validation_error(
     assert pruned and len(complete) >= 4
     # Minimised: Optuna's best is the lowest error, and the median pruner cut trials whose
     # best so far was worse than the median of the trials completed before them.
-    assert study.direction == optuna.study.StudyDirection.MINIMIZE
     assert study.best_trial.value == min(t.value for t in complete)
     for trial in pruned:
         step = max(trial.intermediate_values)
         before = [t.intermediate_values[step] for t in complete if t.number < trial.number]
         assert min(trial.intermediate_values.values()) > float(np.median(before))
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
 
 
 def test_a_seeded_random_search_samples_the_same_configurations_twice(sqlite_url: str) -> None:
