@@ -226,6 +226,33 @@ def test_search_workers_as_jobs_share_one_study(
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_a_job_reaches_a_database_whose_password_no_file_holds(
+    launcher: str, postgres_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # The job has only the masked URL on disk; the real one reaches it through the environment
+    # it inherits (sbatch's, or the local worker's), or the task stops saying what it lacks.
+    if launcher == "slurm":
+        request.getfixturevalue("slurm")
+    from sqlalchemy.engine import make_url
+
+    password = make_url(postgres_url).password
+    assert password
+    Store(postgres_url)
+    jobs = tmp_path / "jobs"
+    result = _biobench(
+        "run", "--preset", "smoke-digits-fc-bp", "--epochs", "1", "--device", "cpu",
+        "--db", postgres_url, "--launcher", launcher, "--jobs-dir", str(jobs), "--wait",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run,) = Store(postgres_url).runs()
+    assert run.status.value == "finished"
+    secret = f":{password}@".encode()  # the URL's; "secret" alone is also a field's name
+    assert not any(secret in f.read_bytes() for f in jobs.rglob("*") if f.is_file())
+
+
+@pytest.mark.slow
 def test_wait_exits_1_when_a_job_fails(sqlite_url: str, tmp_path: Path) -> None:
     result = _biobench(
         "run", "--data", "mnist", "--data-dir", str(tmp_path / "nothing"), "--epochs", "1",
