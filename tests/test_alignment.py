@@ -17,6 +17,12 @@ from biobench.registry import ALGORITHMS
 from biobench.training.alignment import Probe, angle, mean_cosine, measure
 from test_learners import TINY, batch, hparams, net64
 
+TP_RULES = [
+    e.name
+    for e in ALGORITHMS.entries()
+    if e.family == "target-propagation" and "mode" in e.hparams
+]
+
 
 def probe(n: int = 6) -> Probe:
     return Probe(*batch(n))
@@ -31,6 +37,7 @@ def test_angle_and_cosine_by_hand() -> None:
     assert angle(a, torch.tensor([0.0, 2.0])) == pytest.approx(90.0)
     assert angle(a, torch.tensor([1.0, 1.0])) == pytest.approx(45.0)
     assert angle(a, -3 * a) == pytest.approx(180.0)
+    assert angle(a, torch.tensor([1.0, 1e-9])) == pytest.approx(math.degrees(1e-9), rel=1e-6)
     assert angle(a, torch.zeros(2)) is None
     rows = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     other = torch.tensor([[2.0, 0.0], [-1.0, -1.0], [1.0, 0.0]])
@@ -98,9 +105,10 @@ def test_random_feedback_matches_a_float64_hand_computation() -> None:
         want = torch.nn.functional.cosine_similarity(dfa[l], bp[l], dim=1).mean().item()
         if l < len(rows) - 1:
             assert row["signal_cosine"] == pytest.approx(want, abs=1e-12)
-        cosine = float((dfa[l].T @ h[l] * (bp[l].T @ h[l])).sum())
-        cosine /= float((dfa[l].T @ h[l]).norm() * (bp[l].T @ h[l]).norm())
-        assert row["update_angle"] == pytest.approx(math.degrees(math.acos(cosine)), abs=1e-6)
+        u, v = dfa[l].T @ h[l], bp[l].T @ h[l]
+        u, v = u / u.norm(), v / v.norm()  # the angle between unit vectors, stable near 0
+        want = math.degrees(2 * math.atan2(float((u - v).norm()), float((u + v).norm())))
+        assert row["update_angle"] == pytest.approx(want, abs=1e-9)
         assert row["weight_angle"] is None  # D_l is not W_l's shape
 
 
@@ -126,6 +134,22 @@ def test_measuring_changes_nothing_of_the_run(algorithm: str, arch: str) -> None
     measured, rows = two_steps(True)
     assert all(torch.equal(a, b) for a, b in zip(plain, measured, strict=True))
     assert len(rows) == len(weighted_ops(build_network(arch, TINY)))
+    assert all(row["update_angle"] is not None for row in rows), rows
+
+
+@pytest.mark.parametrize("algorithm", TP_RULES)
+def test_alternating_target_propagation_is_measured_on_its_forward_pass(algorithm: str) -> None:
+    # After an epoch the loop leaves the rule in its last pass (forward); the probe's copy must
+    # step that pass, which updates the forward weights, not the inverse pass before it.
+    torch.manual_seed(0)
+    learner = ALGORITHMS.get(algorithm)(
+        build_network("fc", TINY), hparams(algorithm) | {"mode": "alternating"}
+    )
+    x, y = (t.float() if t.is_floating_point() else t for t in batch(8))
+    for phase in learner.epoch_phases(1):
+        learner.start_phase(phase)
+        learner.train_step(x, y)
+    rows = measure(learner, Probe(x[:4], y[:4]), epoch=2)
     assert all(row["update_angle"] is not None for row in rows), rows
 
 

@@ -64,25 +64,27 @@ def _learner(case: str) -> Any:
     return learner(net, values)
 
 
-def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(sizes: tuple[int, ...] = BATCHES) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(STEPS_SEED)
     return [
         (
             torch.rand(n, *SHAPE, generator=generator),
             torch.randint(0, 10, (n,), generator=generator),
         )
-        for n in BATCHES
+        for n in sizes
     ]
 
 
-def _train(case: str, shard: Shard | None, group: Group | None) -> dict[str, torch.Tensor]:
+def _train(
+    case: str, shard: Shard | None, group: Group | None, sizes: tuple[int, ...] = BATCHES
+) -> dict[str, torch.Tensor]:
     learner = _learner(case)
     parallel = Parallel(learner, group) if group else None
     if parallel:
         parallel.diverge_rng()
     for phase in learner.epoch_phases(1):
         learner.start_phase(phase)
-        for x, y in _batches():
+        for x, y in _batches(sizes):
             if shard is None:
                 learner.train_step(x, y)
                 continue
@@ -164,6 +166,38 @@ def test_ranks_hold_identical_state(case: str, two_ranks: list[dict[str, Any]]) 
         assert torch.equal(first[name], second[name]), name
 
 
+def _uneven_rank(rank: int, world: int, port: int, out: str, sizes: tuple[int, ...]) -> None:
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    group = Group(rank, world, rank, torch.device("cpu"))
+    torch.save(_train("bp-fc", group.shard, group, sizes), Path(out) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("world", "sizes"), [(3, (64, 64)), (2, (16, 7, 1))])
+def test_a_batch_that_does_not_split_evenly_weights_each_rank_by_its_share(
+    world: int, sizes: tuple[int, ...], tmp_path: Path
+) -> None:
+    # 64 on 3 ranks is 22 + 21 + 21, 7 on 2 is 4 + 3: weighting each rank 1 / world, not
+    # n_r / n, moves the update. A last batch of 1 leaves rank 1 a stand-in sample that must
+    # weigh nothing (being sample 0 again, it hides a 1 / world weight by itself).
+    mp.spawn(_uneven_rank, args=(world, _free_port(), str(tmp_path), sizes), nprocs=world)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        single = _train("bp-fc", None, None, sizes)
+    finally:
+        torch.set_default_dtype(previous)
+    for rank in range(world):
+        parallel = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        for name in single:
+            torch.testing.assert_close(parallel[name], single[name], rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize(("n", "world"), [(16, 2), (7, 2), (1, 2), (10, 3), (2, 3), (128, 8)])
 def test_shards_cover_a_batch_once(n: int, world: int) -> None:
     shards = [Shard(rank, world) for rank in range(world)]
@@ -233,6 +267,28 @@ def test_nproc_run_matches_one_process_run(sqlite_url: str) -> None:
     assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
+def test_nproc_started_beside_a_biobench_checkout_runs_the_installed_package(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # `python -m biobench` in each rank would import ./biobench (a checkout) instead.
+    from biobench.launch import biobench_command
+
+    (tmp_path / "biobench").mkdir()
+    (tmp_path / "biobench" / "__init__.py").write_text("raise ImportError('the wrong one')\n")
+    args = ["run", "--algo", "bp", "--data", "synthetic", "--epochs", "1", "--device", "cpu"]
+    result = subprocess.run(
+        biobench_command([*args, "--db", sqlite_url, "--nproc", "2"]),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    (run,) = Store(sqlite_url).runs()
+    assert (run.world_size, run.status.value) == (2, "finished")
+
+
 def _counting_rank(rank: int, world: int, port: int, url: str, out: str) -> None:
     """Rank `rank` of a 2-process `execute`, recording the batch size of every step it takes."""
     from biobench.spec import resolve
@@ -275,6 +331,53 @@ def test_each_rank_of_a_run_trains_on_its_half_of_every_batch(
         assert (tmp_path / f"seen{rank}").read_text() == " ".join(["50"] * 10)
     (run,) = Store(sqlite_url).runs()
     assert (run.world_size, run.status.value, run.epochs_done) == (2, "finished", 1)
+
+
+def _crashing_rank(rank: int, world: int, port: int, url: str, out: str) -> None:
+    """Rank `rank` of a 2-process `execute` whose rank 0 cannot write its checkpoint (a
+    folder stands where the file goes). Writes what each rank raised."""
+    from biobench.spec import resolve
+    from biobench.training import checkpoint
+    from biobench.training.loop import Reporter
+    from biobench.training.runner import execute
+
+    class Breaker(Reporter):
+        def run_started(self, run_id: int, *args: Any) -> None:
+            if rank == 0:
+                (next(Path(out, "ck").iterdir()) / checkpoint.FILE).mkdir()
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    try:
+        execute(
+            resolve(algorithm="bp", architecture="fc", dataset="synthetic", epochs=2),
+            store=Store(url),
+            device=torch.device("cpu"),
+            data_dir=Path(out),
+            checkpoint_dir=Path(out, "ck"),
+            reporter=Breaker(),
+            group=Group(rank, world, rank, torch.device("cpu")),
+        )
+    except Exception as error:
+        (Path(out) / f"error{rank}").write_text(f"{type(error).__name__}\n{error}")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_when_rank_0_cannot_write_every_rank_says_rank_0s_error_in_one_line(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    Store(sqlite_url)
+    mp.spawn(_crashing_rank, args=(2, _free_port(), sqlite_url, str(tmp_path)), nprocs=2)
+    kind, said = (tmp_path / "error0").read_text().split("\n", 1)
+    peer_kind, peer_said = (tmp_path / "error1").read_text().split("\n", 1)
+    assert kind == "BiobenchError" and said.startswith("cannot write "), said
+    assert (peer_kind, peer_said) == ("PeerStopped", f"rank 0 stopped: {said}")
+    assert "\n" not in said
+    (run,) = Store(sqlite_url).runs()
+    assert run.status.value == "failed" and said in (run.error or "")
 
 
 def _rank_pids(marker: str, rank: int) -> list[int]:

@@ -346,6 +346,23 @@ def test_drtp_hidden_updates_never_see_the_output_layer(arch: str) -> None:
     assert not torch.allclose(got[-2], again[-2])
 
 
+def test_drtp_on_resnet20_sends_each_op_a_projection_of_the_target_not_the_error() -> None:
+    # The rerouted step's direct signal is y* / N: were it the output error e, DRTP on resnet20
+    # would silently be DFA there (DRTP's exact tests above cover only the stacked nets).
+    from test_resnet import net64 as resnet64
+
+    x, y = batch()
+    learner = ALGORITHMS.get("drtp")(resnet64(), defaults("drtp"))
+    captured = {}
+    op = learner.ops[-2]  # the last conv: its input gradient is B y* / N, whatever came above
+    op.register_full_backward_hook(lambda m, gin, gout: captured.update(gin=gin[0]))
+    learner.train_step(x, y)
+    target = F.one_hot(y, 10).double() / len(y)
+    tiled = target[:, :, None, None].expand(-1, -1, *captured["gin"].shape[2:])
+    want = torch.nn.grad.conv2d_input(captured["gin"].shape, learner.feedback[-2], tiled, 1, 1)
+    torch.testing.assert_close(captured["gin"], want, rtol=1e-10, atol=1e-13)
+
+
 # -- DTP: alpha_scale, and the difference reconstruction loss ----------------------------------
 
 WIDTHS = [4, 5, 5, 4, 3]

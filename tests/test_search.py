@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -100,6 +101,24 @@ def test_the_default_space_is_table4_restricted_to_the_rules_hyperparameters(
     assert space["eps"].choices == (1e-4, 1e-6, 1e-8)
 
 
+def test_list_algorithms_says_what_a_search_draws_each_hyperparameter_from() -> None:
+    result = runner.invoke(app, ["list", "algorithms"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    header, *lines = result.stdout.splitlines()
+    name_at, searched_at, end = (header.index(c) for c in ("--set", "searched", "meaning"))
+    searched, algorithm = {}, ""
+    for line in lines:
+        algorithm = algorithm if line.startswith(" ") else line.split()[0]
+        searched[algorithm, line[name_at:].split()[0]] = line[searched_at:end].strip()
+    load_all()
+    for entry in ALGORITHMS.entries():
+        space = default_space(entry.hparams)
+        for name in entry.hparams:
+            want = space[name].describe() if name in space else "-"
+            assert searched[entry.name, name] == want, (entry.name, name)
+    assert searched["fa", "lr"] == "[1e-05, 0.0003] log"  # FA's default 1e-3 lies outside
+
+
 def test_a_space_file_replaces_the_space(tmp_path: Path) -> None:
     load_all()
     path = tmp_path / "space.yaml"
@@ -178,6 +197,44 @@ def test_the_validation_objective_keeps_the_test_set_out_of_the_choice(sqlite_ur
     assert sorted(objectives) == sorted(t.value for t in trials(sqlite_url, "v"))
 
 
+@pytest.mark.slow  # 24 epochs
+def test_a_real_pruner_and_sampler_judge_trials_by_their_best_validation_error(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # Rates high enough that the validation error goes up and down over 4 epochs, so a trial's
+    # last epoch is not its best; the median pruner and TPE as Optuna ships them.
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: {low: 3e-3, high: 3e-1, log: true}\n")
+    search(sqlite_url, "--algo", "bp", "--trials", "6", "--epochs", "4", "--objective", "val",
+           "--set", "val_split=200", "--pruner", "median", "--sampler", "tpe",
+           "--space", str(space), "--seed", "0", study="p")  # fmt: skip
+    store = Store(sqlite_url)
+    study, _ = load("p", store)
+    done = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    complete = [t for t in done if t.state == TrialState.COMPLETE]
+    pruned = [t for t in done if t.state == TrialState.PRUNED]
+    assert len(done) == 6
+    lasts = []
+    for trial in done:
+        rows = sorted(store.epochs([trial.user_attrs["run_id"]]), key=lambda r: r["epoch"])
+        val = {row["epoch"]: row["val_top1"] for row in rows}
+        assert trial.intermediate_values == val  # pruned by the validation error, not test's
+        assert any(row["test_top1"] != row["val_top1"] for row in rows)
+        if trial.state == TrialState.COMPLETE:
+            assert trial.value == min(val.values())  # its best epoch, not its last
+            lasts.append(val[max(val)])
+    assert any(last != t.value for last, t in zip(lasts, complete, strict=True))
+    assert pruned and len(complete) >= 4
+    # Minimised: Optuna's best is the lowest error, and the median pruner cut trials whose
+    # best so far was worse than the median of the trials completed before them.
+    assert study.best_trial.value == min(t.value for t in complete)
+    for trial in pruned:
+        step = max(trial.intermediate_values)
+        before = [t.intermediate_values[step] for t in complete if t.number < trial.number]
+        assert min(trial.intermediate_values.values()) > float(np.median(before))
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+
+
 def test_a_seeded_random_search_samples_the_same_configurations_twice(sqlite_url: str) -> None:
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
         search(sqlite_url, "--algo", "bp", "--trials", "2", "--epochs", "1", "--seed", seed,
@@ -229,6 +286,64 @@ def test_joining_a_study_with_another_spec_is_refused(sqlite_url: str) -> None:
     assert len(Store(sqlite_url).runs()) == 1
     search(sqlite_url, "--algo", "bp", "--trials", "2", "--epochs", "1")  # the same: joins
     assert len(Store(sqlite_url).runs(study="s")) == 2
+
+
+@pytest.mark.parametrize("trials_made", [0, 1])
+def test_a_study_another_tool_made_is_refused_not_adopted(
+    sqlite_url: str, trials_made: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from biobench.search import study as study_module
+
+    monkeypatch.setattr(study_module, "ADOPT_WAIT_S", 0.3)  # an empty one waits this long
+    Store(sqlite_url)
+    other = optuna.create_study(study_name="theirs", storage=sqlite_url)
+    other.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=trials_made)
+    args = ["search", "--study", "theirs", "--algo", "bp", "--arch", "fc", "--data"]
+    args += ["synthetic", "--trials", "1", "--epochs", "1", "--db", sqlite_url]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: study 'theirs' in {Store(sqlite_url).display_url} was not made by "
+        "`biobench search`; pass another --study\n"
+    )
+    assert optuna.load_study(study_name="theirs", storage=sqlite_url).user_attrs == {}
+    assert Store(sqlite_url).runs() == []
+
+
+def test_a_retried_trial_names_its_run_and_the_run_names_it(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from biobench.search.worker import TrialReporter
+
+    epoch = TrialReporter.epoch
+    stops: list[int] = []
+
+    def ctrl_c_in_epoch_2(self, number: int, epochs: int, batches: int):
+        if number == 2 and not stops:  # after epoch 1's checkpoint: the run is resumable
+            stops.append(number)
+            raise KeyboardInterrupt
+        return epoch(self, number, epochs, batches)
+
+    monkeypatch.setattr(TrialReporter, "epoch", ctrl_c_in_epoch_2)
+    spec = make_spec(algorithm="bp", architecture="fc", dataset="synthetic", epochs=2,
+                     batch_size=256, seed=0, overrides=[], space=None)  # fmt: skip
+    store = Store(sqlite_url)
+
+    def worker() -> Worker:
+        return Worker(name="s", spec=spec, store=store, device=torch.device("cpu"),
+                      data_dir=tmp_path, checkpoint_dir=tmp_path / "ck")  # fmt: skip
+
+    with pytest.raises(KeyboardInterrupt):
+        worker().run(1)
+    worker().run(1)  # trial 1, the retry of trial 0, continues trial 0's run
+    (run,) = store.runs(study="s")
+    assert run.status == "finished" and run.epochs_done == 2
+    study, _ = load("s", store)
+    rows = {row["trial"]: row for row in trial_rows(study, spec, store)}
+    assert rows[1]["run"] == run.id and rows[1]["state"] == "complete"
+    assert run.trial == 1  # `runs` and `study` name the same trial
 
 
 def test_a_diverged_trial_fails_and_the_search_goes_on(
@@ -433,6 +548,7 @@ def test_a_killed_workers_trial_is_retried_from_its_checkpoint(db_url: str) -> N
     done = check_six(db_url)
     retried = [t for t in done if t.system_attrs.get("failed_trial") == killed.trial]
     assert len(retried) == 1 and retried[0].user_attrs["run_id"] == killed.id
+    assert store.run(killed.id).trial == retried[0].number  # the run names the retry too
     assert [row["epoch"] for row in store.epochs([killed.id])] == [1, 2]
     assert any(f"resuming at epoch {killed.epochs_done + 1}" in out for out in outputs)
 

@@ -17,7 +17,16 @@ from typing import Any
 import pytest
 
 from biobench.errors import BiobenchError
-from biobench.launch import Options, Task, minutes, progress, submit, wait
+from biobench.launch import (
+    SECRET_ENV,
+    Options,
+    Task,
+    biobench_command,
+    minutes,
+    progress,
+    submit,
+    wait,
+)
 from biobench.launch.runs import Place, task_argvs
 from biobench.store import Store
 from biobench.training.runner import Request
@@ -75,31 +84,90 @@ def test_a_tasks_log_and_error_mask_the_database_password(
 SECRET_DB = "postgresql://me:hunter2@127.0.0.1:1/x"
 
 
-def test_the_job_folder_holding_the_tasks_is_private_to_its_owner(tmp_path: Path) -> None:
-    # submitit pickles each task's argv into the folder, --db URL and its password included.
-    folder = tmp_path / "jobs"
-    (job,) = submit([["runs", "--db", SECRET_DB]], Options("local", folder=folder))
-    wait([job], lambda now: None, poll_s=0.2)  # it fails: no server there; its files stay
-    assert folder.stat().st_mode & 0o777 == 0o700
-    assert any(b"hunter2" in f.read_bytes() for f in folder.rglob("*.pkl"))  # why it matters
-
-
-def test_a_job_folder_open_to_others_is_refused_when_a_password_would_land_in_it(
-    tmp_path: Path,
+@pytest.mark.parametrize("existing", [None, 0o755])
+def test_no_file_of_a_job_holds_the_database_password(
+    tmp_path: Path, existing: int | None
 ) -> None:
-    shared = tmp_path / "shared"
-    shared.mkdir(mode=0o755)
-    shared.chmod(0o755)
-    with pytest.raises(BiobenchError) as refused:
-        submit([["runs", "--db", SECRET_DB]], Options("local", folder=shared))
-    assert str(refused.value) == (
-        f"the job folder {shared} is open to other users, and the jobs would keep the database "
-        "password in it; chmod 700 it or pass another --jobs-dir"
+    # submitit pickles each task into the job folder: its --db URL is masked there, and the
+    # real one reaches the job in an environment variable it inherits.
+    folder = tmp_path / "jobs"
+    if existing is not None:  # the user's own folder, open to others: nothing secret lands
+        folder.mkdir(mode=existing)
+        folder.chmod(existing)
+    tasks = [["runs", "--db", SECRET_DB], ["run", "--preset", "p", "--db=" + SECRET_DB]]
+    jobs = submit(tasks, Options("local", folder=folder, workers=2))
+    assert not any(name.startswith(SECRET_ENV) for name in os.environ)  # only the jobs'
+    assert wait(jobs, lambda now: None, poll_s=0.2).failed == 2  # no server there
+    assert folder.stat().st_mode & 0o777 == (existing or 0o700)
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    assert any(f.name.endswith("_submitted.pkl") for f in files)
+    assert not any(b"hunter2" in f.read_bytes() for f in files)
+    assert not (folder / "%j").exists()  # no stray folder beside the workers' files
+    logs = "".join(f.read_text() for f in files if f.name.endswith(("_log.out", "_log.err")))
+    assert "+ biobench runs --db postgresql://me:***@127.0.0.1:1/x" in logs
+    assert "cannot reach database postgresql+psycopg://me:***@127.0.0.1:1/x" in logs  # it ran
+    assert "lacks" not in logs
+
+
+def test_a_task_without_its_secret_in_the_environment_says_so(tmp_path: Path) -> None:
+    masked = "postgresql://me:***@h/x"
+    task = Task(["runs", "--db", masked], secrets={masked: f"{SECRET_ENV}0"})
+    with pytest.raises(RuntimeError, match=f"the job's environment lacks {SECRET_ENV}0"):
+        task.command()
+
+
+def _checkout_beside(folder: Path) -> Path:
+    """A folder holding a `biobench/` that is not the installed package (a source checkout)."""
+    (folder / "biobench").mkdir(parents=True)
+    (folder / "biobench" / "__init__.py").write_text("raise ImportError('the wrong biobench')\n")
+    return folder
+
+
+def test_a_task_runs_the_installed_biobench_whatever_folder_it_starts_in(tmp_path: Path) -> None:
+    # `python -m biobench` would import ./biobench first; `-P` does not exist before 3.11.
+    result = subprocess.run(
+        biobench_command(["list", "algorithms"]),
+        cwd=_checkout_beside(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert list(shared.iterdir()) == []  # nothing submitted, nothing written
-    plain = f"sqlite:///{tmp_path / 'results.db'}"
-    (job,) = submit([["runs", "--db", plain]], Options("local", folder=shared))
-    assert wait([job], lambda now: None, poll_s=0.2).failed == 0  # no secret: the user's folder
+    assert result.returncode == 0 and "bp" in result.stdout, result.stderr
+
+
+@pytest.mark.slow
+def test_a_local_launcher_started_beside_a_biobench_checkout_runs_its_tasks(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        biobench_command(
+            [
+                "run",
+                "--algo",
+                "bp",
+                "--data",
+                "synthetic",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--db",
+                sqlite_url,
+                "--launcher",
+                "local",
+                "--jobs-dir",
+                str(tmp_path / "jobs"),
+                "--wait",
+            ]
+        ),  # fmt: skip
+        cwd=_checkout_beside(tmp_path / "here"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [run.status.value for run in Store(sqlite_url).runs()] == ["finished"]
+    assert not (tmp_path / "jobs" / "%j").exists()
 
 
 @pytest.mark.parametrize(
@@ -155,6 +223,33 @@ def test_search_workers_as_jobs_share_one_study(
     runs = Store(sqlite_url).runs(study="jobs")
     assert sorted(run.trial for run in runs) == [0, 1, 2, 3]  # each trial once, none more
     assert all(run.status.value == "finished" and run.epochs_done == 1 for run in runs)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_a_job_reaches_a_database_whose_password_no_file_holds(
+    launcher: str, postgres_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # The job has only the masked URL on disk; the real one reaches it through the environment
+    # it inherits (sbatch's, or the local worker's), or the task stops saying what it lacks.
+    if launcher == "slurm":
+        request.getfixturevalue("slurm")
+    from sqlalchemy.engine import make_url
+
+    password = make_url(postgres_url).password
+    assert password
+    Store(postgres_url)
+    jobs = tmp_path / "jobs"
+    result = _biobench(
+        "run", "--preset", "smoke-digits-fc-bp", "--epochs", "1", "--device", "cpu",
+        "--db", postgres_url, "--launcher", launcher, "--jobs-dir", str(jobs), "--wait",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run,) = Store(postgres_url).runs()
+    assert run.status.value == "finished"
+    secret = f":{password}@".encode()  # the URL's; "secret" alone is also a field's name
+    assert not any(secret in f.read_bytes() for f in jobs.rglob("*") if f.is_file())
 
 
 @pytest.mark.slow

@@ -93,6 +93,46 @@ def test_the_best_trial_becomes_a_preset_that_runs_its_spec(study_db: str) -> No
     assert checked.exit_code == 0 and checked.stdout.startswith("no reference  tuned  test top-1")
 
 
+@pytest.mark.parametrize("defaults_run", [None, "close", "far better"])
+def test_a_best_trial_far_worse_than_the_rules_defaults_is_warned_of(
+    study_db: str, defaults_run: str | None
+) -> None:
+    # Study s searched Table 4's lr range, [1e-5, 3e-4], which leaves out BP's default 1e-3.
+    from biobench.search.study import load
+
+    store = Store(study_db)
+    best = best_run("s", store)[0]["objective"]
+    spec = load("s", store)[1]
+    if defaults_run is not None:
+        defaults = spec.run_spec({})
+        run_id = store.create_run(**defaults.run_fields(), device="cpu", environment={})
+        test = best - 1.0 if defaults_run == "close" else 0.0  # within 5 points, or far off
+        store.write_epoch(run_id, 1, {"train_top1": 0.0, "test_top1": test, "train_top5": 0.0,
+                                      "test_top5": 0.0})  # fmt: skip
+        store.set_status(run_id, "finished")
+    result = runner.invoke(app, ["study", "s", "--preset", "tuned", "--db", study_db])
+    assert result.exit_code == 0 and result.stdout.startswith("wrote preset tuned"), result.output
+    warning = " ".join(result.stderr.split())
+    run_it = (
+        f"`biobench run --algo bp --arch fc --data synthetic --epochs 1 --batch-size 256 "
+        f"--seed {spec.seed}`"
+    )
+    left_out = "bp's default lr 0.001 (searched: [1e-05, 0.0003] log)"
+    if defaults_run is None:
+        assert warning == (
+            f"warning: the space leaves out {left_out}, and no run at the defaults is here to "
+            f"compare the best trial ({best:.2f}%) with; {run_it} makes one"
+        )
+    elif defaults_run == "close":
+        assert warning == ""
+    else:
+        assert warning == (
+            f"warning: the best trial ({best:.2f}%) is far worse than bp at its defaults "
+            f"(0.00%, {run_it}); the space leaves out the default lr 0.001 (searched: [1e-05, "
+            "0.0003] log); widen the space (--space FILE) before using it"
+        )
+
+
 def test_a_preset_goes_to_the_file_named(study_db: str, tmp_path: Path) -> None:
     path = write(tmp_path / "lab.yaml", {"kept": CELL})
     args = ["study", "s", "--preset", "tuned", "--presets", str(path), "--db", study_db]

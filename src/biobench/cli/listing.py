@@ -45,6 +45,7 @@ def list_entries(
 
     from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, FAMILIES
     from biobench.spec import load_presets
+    from biobench.spec.params import default_space
     from biobench.spec.presets import add_preset_files
 
     add_preset_files(presets)
@@ -88,12 +89,15 @@ def list_entries(
         _key_column(table, "family", list(families.values()))
         _key_column(table, "--set", [n for e in ALGORITHMS.entries() for n in e.hparams])
         table.add_column("default", no_wrap=True)
+        table.add_column("searched", no_wrap=True)  # `search`'s default space
         table.add_column("meaning (values)")
         for entry in ALGORITHMS.entries():
             first = (entry.name, families[entry.name])
+            space = default_space(entry.hparams)
             for name, param in entry.hparams.items():
                 meaning = f"{param.help}; {param.domain()}"
-                _add_row(table, *first, name, param.shown_default(), meaning)
+                searched = space[name].describe() if name in space else "-"
+                _add_row(table, *first, name, param.shown_default(), searched, meaning)
                 first = ("", "")
     elif what == ListWhat.architectures:
         _key_column(table, "architecture", ARCHITECTURES.names())

@@ -130,7 +130,9 @@ def search(
         Path | None,
         typer.Option(
             "--space",
-            help="A YAML file that replaces the search space (README 'Search').",
+            help="A YAML file that replaces the search space (README 'Search'). Default: "
+            "the rule's own ranges, else the paper's Table 4 (lr [1e-5, 3e-4] log, ...); "
+            "`biobench list algorithms` shows each rule's ('searched').",
             show_default=False,
             metavar="FILE",
         ),
@@ -288,6 +290,23 @@ def search(
         )
         raise KeyboardInterrupt(f"interrupted{back}; go on with `{again}`") from None
     _print_trials(study, store, StudyFormat.table, limit=5)
+    _warn_against_defaults(study, store)
+
+
+def _warn_against_defaults(name: str, store: Any, best_value: float | None = None) -> None:
+    """Warn when the study's best trial is far worse than its rule at the defaults."""
+    from biobench.search.report import against_defaults, best, trial_rows
+    from biobench.search.study import load
+
+    study, spec = load(name, store)
+    if best_value is None:
+        top = best(trial_rows(study, spec, store))
+        best_value = top["objective"] if top else None
+    warning = against_defaults(spec, best_value, store)
+    if warning is not None:
+        err_console.print(
+            f"warning: {printable(warning)}", style="yellow", highlight=False, markup=False
+        )
 
 
 @app.command()
@@ -410,6 +429,7 @@ def _write_preset(study: str, name: str, file: Path | None, store: Any) -> None:
         highlight=False,
         markup=False,
     )
+    _warn_against_defaults(study, store, row["objective"])
 
 
 def _print_trials(name: str, store: Any, format: StudyFormat, limit: int | None = None) -> None:

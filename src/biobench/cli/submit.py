@@ -44,7 +44,8 @@ def submit_tasks(
             highlight=False,
         )
     jobs = submit(argvs, options, resume_args=(lambda argv: resume()) if resume else None)
-    folder = jobs[0].paths.folder.parent
+    folder = jobs[0].paths.folder  # a Slurm job's own folder is in it
+    folder = folder.parent if options.launcher == "slurm" else folder
     ids = sorted({job.job_id.split("_")[0] for job in jobs})
     where = "Slurm job" if options.launcher == "slurm" else "local worker"
     console.print(

@@ -3,10 +3,11 @@
 `submit(tasks, options)` takes one `biobench` argument list per task (one preset and seed of a
 suite, one search worker) and submits them: on Slurm as one job array, one array task per
 argument list, at most `workers` running at once; locally as `workers` processes that share the
-list out. Every task runs `python -m biobench ARGS` in a child process and writes to the shared
-results database, so `biobench runs` sees the work as it lands. Job logs (submitit's stdout,
-stderr and pickles, one set per task) go to `options.folder`, by default
-$BIOBENCH_HOME/jobs/<date-time>.
+list out. Every task runs `biobench ARGS` (the installed package: `biobench_command`) in a child
+process and writes to the shared results database, so `biobench runs` sees the work as it lands.
+Job logs (submitit's stdout, stderr and pickles, one set per task) go to `options.folder`, by
+default $BIOBENCH_HOME/jobs/<date-time>; no file there holds a password: a task's arguments keep
+their secrets masked, and the jobs inherit the real ones in environment variables.
 
 Preemption and time limits: submitit asks Slurm for a signal (USR2) 90 s before the end; the
 task then stops its child with SIGTERM (a run records itself `interrupted`, with its last
@@ -19,12 +20,14 @@ that was in progress is trained again from its start.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from biobench.errors import BiobenchError
 from biobench.paths import home
 
 RUN_ID_ENV = "BIOBENCH_RUN_ID_FILE"  # where `biobench run` writes the id of the run it made
+SECRET_ENV = "BIOBENCH_JOB_SECRET_"  # + n: a secret of the tasks' arguments (a --db URL)
 LAUNCHERS = ("slurm", "local")
 _STOP_WAIT_S = 60  # how long a preempted task waits for its child to record the stop
 
@@ -56,6 +60,30 @@ class Options:
         return (self.folder or home() / "jobs" / time.strftime("%Y%m%d-%H%M%S")).resolve()
 
 
+# `python -m biobench` puts the working folder first on sys.path, so that a `biobench/` folder
+# there (a checkout) shadows the installed package; `python -P` leaves it out, but only from
+# Python 3.11. These entry points drop it on every version (unless PYTHONSAFEPATH already did).
+_DROP_CWD = "import sys; sys.path[:1] == [''] and sys.path.pop(0)"
+_ENTRY = f"{_DROP_CWD}; sys.argv[0] = 'biobench'; from biobench.cli import main; main()"
+# submitit starts a job as `PYTHON -u -m submitit.core._submit FOLDER` in the folder it was
+# submitted from, and unpickles the task (a biobench class) there: PYTHON is this.
+_SUBMITIT_ENTRY = (
+    f"{_DROP_CWD}; import runpy; sys.argv = sys.argv[3:]; "
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
+
+
+def biobench_command(args: Sequence[str]) -> list[str]:
+    """The command line that runs `biobench ARGS` with this Python and the installed biobench,
+    whatever folder it starts in."""
+    return [sys.executable, "-c", _ENTRY, *args]
+
+
+def _submitit_python() -> str:
+    """What submitit runs a job's Python as (followed by `-u -m submitit.core._submit ...`)."""
+    return f"{shlex.quote(sys.executable)} -u -c {shlex.quote(_SUBMITIT_ENTRY)}"
+
+
 def _signals_ignored() -> None:
     # Slurm signals every process of the job: only the task itself answers the preemption
     # signal (it stops the child with SIGTERM, then requeues).
@@ -63,28 +91,61 @@ def _signals_ignored() -> None:
         signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
-def _private_folder(folder: Path, tasks: Sequence[Sequence[str]]) -> None:
-    """Make the job folder, readable by its owner only: submitit keeps each task's argv in it
-    (pickled), and an argv's --db URL may hold a password. A folder that already exists and
-    lets others in is refused when a password would land in it."""
+def _private_folder(folder: Path) -> None:
+    """Make the job folder, readable by its owner only (job logs name hosts, users, paths)."""
     existed = folder.exists()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    open_to_others = folder.stat().st_mode & 0o077
-    secret = any(_masked(argv) != list(argv) for argv in tasks)
-    if existed and open_to_others and secret:
-        raise BiobenchError(
-            f"the job folder {folder} is open to other users, and the jobs would keep the "
-            "database password in it; chmod 700 it or pass another --jobs-dir"
-        )
-    if not existed and open_to_others:  # a umask mkdir's mode cannot narrow
+    if not existed and folder.stat().st_mode & 0o077:  # a umask mkdir's mode cannot narrow
         folder.chmod(0o700)
 
 
-def _masked(argv: Sequence[str]) -> list[str]:
-    """argv with the password of every --db URL masked (parsed, as `biobench runs` shows it)."""
+def _hide_secrets(tasks: list[Task]) -> dict[str, str]:
+    """Take the secrets (a --db URL's password...) out of the tasks' arguments: each task
+    keeps the masked text, and the real one travels in an environment variable that the
+    jobs inherit from the submitting process, so that no file submitit writes (its pickles
+    in the job folder) holds a password. Returns those variables."""
     from biobench.store.urls import mask_url
 
-    return [mask_url(arg) if i and argv[i - 1] == "--db" else arg for i, arg in enumerate(argv)]
+    env: dict[str, str] = {}
+    for task in tasks:
+        for arg in (*task.argv, *(task.resume_args or ())):
+            masked = mask_url(arg)
+            if masked == arg:
+                continue
+            name = next((k for k, v in env.items() if v == arg), f"{SECRET_ENV}{len(env)}")
+            if task.secrets.setdefault(masked, name) != name:
+                raise BiobenchError(
+                    f"two arguments of one task differ only in their secrets ({masked}); "
+                    "give each job one database URL"
+                )
+            env[name] = arg
+            task.argv = [masked if a == arg else a for a in task.argv]
+            if task.resume_args is not None:
+                task.resume_args = [masked if a == arg else a for a in task.resume_args]
+    return env
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` in this process's environment while the block submits (sbatch and submitit's
+    local workers copy it), and no longer after."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _masked(argv: Sequence[str]) -> list[str]:
+    """argv with every secret masked (parsed, as `biobench runs` shows a URL)."""
+    from biobench.store.urls import mask_url
+
+    return [mask_url(arg) for arg in argv]
 
 
 @dataclass
@@ -95,23 +156,41 @@ class Task:
     resume_args: list[str] | None = None  # for `run`: what `--resume ID` takes besides the id
     nproc: int = 1
     run_file: str = ""
+    secrets: dict[str, str] = field(default_factory=dict)  # masked argument -> variable
     _child: subprocess.Popen | None = field(default=None, repr=False, compare=False)
 
     def command(self) -> list[str]:
+        """The child's command line, with the secrets the job's environment holds."""
+        args = self.args()
+        for i, arg in enumerate(args):
+            if arg in self.secrets:
+                value = os.environ.get(self.secrets[arg])
+                if value is None:
+                    raise RuntimeError(
+                        f"the job's environment lacks {self.secrets[arg]}, which holds {arg}: "
+                        "jobs must inherit the submitting shell's environment (sbatch's "
+                        "default --export=ALL)"
+                    )
+                args[i] = value
+        return biobench_command(args)
+
+    def args(self) -> list[str]:
+        """The child's `biobench` arguments, its secrets masked."""
         argv = list(self.argv)
         note = Path(self.run_file) if self.run_file else None
         if self.resume_args is not None and note is not None and note.exists():
             argv = ["run", "--resume", note.read_text().strip(), *self.resume_args]
         if self.nproc > 1:
             argv += ["--nproc", str(self.nproc)]
-        return [sys.executable, "-m", "biobench", *argv]
+        return argv
 
     def __call__(self) -> int:
         env = dict(os.environ)
         if self.run_file:
             env[RUN_ID_ENV] = self.run_file
         command = self.command()
-        print("+", " ".join(_masked(command)), flush=True)  # the job log shows no password
+        shown = " ".join(_masked(self.args()))  # the job log shows no password
+        print("+ biobench", shown, flush=True)
         self._child = child = subprocess.Popen(command, env=env, preexec_fn=_signals_ignored)
         while True:
             # Waited for in short slices: a blocking wait() holds the lock `checkpoint` (a
@@ -122,7 +201,6 @@ class Task:
             except subprocess.TimeoutExpired:
                 continue
         if code != 0:
-            shown = " ".join(_masked(command[3:]))
             raise RuntimeError(f"`biobench {shown}` exited with status {code}")
         return code
 
@@ -139,8 +217,8 @@ class Task:
                 child.kill()
         return submitit.helpers.DelayedSubmission(Task(*self._fields()))
 
-    def _fields(self) -> tuple[list[str], list[str] | None, int, str]:
-        return self.argv, self.resume_args, self.nproc, self.run_file
+    def _fields(self) -> tuple[list[str], list[str] | None, int, str, dict[str, str]]:
+        return self.argv, self.resume_args, self.nproc, self.run_file, self.secrets
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_child": None}
@@ -233,7 +311,7 @@ def submit(
     if not tasks:
         raise BiobenchError("nothing to submit")
     folder = options.log_folder()
-    _private_folder(folder, tasks)
+    _private_folder(folder)
     (folder / "runs").mkdir(parents=True, exist_ok=True)
     made = [
         Task(
@@ -244,14 +322,20 @@ def submit(
         )
         for argv in tasks
     ]
+    secrets = _hide_secrets(made)
     if options.launcher == "local":
-        return _submit_local(made, options, folder)
+        with _environment(secrets):
+            return _submit_local(made, options, folder)
     executor = submitit.AutoExecutor(
-        folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=10
+        folder=folder / "%j",
+        cluster="slurm",
+        slurm_max_num_timeout=10,
+        slurm_python=_submitit_python(),
     )
     executor.update_parameters(**_slurm_parameters(options, len(made)))
     try:
-        return _array(executor, made)
+        with _environment(secrets):
+            return _array(executor, made)
     except subprocess.CalledProcessError as error:
         output = (error.output or b"").decode(errors="replace").strip()
         raise BiobenchError(f"sbatch refused the jobs: {output or error}") from None
@@ -275,7 +359,9 @@ def _submit_local(tasks: list[Task], options: Options, folder: Path) -> list[Any
     gpus = options.gpus_per_job
     jobs = []
     for worker in range(workers):
-        executor = submitit.LocalExecutor(folder=folder / "%j")
+        # The folder itself, not folder/%j as on Slurm: submitit's local worker would make a
+        # folder named "%j" beside its own (each file's name starts with the worker's id).
+        executor = submitit.LocalExecutor(folder=folder, python=_submitit_python())
         executor.update_parameters(
             timeout_min=60 * 24 * 365,  # a local worker runs until its share is done
             gpus_per_node=gpus,

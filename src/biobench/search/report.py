@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from biobench.errors import BiobenchError
+from biobench.registry import ALGORITHMS
 from biobench.search.study import (
     SPEC_ATTR,
     StudySpec,
@@ -105,6 +107,67 @@ def study_rows(store: Store) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# "Far worse" than the rule's defaults: an error above theirs by more than FAR_POINTS
+# percentage points and by more than FAR_SHARE of theirs: well beyond seed-to-seed noise (a
+# point or so on the paper's cells), and still meaningful where errors are high (ImageNet).
+FAR_POINTS = 5.0
+FAR_SHARE = 0.25
+
+
+def against_defaults(spec: StudySpec, best_value: float | None, store: Store) -> str | None:
+    """A warning when the study's best trial is far worse than the rule at its defaults (the
+    best finished run of the same cell and --set values at the rule's defaults, in the same
+    database, scored like a trial), or when no such run exists and the space leaves out a
+    default: then the search may have looked only where the rule does not learn."""
+    if best_value is None:
+        return None
+    defaults = spec.run_spec({})
+    hparams = ALGORITHMS.entry(spec.algorithm).hparams
+    outside = [
+        f"{name} {_show(defaults.hparams[name])} (searched: {dist.describe()})"
+        for name, dist in spec.dists().items()
+        if not dist.fixed and not _holds(dist, defaults.hparams.get(name, hparams[name].default))
+    ]
+    runs = store.runs(status=RunStatus.finished, spec_hash=defaults.spec_hash())
+    scores = [v for run in runs if (v := objective_of(store, run, spec)) is not None]
+    run_it = f"`biobench run {shlex.join(_run_args(spec))}`"
+    if not scores:
+        if not outside:
+            return None
+        return (
+            f"the space leaves out {spec.algorithm}'s default {', '.join(outside)}, and no run "
+            f"at the defaults is here to compare the best trial ({best_value:.2f}%) with; "
+            f"{run_it} makes one"
+        )
+    reference = min(scores)
+    if best_value - reference <= max(FAR_POINTS, FAR_SHARE * reference):
+        return None
+    why = f"; the space leaves out the default {', '.join(outside)}" if outside else ""
+    return (
+        f"the best trial ({best_value:.2f}%) is far worse than {spec.algorithm} at its defaults "
+        f"({reference:.2f}%, {run_it}){why}; widen the space (--space FILE) before using it"
+    )
+
+
+def _holds(dist: Any, value: Any) -> bool:
+    if dist.choices is not None:
+        return value in dist.choices
+    return dist.low <= value <= dist.high
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _run_args(spec: StudySpec) -> list[str]:
+    args = ["--algo", spec.algorithm, "--arch", spec.architecture, "--data", spec.dataset]
+    args += ["--epochs", str(spec.epochs), "--batch-size", str(spec.batch_size)]
+    args += ["--seed", str(spec.seed)]
+    for name, value in spec.fixed.items():
+        args += ["--set", f"{name}={value}"]
+    return args
 
 
 PLOTS = ("history", "importance")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ PRUNERS = ("none", "median", "hyperband")
 OBJECTIVES = ("test", "val")  # the best test, or validation, top-1 error over the epochs
 SPEC_ATTR = "biobench"  # the study user attribute holding its spec
 MAX_RETRY = 3  # how often a trial whose worker died is run again
+ADOPT_WAIT_S = 10.0  # how long an empty study may lack its spec (its creator writing it)
 
 # biobench says what happens to trials itself, in one line each (Optuna would add tracebacks).
 optuna.logging.set_verbosity(logging.ERROR)
@@ -278,19 +280,22 @@ def pruner_for(spec: StudySpec) -> optuna.pruners.BasePruner:
 
 
 def open_study(name: str, spec: StudySpec, store: Store) -> optuna.Study:
-    """Create study `name` with `spec`, or join it if it exists with the same spec."""
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage(store),
-        sampler=sampler_for(spec),
-        pruner=pruner_for(spec),
-        direction="minimize",
-        load_if_exists=True,
-    )
-    stored = study.user_attrs.get(SPEC_ATTR)
-    if stored is None:
+    """Create study `name` with `spec`, or join it if it exists with the same spec. A study
+    another tool made in the database (no biobench spec) is refused, never adopted."""
+    options = {"storage": storage(store), "sampler": sampler_for(spec), "pruner": pruner_for(spec)}
+    try:
+        study = optuna.create_study(study_name=name, direction="minimize", **options)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, **options)
+    else:
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
         return study
+    stored = _stored_spec(study)
+    if stored is None:
+        raise BiobenchError(
+            f"study {name!r} in {store.display_url} was not made by `biobench search`; "
+            "pass another --study"
+        )
     differences = spec.differences(stored)
     if differences:
         raise BiobenchError(
@@ -298,6 +303,19 @@ def open_study(name: str, spec: StudySpec, store: Store) -> optuna.Study:
             "with the same options, or pass another --study"
         )
     return study
+
+
+def _stored_spec(study: optuna.Study) -> dict[str, Any] | None:
+    """The study's biobench spec. A worker that has just created the study writes it a
+    moment later, before any trial: an empty study is given ADOPT_WAIT_S to show it."""
+    deadline = time.monotonic() + ADOPT_WAIT_S
+    while True:
+        stored = study.user_attrs.get(SPEC_ATTR)
+        if stored is not None or study.get_trials(deepcopy=False):
+            return stored
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
 
 
 def load(name: str, store: Store) -> tuple[optuna.Study, StudySpec]:

@@ -76,9 +76,11 @@ class TrialReporter(Reporter):
         pause_before: int | None,
         prune: bool,
         column: str = "test_top1",
+        relink: Store | None = None,
     ) -> None:
         self.inner, self.trial, self.pause_before, self.prune = inner, trial, pause_before, prune
         self.column = column  # the epoch row's value the trial is judged by
+        self.relink = relink  # a retry: the resumed run's row then names this trial
         self.run_id: int | None = None
 
     def spec_started(self, index: int, total: int, spec: Any) -> None:
@@ -90,6 +92,8 @@ class TrialReporter(Reporter):
         self.run_id = run_id
         if self.trial is not None:
             self.trial.set_user_attr("run_id", run_id)
+            if self.relink is not None:  # the run is this process's now (its lease taken)
+                self.relink.set_trial(run_id, self.trial.number)
         self.inner.run_started(run_id, spec, parameters, first_epoch, device)
 
     def run_ended(self, run: Any) -> None:
@@ -149,8 +153,9 @@ class Worker:
         self.say(f"trial {trial.number} of study {self.name}: {shown or 'no searched values'}")
         prune = self.spec.pruner != "none"
         pause = self.spec.screen_epochs + 1 if self.spec.screen_epochs else None
-        reporter = TrialReporter(self.reporter, trial, pause, prune, self.spec.column)
         earlier = self._earlier_run(study, trial)
+        relink = self.store if earlier is not None else None
+        reporter = TrialReporter(self.reporter, trial, pause, prune, self.spec.column, relink)
         try:
             if earlier is not None:
                 trial.set_user_attr("run_id", earlier)

@@ -469,6 +469,11 @@ class Store:
             values["finished_at"] = values["heartbeat_at"]
         return values
 
+    def set_trial(self, run_id: int, trial: int, *, owner: str | None = None) -> None:
+        """Link the run to trial number `trial` of its study: a retried trial (a new number in
+        Optuna) continues the run its first attempt made. With `owner`, only under its lease."""
+        self._run(lambda c: self._update_owned(c, run_id, owner, {"trial": trial}))
+
     def delete_runs(self, run_ids: list[int]) -> int:
         """Delete these runs, their epoch rows with them (ON DELETE CASCADE); returns how many
         runs there were to delete. Their checkpoint folders are the caller's to remove."""

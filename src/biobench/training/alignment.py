@@ -61,11 +61,13 @@ class Probe:
 def angle(a: Tensor, b: Tensor) -> float | None:
     """Degrees between two tensors taken as vectors (float64); None if either is zero."""
     a, b = a.detach().double().flatten(), b.detach().double().flatten()
-    norms = float(a.norm() * b.norm())
-    if norms == 0 or not math.isfinite(norms):
+    norm_a, norm_b = float(a.norm()), float(b.norm())
+    if norm_a * norm_b == 0 or not math.isfinite(norm_a * norm_b):
         return None
-    cosine = max(-1.0, min(1.0, float(a @ b) / norms))
-    return math.degrees(math.acos(cosine))
+    # 2 atan2(|u - v|, |u + v|) for the unit vectors: acos of the cosine loses half the digits
+    # near 0 and 180 degrees (a 1e-14 rounding of the cosine reads as 1e-5 degrees).
+    u, v = a / norm_a, b / norm_b
+    return math.degrees(2 * math.atan2(float((u - v).norm()), float((u + v).norm())))
 
 
 def mean_cosine(a: Tensor, b: Tensor) -> float | None:

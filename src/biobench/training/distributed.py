@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -135,7 +134,7 @@ def leader_first(group: Group | None, make: Callable[[], T]) -> T:
         try:
             value = make()
         except BaseException as error:
-            group.broadcast(("error", f"rank 0 stopped: {error}"))
+            group.broadcast(("error", f"rank 0 stopped: {_one_line(error)}"))
             raise
         group.broadcast(("ok", value))
         return value
@@ -147,7 +146,8 @@ def leader_first(group: Group | None, make: Callable[[], T]) -> T:
 
 def agreed(group: Group | None, work: Callable[..., None]) -> Callable[..., None]:
     """`work` (writing a row or a checkpoint) run on rank 0 alone; then every rank learns
-    whether it failed, and the others stop with it rather than wait in the next collective."""
+    whether it failed, and the others stop with it, saying rank 0's error, rather than wait in
+    the next collective."""
     if group is None:
         return work
 
@@ -159,11 +159,22 @@ def agreed(group: Group | None, work: Callable[..., None]) -> Callable[..., None
             except BaseException as error:
                 failure = error
         if group.any(failure is not None):
+            said = group.broadcast(None if failure is None else _one_line(failure))
             if failure is not None:
                 raise failure
-            raise PeerStopped("rank 0 could not record the epoch; stopping")
+            raise PeerStopped(f"rank 0 stopped: {said}")
 
     return run
+
+
+def _one_line(error: BaseException) -> str:
+    """What rank 0's error says, in one line: its text's first line (biobench's errors are
+    meant for the user as they are), with the exception's type for any other error."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(error, BiobenchError):
+        return first
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 @contextmanager
@@ -306,10 +317,13 @@ def batches(
 
 
 def launch(nproc: int, argv: list[str]) -> int:
-    """Run `python -m biobench ARGV` as `nproc` processes of one data-parallel run, through
-    torch.distributed's elastic launcher (what torchrun does); returns the exit status."""
+    """Run `biobench ARGV` (the installed package: `biobench_command`) as `nproc` processes of
+    one data-parallel run, through torch.distributed's elastic launcher (what torchrun does);
+    returns the exit status."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from biobench.launch import biobench_command
 
     config = LaunchConfig(
         min_nodes=1,
@@ -325,8 +339,9 @@ def launch(nproc: int, argv: list[str]) -> int:
         monitor_interval=2.0,
     )
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    executable, *args = biobench_command(argv)
     try:
-        elastic_launch(config, sys.executable)("-m", "biobench", *argv)
+        elastic_launch(config, executable)(*args)
     except ChildFailedError:
         return 1
     return 0
