@@ -142,6 +142,31 @@ def a_space(text: str):
     return write
 
 
+def a_file_of(name: str, text: str):
+    def write(tmp: Path) -> dict[str, str]:
+        (tmp / name).write_text(text)
+        return {}
+
+    return write
+
+
+def a_fifo(name: str):
+    def make(tmp: Path) -> dict[str, str]:
+        os.mkfifo(tmp / name)  # no writer: reading it would wait forever
+        return {}
+
+    return make
+
+
+def a_huge_file(name: str):
+    def make(tmp: Path) -> dict[str, str]:
+        with open(tmp / name, "wb") as handle:  # sparse: 64 MiB + 1 byte, none written
+            handle.truncate(64 * 2**20 + 1)
+        return {}
+
+    return make
+
+
 SEARCH = ["search", "--study", "s", "--algo", "bp", "--arch", "fc", "--data", "synthetic"]
 
 
@@ -513,6 +538,26 @@ CASES = [
         "cannot read {tmp}/nothing.yaml: No such file or directory",
     ),
     (
+        "a user preset file that is a device",
+        ["list", "--presets", "/dev/zero"],
+        None,
+        "cannot read /dev/zero: it is a character device, not a regular file; check --presets "
+        "and BIOBENCH_PRESETS",
+    ),
+    (
+        "a user preset file larger than any preset file",
+        ["list", "--presets", "{tmp}/huge.yaml"],
+        a_huge_file("huge.yaml"),
+        "cannot read {tmp}/huge.yaml: it is 67108865 bytes, more than the 67108864 allowed; fix "
+        "the file",
+    ),
+    (
+        "a user preset file whose suites include each other",
+        ["list", "suites", "--presets", "{tmp}/mine.yaml"],
+        a_file_of("mine.yaml", "suites: {a: [b], b: [c], c: [a]}\n"),
+        "{tmp}/mine.yaml: suite 'a' includes itself (a -> b -> c -> a); break the cycle",
+    ),
+    (
         "alignment plot of several runs",
         ["plot", "1", "2", "--alignment"],
         None,
@@ -633,6 +678,13 @@ CASES = [
         ["import", "{tmp}/nothing.json", "--db", "{db}"],
         None,
         "nothing.json: No such file or directory",
+    ),
+    (
+        "import of a device",
+        ["import", "/dev/zero", "--db", "{db}"],
+        None,
+        "cannot read /dev/zero: it is a character device, not a regular file; pass the "
+        "pending.json a run left",
     ),
     (
         "import into the wrong database",
@@ -811,6 +863,20 @@ CASES = [
         a_space("beta2: {low: 0.9, high: 1.5}\n"),
         "space file {tmp}/space.yaml: beta2=1.5 is out of range; beta2 takes a float in [0, 1) "
         "(Adam beta2)",
+    ),
+    (
+        "a space file that is a named pipe",
+        [*SEARCH, "--trials", "1", "--space", "{tmp}/space.yaml", "--db", "{db}"],
+        a_fifo("space.yaml"),
+        "cannot read space file {tmp}/space.yaml: it is a named pipe, not a regular file; pass "
+        "--space FILE.yaml",
+    ),
+    (
+        "a space file whose value holds itself",
+        [*SEARCH, "--trials", "1", "--space", "{tmp}/space.yaml", "--db", "{db}"],
+        a_space("lr: &a {choices: [*a]}\n"),
+        "space file {tmp}/space.yaml is not valid YAML (line 1): alias *a is used inside its own "
+        "anchor (a recursive value); see README 'Search'",
     ),
     (
         "a sampler that does not exist",

@@ -100,10 +100,13 @@ PRESET = "presets:\n  p1: {algorithm: bp, architecture: fc, dataset: digits, "
             "must give test_top1",
         ),
         (BASE + PRESET + "reference: {test_top1: 101}, tolerance: 1}\n", "0-100"),
-        (
-            BASE + PRESET + "reference: {test_top1: 1}, tolerance: -1}\n",
-            "tolerance must be a positive",
-        ),
+        *[
+            (
+                BASE + PRESET + f"reference: {{test_top1: 1}}, tolerance: {bad}}}\n",
+                r"presets.p1.tolerance must be a number of points in \(0, 100\]",
+            )
+            for bad in ("-1", "0", ".nan", ".inf", "-.inf", "101", "true", "'1'")
+        ],
         (BASE + PRESET + "reference: {test_top1: 1}}\n", "missing 'tolerance'"),
         (
             BASE + PRESET + "reference: {test_top1: 1}, tolerance: 1}\nsuites: {g: [p2]}\n",
@@ -112,8 +115,16 @@ PRESET = "presets:\n  p1: {algorithm: bp, architecture: fc, dataset: digits, "
         (
             BASE + PRESET + "reference: {test_top1: 1}, tolerance: 1}\n"
             "suites: {g: [p1, h], h: [g]}\n",
-            "includes itself",
+            r"suite 'g' includes itself \(g -> h -> g\); break the cycle",
         ),
+        (BASE + "suites: {~: [p1]}\n", "a suite's name must be text, got None"),
+        (
+            BASE + PRESET + "reference: {test_top1: 1}, tolerance: 1}\nsuites: {g: [[p1]]}\n",
+            r"suites.g holds \['p1'\]; each entry must be the name of a preset or a suite",
+        ),
+        (BASE + "suites: {g: {p1: 1}}\n", "suites.g must be a non-empty list"),
+        (BASE + "suites: &s {g: *s}\n", "is not valid YAML .alias \\*s is used inside its own"),
+        (BASE + "suites: " + "[" * 500 + "]" * 500 + "\n", "values nested more than 64 deep"),
     ],
 )
 def test_a_malformed_benchmarks_file_is_refused(

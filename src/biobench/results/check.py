@@ -91,12 +91,14 @@ def check(
             )
             continue
         measured = statistics.fmean(r.best_test_top1 for r in matching)
-        if not math.isfinite(measured) or measured > reference + preset.tolerance:
-            verdict = "regressed"
-        elif measured < reference - preset.tolerance:
+        # Each verdict but regressed needs a comparison to hold, and every comparison with a
+        # NaN is false: an error or tolerance that is not a number never passes.
+        if math.isfinite(measured) and measured < reference - preset.tolerance:
             verdict = "improved"
-        else:
+        elif math.isfinite(measured) and measured <= reference + preset.tolerance:
             verdict = "pass"
+        else:
+            verdict = "regressed"
         ids = ", ".join(str(r.id) for r in matching)
         verdicts.append(
             Verdict(
