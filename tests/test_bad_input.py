@@ -941,3 +941,20 @@ def test_the_readme_lists_every_case() -> None:
         if line.startswith("| ") and not line.startswith("| input")
     ]
     assert listed == [case[0] for case in CASES]
+
+
+def test_a_plugin_that_fails_to_load_is_named_escaped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plugin's name and error text are a package author's: its warning cannot drive the
+    terminal, nor break the line."""
+    from importlib.metadata import EntryPoint
+
+    from biobench.registry import ALGORITHMS, _load_plugin
+
+    monkeypatch.setattr(ALGORITHMS, "broken", {})
+    point = EntryPoint("evil\x1b[2J", "no_such_module_h3.x\x1b[31m:\nRule", ALGORITHMS.group)
+    _load_plugin(ALGORITHMS, point)
+    warning = capsys.readouterr().err
+    assert warning.count("\n") == 1 and warning[:-1].isprintable(), warning
+    assert "plugin 'evil\\x1b[2J'" in warning

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -252,6 +253,40 @@ def test_list_and_check_read_presets_from_the_option(tmp_path: Path) -> None:
         "no reference  mine  no finished run; the preset has no reference number to check against",
         "1 no reference",
     ]
+
+
+EVIL = "red\x1b[31m\x07\x08\u202e\x85\nname"  # ESC, BEL, BS, a bidi override, NEL, newline
+EVIL_SHOWN = r"red\x1b[31m\x07\x08\u202e\x85\nname"
+
+
+def test_a_preset_name_with_control_characters_is_shown_escaped_everywhere(
+    tmp_path: Path,
+) -> None:
+    """list, the run's header and lines, runs and show (from the stored row), check and its
+    JUnit report: the name reaches no terminal raw and the XML parses, holding it visibly."""
+    mine = {EVIL: {**CELL, "dataset": "synthetic", "epochs": 1, "batch_size": 256}}
+    mine[EVIL]["reference"], mine[EVIL]["tolerance"] = {"test_top1": 50}, 50
+    path = write(tmp_path / "mine.yaml", mine)
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    junit = tmp_path / "check.xml"
+    outputs = {}
+    for args in (
+        ["list", "presets", "--presets", str(path)],
+        ["run", "--preset", EVIL, "--presets", str(path), "--db", url],
+        ["runs", "--db", url],
+        ["show", "1", "--db", url],
+        ["check", "--preset", EVIL, "--presets", str(path), "--db", url, "--junit", str(junit)],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        outputs[args[0]] = result.output
+    for command, output in outputs.items():
+        shown = output.replace("\n", "")
+        assert shown.isprintable(), (command, output)
+        assert EVIL_SHOWN in shown, (command, output)
+    case = ElementTree.parse(junit).getroot().find("testcase")
+    # XML 1.0 holds the bidi override, NEL and newline (as &#10;), not ESC, BEL or BS
+    assert case is not None and case.get("name") == "red\\x1b[31m\\x07\\x08\u202e\x85\nname"
 
 
 # -- writing one: save_user_preset ------------------------------------------------------------

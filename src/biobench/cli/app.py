@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from biobench.errors import BiobenchError
+from biobench.text import printable
 
 # The command-line parser's own error type (click's, vendored by recent Typer), found without
 # importing a private module: BadParameter derives from it in every Typer version.
@@ -149,13 +150,6 @@ def database_int(value: Any) -> Any:
         if number is not None and not 1 <= number <= LARGEST_INT:
             raise typer.BadParameter(f"must be from 1 to {LARGEST_INT}, got {number}")
     return value
-
-
-def printable(text: str) -> str:
-    """`text` with control and other unprintable characters (ESC, newlines, bidi overrides)
-    written as repr() writes them, e.g. \\x1b: a path or value holding them can neither drive
-    the terminal nor break a message's one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _fail(message: str, code: int) -> typer.Exit:

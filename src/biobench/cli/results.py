@@ -352,8 +352,8 @@ def print_check(
     width = max([9, *(len(v.verdict) for v in verdicts)])
     for v in verdicts:
         console.print(
-            f"[{style[v.verdict]}]{v.verdict:>{width}}[/]  {escape(v.preset)}  "
-            f"{escape(describe(v))}",
+            f"[{style[v.verdict]}]{v.verdict:>{width}}[/]  {escape(printable(v.preset))}  "
+            f"{escape(printable(describe(v)))}",
             highlight=False,
         )
     if junit is not None:

@@ -16,6 +16,7 @@ from xml.etree import ElementTree
 
 from biobench.spec import Preset, load_presets, resolve, seedless_hash
 from biobench.store.records import RunRecord, RunStatus
+from biobench.text import xml_text
 
 NO_REFERENCE = "no reference"
 VERDICTS = ("pass", "improved", "regressed", "missing", NO_REFERENCE)  # in the summary's order
@@ -143,9 +144,10 @@ def junit_xml(verdicts: list[Verdict], fail_missing: bool) -> str:
             )
         ),
     )
-    for v in verdicts:
-        case = ElementTree.SubElement(suite, "testcase", classname="biobench", name=v.preset)
-        message = f"{v.verdict}: {describe(v)}"
+    for v in verdicts:  # ElementTree escapes markup; xml_text what XML 1.0 cannot hold
+        name = xml_text(v.preset)
+        case = ElementTree.SubElement(suite, "testcase", classname="biobench", name=name)
+        message = xml_text(f"{v.verdict}: {describe(v)}")
         if v.verdict in failing:
             ElementTree.SubElement(case, "failure", message=message, type=v.verdict)
         elif v.verdict in ("missing", NO_REFERENCE):
