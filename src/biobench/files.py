@@ -47,10 +47,9 @@ def not_regular(mode: int) -> str:
     return f"it is {kind}, not a regular file"
 
 
-def read_user_file(path: Path, *, fix: str, what: str = "", limit: int = USER_FILE_LIMIT) -> bytes:
-    """The bytes of the regular file `path`, at most `limit` of them; anything else (a folder,
-    a device, a pipe, a larger file, an unreadable one) is one `BiobenchError` line naming
-    `what` ("space file"), `path`, the cause and `fix`."""
+def open_user_file(path: Path, *, fix: str, what: str = "") -> BinaryIO:
+    """`path` opened for reading in binary, if it is a regular file (not a device, pipe or
+    folder: see `read_user_file`); the caller bounds what it reads."""
     name = f"{what} {path}" if what else str(path)
     try:
         # O_NONBLOCK: opening a named pipe with no writer returns at once instead of waiting.
@@ -58,23 +57,46 @@ def read_user_file(path: Path, *, fix: str, what: str = "", limit: int = USER_FI
     except OSError as error:
         raise BiobenchError(_read_message(name, error.strerror or str(error), fix)) from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise BiobenchError(_read_message(name, not_regular(info.st_mode), fix))
-        content = b""
-        if info.st_size <= limit:
-            with os.fdopen(os.dup(fd), "rb") as handle:
-                content = handle.read(limit + 1)  # a file that grew since fstat is still cut
-        if info.st_size > limit or len(content) > limit:
-            size = max(info.st_size, len(content))
-            raise BiobenchError(
-                _read_message(name, f"it is {size} bytes, more than the {limit} allowed", fix)
-            )
-        return content
-    except OSError as error:
-        raise BiobenchError(_read_message(name, error.strerror or str(error), fix)) from None
-    finally:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise BiobenchError(_read_message(name, not_regular(mode), fix))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
         os.close(fd)
+        raise
+
+
+def read_user_file(path: Path, *, fix: str, what: str = "", limit: int = USER_FILE_LIMIT) -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them; anything else (a folder,
+    a device, a pipe, a larger file, an unreadable one) is one `BiobenchError` line naming
+    `what` ("space file"), `path`, the cause and `fix`."""
+    name = f"{what} {path}" if what else str(path)
+    with open_user_file(path, fix=fix, what=what) as handle:
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            content = b"" if size > limit else handle.read(limit + 1)  # it may have grown
+        except OSError as error:
+            raise BiobenchError(_read_message(name, error.strerror or str(error), fix)) from None
+    if size > limit or len(content) > limit:
+        size = max(size, len(content))
+        raise BiobenchError(
+            _read_message(name, f"it is {size} bytes, more than the {limit} allowed", fix)
+        )
+    return content
+
+
+def read_at_most(handle: BinaryIO, size: int) -> bytes:
+    """Up to `size` bytes of `handle`, fewer at its end, in chunks: a `size` taken from a
+    file's own header is never allocated at once (a buffered read of n bytes reserves n)."""
+    chunks, left = [], size
+    while left > 0:
+        chunk = handle.read(min(left, 2**20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def read_user_text(path: Path, *, fix: str, what: str = "", limit: int = USER_FILE_LIMIT) -> str:
