@@ -538,6 +538,52 @@ CASES = [
         "cannot read {tmp}/nothing.yaml: No such file or directory",
     ),
     (
+        "an empty preset name",
+        ["run", "--preset", ""],
+        None,
+        "Invalid value for '--preset' / '--bench': a name cannot be empty; see `biobench run "
+        "--help`",
+    ),
+    (
+        "an empty suite name",
+        ["check", "--suite", ""],
+        None,
+        "Invalid value for '--suite': a name cannot be empty; see `biobench check --help`",
+    ),
+    (
+        "an Adam setting under SGD",
+        ["run", "--set", "optimizer=sgd", "--set", "beta1=0.8"],
+        None,
+        "--set beta1=0.8 applies to optimizer=adam only (this run's optimizer is sgd); add --set "
+        "optimizer=adam or drop beta1",
+    ),
+    (
+        "a step-schedule setting without the step schedule",
+        ["run", "--set", "lr_gamma=0.5"],
+        None,
+        "--set lr_gamma=0.5 applies to lr_schedule=step only (this run's lr_schedule is none); "
+        "add --set lr_schedule=step or drop lr_gamma",
+    ),
+    (
+        "a Slurm option with the local launcher",
+        ["run", "--launcher", "local", "--slurm-time", "1:00:00"],
+        None,
+        "--slurm-time applies to --launcher slurm only, not local; drop it",
+    ),
+    (
+        "a launcher option without a launcher",
+        ["run", "--wait"],
+        None,
+        "--wait applies to jobs only; add --launcher slurm or local, or drop it",
+    ),
+    (
+        "alignment plot with --compare",
+        ["plot", "1", "--alignment", "--compare", "all"],
+        None,
+        "--compare draws a comparison's bars, not runs: drop the --alignment, or drop --compare "
+        "and plot the runs",
+    ),
+    (
         "a user preset file that is a device",
         ["list", "--presets", "/dev/zero"],
         None,
@@ -863,6 +909,12 @@ CASES = [
         a_space("beta2: {low: 0.9, high: 1.5}\n"),
         "space file {tmp}/space.yaml: beta2=1.5 is out of range; beta2 takes a float in [0, 1) "
         "(Adam beta2)",
+    ),
+    (
+        "a --set beside a --space entry for it",
+        [*SEARCH, "--trials", "1", "--space", "{tmp}/space.yaml", "--set", "lr=1e-3"],
+        a_space("lr: {low: 1e-5, high: 3e-4, log: true}\n"),
+        "--set lr fixes what --space searches (lr); drop it from one of them",
     ),
     (
         "a space file that is a named pipe",

@@ -52,6 +52,18 @@ class Command(PlainMetavars, typer.core.TyperCommand):
     """Every biobench command (see `App`). Its usage line names arguments as POSIX does:
     `biobench show [OPTIONS] RUN_ID`, not Typer's `{run_id}`."""
 
+    def invoke(self, ctx: Any) -> Any:
+        """Refuse an empty or blank NAME (`--preset ''`): taken as not given, it would run or
+        show the default (every run, the default spec) instead of what was meant."""
+        for param in self.get_params(ctx):
+            value = ctx.params.get(param.name or "")
+            values = value if isinstance(value, list | tuple) else [value]
+            if param.metavar == "NAME" and any(
+                isinstance(v, str) and not v.strip() for v in values
+            ):
+                raise typer.BadParameter("a name cannot be empty", ctx=ctx, param=param)
+        return super().invoke(ctx)
+
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
         for param in self.get_params(ctx):

@@ -30,6 +30,7 @@ from biobench.cli.launching import (
     TimeOption,
     WaitOption,
     WorkersOption,
+    refuse_unused,
 )
 
 # --algo, --arch and --data: what their help says before the names the registries hold.
@@ -251,6 +252,18 @@ def run(
     from biobench.training.runner import Request, plan, resolve_device, run_request
 
     add_preset_files(presets)  # read before any preset resolves; launched jobs inherit it
+    refuse_unused(
+        launcher,
+        **{
+            "--workers": workers,
+            "--slurm-partition": slurm_partition,
+            "--slurm-time": slurm_time,
+            "--gpus-per-job": gpus_per_job,
+            "--slurm-set": slurm_set,
+            "--jobs-dir": jobs_dir,
+            "--wait": wait,
+        },
+    )
     request = Request(
         algorithm=algo,
         architecture=arch,
