@@ -1010,3 +1010,25 @@ def test_a_plugin_that_fails_to_load_is_named_escaped(
     warning = capsys.readouterr().err
     assert warning.count("\n") == 1 and warning[:-1].isprintable(), warning
     assert "plugin 'evil\\x1b[2J'" in warning
+
+
+@pytest.mark.slow
+def test_a_bad_input_only_the_ranks_find_is_said_once(tmp_path: Path) -> None:
+    """A dataset that is missing is found by the ranks as they load it: each would print the
+    line and torch's launcher its own lines; the user sees rank 0's line once, exit status 2."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BIOBENCH_HOME": str(tmp_path), "BIOBENCH_DATA_DIR": str(tmp_path)}
+    ran = subprocess.run(
+        [sys.executable, "-m", "biobench", "run", "--nproc", "2", "--data", "mnist"]
+        + ["--epochs", "1", "--device", "cpu", "--db", f"sqlite:///{tmp_path / 'r.db'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert ran.returncode == 2
+    assert (
+        ran.stderr.startswith("error: MNIST not found: expected ") and ran.stderr.count("\n") == 1
+    ), ran.stderr

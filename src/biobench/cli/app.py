@@ -7,8 +7,10 @@ anything else is a bug, shown as one line too unless `--debug` asks for the trac
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -164,7 +166,17 @@ def database_int(value: Any) -> Any:
     return value
 
 
+# Set by `run --nproc N` for its ranks: a folder where each rank leaves its error line
+# (rank-R: "CODE<tab>MESSAGE") for the launching process to say once, instead of N times.
+RANK_ERRORS_ENV = "BIOBENCH_RANK_ERRORS"
+
+
 def _fail(message: str, code: int) -> typer.Exit:
+    folder = os.environ.get(RANK_ERRORS_ENV)
+    if folder and "RANK" in os.environ:
+        with suppress(OSError):  # not written: the launcher says the rank's exit code
+            Path(folder, f"rank-{os.environ['RANK']}").write_text(f"{code}\t{message}")
+            return typer.Exit(code)
     err_console.print(
         f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True
     )
