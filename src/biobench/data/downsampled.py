@@ -114,6 +114,8 @@ def _header(path: Path, archive: zipfile.ZipFile, name: str) -> tuple[tuple[int,
     with archive.open(info) as stored:
         shape, _, dtype = _HEADER_READERS[np.lib.format.read_magic(stored)](stored)
         promised = stored.tell() + math.prod(shape) * dtype.itemsize
+    if dtype.hasobject:  # a pickle, of no fixed size: np.load refuses it (allow_pickle=False)
+        return shape, dtype
     size = path.stat().st_size
     # What the archive can hold: its stored bytes, or what deflate can make of them.
     most = size if info.compress_type == zipfile.ZIP_STORED else _DEFLATE_RATIO * size
