@@ -3,11 +3,16 @@
 PostgreSQL tests use the server named by BIOBENCH_TEST_POSTGRES_URL (`.ci/postgres start` makes
 one); each test gets a database of its own, dropped afterwards. Without the variable they are
 skipped, except under CI, where a missing server is a failure.
+
+The tests see the environment they need, not the one they were started in: biobench's own
+rules, networks and datasets without the plugins installed beside it, and Ctrl-C as Python's
+KeyboardInterrupt even when the suite was started with SIGINT ignored.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import uuid
 from collections.abc import Iterator
@@ -18,7 +23,33 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from biobench import registry
+
 PG_ENV = "BIOBENCH_TEST_POSTGRES_URL"
+_no_plugins = pytest.MonkeyPatch()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test module is collected: an installed plugin (a feedback-family rule, say)
+    would join every parametrisation over the registries and every in-process command, and fail
+    tests written for biobench's own entries. The plugin tests install theirs in subprocesses,
+    which this does not reach."""
+    _no_plugins.setattr(registry, "entry_points", lambda group: ())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _no_plugins.undo()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sigint_interrupts() -> Iterator[None]:
+    """A suite started in the background (`pytest &` without job control) inherits SIGINT
+    ignored, and Python then installs no handler: the tests that interrupt a run by SIGINT
+    would see nothing happen. Python's own handler for the session; its subprocesses start with
+    the default action again."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import os
@@ -10,12 +11,16 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from biobench.cli import app
+from biobench.cli import app, progress
+from biobench.cli.app import handle_errors
+from biobench.data.base import download_with
+from biobench.errors import DataError
 from biobench.learners.bp import Backprop
 from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, load_all
 from biobench.results import tidy
@@ -153,6 +158,12 @@ def test_the_default_database_lives_in_biobench_home(tmp_path: Path) -> None:
         (["run", "--set", "alpha=0.9"], "bp has no hyperparameter 'alpha'"),
         (["run", "--epochs", "0"], "--epochs must be > 0"),
         (["run", "--batch-size", "0"], "--batch-size must be > 0"),
+        (["run", "--threads", "0"], "Invalid value for '--threads'"),
+        (
+            ["run", "--threads", "2", "--launcher", "local"],
+            "--threads applies to runs on this machine; a launched job uses the cores of its "
+            "allocation: drop --threads",
+        ),
         (
             ["run", "--data", "mnist", "--data-dir", "/nonexistent/mnist"],
             "MNIST not found: expected /nonexistent/mnist/MNIST/raw/train-images-idx3-ubyte",
@@ -235,6 +246,42 @@ def test_a_run_that_stops_early_is_never_left_running(
         assert run.error == "RuntimeError: exploded"
 
 
+TORCHVISION_DOWNLOAD_ERROR = (  # what torchvision raises offline, one line per mirror tried
+    "Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
+    "<urlopen error [Errno -2] Name or service not known>\n"
+)
+
+
+def test_a_failed_download_is_one_line_without_literal_line_breaks(tmp_path: Path) -> None:
+    class Offline:
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            raise RuntimeError(TORCHVISION_DOWNLOAD_ERROR)
+
+    with pytest.raises(DataError) as caught:
+        download_with(Offline, tmp_path, "MNIST", "copy the files by hand")
+    assert str(caught.value) == (
+        f"downloading MNIST into {tmp_path} failed (Error downloading train-images-idx3-ubyte.gz:"
+        " Tried https://a/, got: <urlopen error [Errno -2] Name or service not known>); "
+        "copy the files by hand"
+    )
+
+
+def test_an_internal_errors_message_of_several_lines_is_shown_on_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    @handle_errors
+    def command() -> None:
+        raise RuntimeError(TORCHVISION_DOWNLOAD_ERROR)
+
+    with pytest.raises(typer.Exit):
+        command()
+    assert capsys.readouterr().err == (
+        "error: internal error: RuntimeError: Error downloading train-images-idx3-ubyte.gz: "
+        "Tried https://a/, got: <urlopen error [Errno -2] Name or service not known> "
+        "(rerun with `biobench --debug ...` for the traceback)\n"
+    )
+
+
 def test_several_seeds_give_a_mean_and_std(sqlite_url: str) -> None:
     result = invoke(
         "run", "--data", "synthetic", "--epochs", "1", "--seeds", "0,1,2", "--db", sqlite_url
@@ -286,23 +333,22 @@ def test_interrupted_before_a_run_exists_has_nothing_to_continue(
 
 # -- help --------------------------------------------------------------------------------------
 
-COMMANDS = [
-    [],
-    ["run"],
-    ["import"],
-    ["runs"],
-    ["show"],
-    ["export"],
-    ["list"],
-    ["compare"],
-    ["check"],
-    ["plot"],
-    ["rm"],
-    ["gc"],
-    ["db"],
-    ["db", "current"],
-    ["db", "upgrade"],
-]
+
+def command_tree(group: Any, path: list[str]) -> dict[tuple[str, ...], Any]:
+    """Every command and group under `group` (Typer's click group), depth first, by the words
+    that name it."""
+    found = {}
+    for name, command in group.commands.items():
+        found[(*path, name)] = command
+        if hasattr(command, "commands"):  # a group
+            found.update(command_tree(command, [*path, name]))
+    return found
+
+
+ROOT = typer.main.get_command(app)
+TREE = {(): ROOT, **command_tree(ROOT, [])}
+COMMANDS = [list(path) for path in TREE]
+GROUPS = [list(path) for path, command in TREE.items() if hasattr(command, "commands")]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "biobench")
@@ -311,6 +357,21 @@ def test_help_shows_what_to_type_not_python_types(command: list[str]) -> None:
     assert result.exit_code == 0, result.output
     for typer_word in ("<bool>", "<str>", "<int>", "<path>", "<list", "{"):
         assert typer_word not in result.stdout, typer_word
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=lambda c: " ".join(c) or "biobench")
+def test_every_commands_summary_is_one_sentence_on_one_line(group: list[str]) -> None:
+    result = runner.invoke(app, [*group, "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    panel = result.stdout.split("─ Commands ─", 1)[1]
+    rows = [line.strip("│ ").split(None, 1) for line in panel.splitlines() if "│" in line]
+    listed = TREE[tuple(group)]
+    # at 400 columns every summary fits one line: a second line is a break in its text
+    assert [row[0] for row in rows] == list(listed.commands)
+    for name, summary in rows:
+        paragraph = inspect.cleandoc(listed.commands[name].help).split("\n\n")[0]
+        assert summary == " ".join(paragraph.split()), name
+        assert summary.endswith(".") and ". " not in summary, name  # one sentence
 
 
 def test_run_help_names_every_algorithm_architecture_and_dataset() -> None:
@@ -323,6 +384,23 @@ def test_run_help_names_every_algorithm_architecture_and_dataset() -> None:
     assert "`biobench list algorithms`" in result.stdout  # where the --set names are
     assert "--keep-checkpoint" in result.stdout and "NAME=VALUE" in result.stdout
     assert re.search(r"show \[OPTIONS\] RUN_ID\s*\n", invoke("show", "--help").stdout)
+
+
+def test_the_epoch_line_names_which_error_is_top_1_and_which_top_5() -> None:
+    row = {
+        "train_top1": 10.4,
+        "train_top5": 0.2,
+        "train_loss": 0.38349,
+        "test_top1": 27.0,
+        "test_top5": 2.6,
+        "test_loss": 0.83,
+        "images_per_s": 2012.3,
+        "wall_time": 5.04,
+    }
+    assert progress.epoch_line(3, 30, row) == (
+        "epoch  3/30  train top-1 10.40% top-5  0.20% loss 0.3835"
+        "  test top-1 27.00% top-5  2.60% loss 0.8300  2,012 img/s 5.0s"
+    )
 
 
 @pytest.mark.slow  # a fresh interpreter, to see what `biobench --help` imports

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
@@ -70,11 +71,11 @@ def store(sqlite_url: str) -> Store:
 
 
 GOLDEN_MARKDOWN = """\
-### mnist: 500 epochs, batch 128 (errors in %, best epoch)
+### mnist: 500 epochs, batch 128 (errors in %, best test epoch)
 
 | family | method | fc train | fc test | fc paper | fc Δ | fc vs BP | lc train | lc test | lc paper | lc Δ | lc vs BP | conv train | conv test | conv paper | conv Δ | conv vs BP |
 |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-| backprop | BP | 0.10±0.14 | 1.50±0.14 (n=2) | 0.00 / 1.48 | +0.02 | +0.00 | 0.00 | 1.20 | 0.00 / 1.17 | +0.03 | +0.00 | 1.00 | 1.10 | 0.00 / 1.01 | +0.09 | +0.00 |
+| backprop | BP | 0.35±0.21 | 1.50±0.14 (n=2) | 0.00 / 1.48 | +0.02 | +0.00 | 0.00 | 1.20 | 0.00 / 1.17 | +0.03 | +0.00 | 1.00 | 1.10 | 0.00 / 1.01 | +0.09 | +0.00 |
 | feedback alignment | FA |  |  |  |  |  | 4.00 | 9.00 | 0.00 / 1.26 | +7.74 | +7.80 |  |  |  |  |  |
 | target propagation | DTP alternating | 1.00 | 2.50 | 0.00 / 1.83 | +0.67 | +1.00 |  |  |  |  |  |  |  |  |  |  |
 """  # noqa: E501
@@ -83,9 +84,9 @@ GOLDEN_MARKDOWN = """\
 # is compared with BP on conv, so its gap to BP is zero, not BP-LC's. Rules are grouped by
 # family, in registry.FAMILIES order.
 GOLDEN_TABLE = """\
-mnist: 500 epochs, batch 128 (errors in %, best epoch)
+mnist: 500 epochs, batch 128 (errors in %, best test epoch)
 family              method            fc train          fc test     fc paper   fc Δ  fc vs BP  lc train  lc test     lc paper   lc Δ  lc vs BP  conv train  conv test   conv paper  conv Δ  conv vs BP
-backprop            BP               0.10±0.14  1.50±0.14 (n=2)  0.00 / 1.48  +0.02     +0.00      0.00     1.20  0.00 / 1.17  +0.03     +0.00        1.00       1.10  0.00 / 1.01   +0.09       +0.00
+backprop            BP               0.35±0.21  1.50±0.14 (n=2)  0.00 / 1.48  +0.02     +0.00      0.00     1.20  0.00 / 1.17  +0.03     +0.00        1.00       1.10  0.00 / 1.01   +0.09       +0.00
 feedback alignment  FA                                                                             4.00     9.00  0.00 / 1.26  +7.74     +7.80
 target propagation  DTP alternating       1.00             2.50  0.00 / 1.83  +0.67     +1.00
 """  # noqa: E501
@@ -134,7 +135,7 @@ def test_a_reference_measured_under_another_protocol_is_marked_and_named(store: 
     }
     (title, header, rows), *_ = [t for t in comparison_tables(frame) if "3 epochs" in t[0]]
     assert title == (
-        "mnist: 3 epochs, batch 128 (errors in %, best epoch; * paper: 500 epochs, batch 128)"
+        "mnist: 3 epochs, batch 128 (errors in %, best test epoch; * paper: 500 epochs, batch 128)"
     )
     assert rows[0][header.index("fc paper")] == "0.00 / 1.48*"
     assert render_markdown(load_comparison(store, datasets={"mnist"})).count("*") == 2
@@ -331,7 +332,7 @@ def test_final_epoch_tables_say_final_epoch(store: Store) -> None:
     url = store.url.render_as_string(hide_password=False)
     for fmt in ("table", "markdown"):
         shown = runner.invoke(app, ["compare", "--final", "--format", fmt, "--db", url]).stdout
-        assert "(errors in %, final epoch)" in shown and "best epoch" not in shown
+        assert "(errors in %, final epoch)" in shown and "best test epoch" not in shown
 
 
 def test_the_std_of_a_single_seed_is_empty_not_zero(store: Store) -> None:
@@ -399,3 +400,129 @@ def test_the_bar_chart_is_fit_for_a_paper(
     legend_box = legend.get_window_extent(renderer)
     for axis in figure.axes:
         assert legend_box.x0 >= axis.get_window_extent(renderer).x1  # beside, not on, the bars
+
+
+# -- each reference scored the way it was selected (issue 22) --------------------------------
+
+
+def add_val_run(store: Store, preset: str, epochs: list[tuple[float, float, float | None]]) -> int:
+    """A finished run of `preset` whose epochs have these (train, test, val) top-1 errors."""
+    spec = resolve(preset=preset)
+    run_id = store.create_run(**spec.run_fields(), device="cpu", environment={})
+    for epoch, (train, test, val) in enumerate(epochs, 1):
+        row = {"train_top1": train, "test_top1": test, "train_top5": 0.0, "test_top5": test / 4}
+        if val is not None:
+            row["val_top1"] = val
+        store.write_epoch(run_id, epoch, row)
+    store.set_status(run_id, "finished")
+    return run_id
+
+
+# Epoch 2 is best on validation (test 12.0, train 3.0); epoch 3 best on test (11.0, train 2.0).
+BIOTORCH_EPOCHS = [(9.0, 20.0, 21.0), (3.0, 12.0, 10.0), (2.0, 11.0, 14.0)]
+
+
+@pytest.mark.parametrize(
+    ("select", "train", "test", "words"),
+    [
+        (None, 3.0, 12.0, "best validation epoch"),  # biotorch's own protocol, by default
+        ("best-val", 3.0, 12.0, "best validation epoch"),
+        ("best-test", 2.0, 11.0, "best test epoch"),
+        ("final", 2.0, 11.0, "final epoch"),
+    ],
+)
+def test_a_biotorch_cell_is_scored_at_its_best_validation_epoch(
+    sqlite_url: str, select: str | None, train: float, test: float, words: str
+) -> None:
+    store = Store(sqlite_url)
+    add_val_run(store, "cifar10-resnet20-bp", BIOTORCH_EPOCHS)
+    row = load_comparison(store, select=select).iloc[0]
+    assert (row["train_top1"], row["test_top1"], row["selection"]) == (
+        train,
+        test,
+        select or "best-val",
+    )
+    assert row["reference_selection"] == "best-val"
+    assert row["delta_test_top1"] == pytest.approx(test - 8.63)  # biotorch's BP: 8.63
+    (title, _, _), *_ = comparison_tables(load_comparison(store, select=select))
+    assert f"(errors in %, {words})" in title
+
+
+def test_every_column_of_a_row_comes_from_the_one_selected_epoch(sqlite_url: str) -> None:
+    """Not each column's own minimum: train 0.0 at epoch 3 beside test 1.2 at epoch 2 would
+    describe no network that ever existed."""
+    store = Store(sqlite_url)
+    add_run(store, "mnist-fc-bp", [(3.0, 4.0), (0.5, 1.2), (0.0, 1.7)])
+    row = load_comparison(store).iloc[0]
+    assert (row["train_top1"], row["test_top1"], row["test_top5"]) == (0.5, 1.2, 0.3)
+
+
+def test_a_run_without_a_validation_split_is_shown_but_not_scored_against_biotorch(
+    sqlite_url: str,
+) -> None:
+    store = Store(sqlite_url)
+    run = add_val_run(store, "cifar10-resnet20-fa", [(t, v, None) for t, v, _ in BIOTORCH_EPOCHS])
+    frame = load_comparison(store)
+    row = frame.iloc[0]
+    assert (row["test_top1"], row["selection"]) == (11.0, "best-test")  # shown, the paper's way
+    assert math.isnan(row["delta_test_top1"])  # but not scored against biotorch's 32.16
+    assert row["paper_test_top1"] == 32.16
+    (title, _, rows), *_ = comparison_tables(frame)
+    assert rows[0][4].endswith("†")  # the reference cell is marked
+    note = title.splitlines()[1]
+    assert note.startswith(f"† FA on resnet20: run(s) {run} have no validation split")
+    assert note.endswith("run with --set val_split=5000")
+    markdown = render_markdown(frame)
+    assert "\n† FA on resnet20" in markdown and "### cifar10" in markdown
+    result = runner.invoke(app, ["compare", "--db", sqlite_url])
+    assert result.exit_code == 0, result.output
+    assert "have no validation split" in result.stdout
+
+
+def test_a_best_val_selection_is_refused_by_name_when_misspelt(sqlite_url: str) -> None:
+    result = runner.invoke(app, ["compare", "--select", "best", "--db", sqlite_url])
+    assert result.exit_code == 2
+    assert "best-test" in result.output and "best-val" in result.output
+
+
+@pytest.mark.parametrize(("select", "measured"), [(None, 12.0), ("best-test", 11.0)])
+def test_check_scores_a_biotorch_preset_at_its_best_validation_epoch(
+    sqlite_url: str, select: str | None, measured: float
+) -> None:
+    store = Store(sqlite_url)
+    add_val_run(store, "cifar10-resnet20-bp", BIOTORCH_EPOCHS)
+    (verdict,) = check_store(store, ["cifar10-resnet20-bp"], select)
+    assert verdict.measured == measured
+    args = ["check", "--preset", "cifar10-resnet20-bp", "--db", sqlite_url]
+    shown = runner.invoke(app, [*args, *(["--select", select] if select else [])])
+    assert f"test top-1 {measured:.2f}%" in shown.stdout
+
+
+def test_a_rule_on_a_network_of_biobenchs_own_construction_is_marked(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    add_val_run(store, "cifar10-resnet20-drtp", BIOTORCH_EPOCHS)
+    add_val_run(store, "cifar10-resnet20-bp", BIOTORCH_EPOCHS)
+    frame = load_comparison(store).set_index("method")
+    assert "no published counterpart" in frame.loc["drtp", "construction"]
+    assert not isinstance(frame.loc["bp", "construction"], str)
+    (title, _, rows), *_ = comparison_tables(load_comparison(store))
+    drtp = next(row for row in rows if row[1] == "DRTP")
+    assert drtp[3].endswith("‡")
+    assert "\n‡ DRTP on resnet20: biobench's own construction" in title
+    listed = runner.invoke(app, ["list", "algorithms"]).stdout
+    assert "drtp on resnet20: biobench's own construction" in listed
+    assert "dfa on resnet20: biotorch's construction" in listed
+
+
+def test_a_run_stored_as_ddtp_is_a_dtp_drl_run(sqlite_url: str) -> None:
+    """`ddtp`, DTP-DRL's earlier name, is an alias: old runs join the rule's row."""
+    store = Store(sqlite_url)
+    spec = resolve(algorithm="ddtp", architecture="fc", dataset="digits")
+    assert spec.algorithm == "dtp-drl"
+    for algorithm in ("ddtp", "dtp-drl"):
+        fields = {**spec.run_fields(), "algorithm": algorithm}
+        run_id = store.create_run(**fields, device="cpu", environment={})
+        store.write_epoch(run_id, 1, {"train_top1": 1.0, "test_top1": 2.0})
+        store.set_status(run_id, "finished")
+    frame = load_comparison(store)
+    assert list(frame["method"]) == ["dtp-drl-alt"] and list(frame["runs"]) == [1]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from biobench.registry import ALGORITHMS
 from biobench.spec import load_presets, resolve
 from biobench.store import Store
 from biobench.store.models import COST_COLUMNS, LAYER_COLUMNS
+from biobench.training.environment import default_threads
 from biobench.training.runner import execute
 from biobench.training.sink import EpochSink, import_spool, read_spool
 
@@ -212,9 +215,56 @@ def test_the_commands_show_plot_export_and_compare_alignment_and_cost(
     markdown = cli.invoke(app, ["compare", "--cost", "--format", "markdown", *db]).output
     lines = markdown.splitlines()  # the same table, as Markdown: no box drawing
     assert lines[0].startswith("### digits / fc: cost on cpu, batch ") and lines[1] == ""
-    assert (
-        lines[2]
-        == "| method | runs | ms/step | x BP | eval ms | peak MB | x BP | GFLOP | update° |"
-    )
-    assert lines[3] == "|---|" + "---:|" * 8
+    header = "method | runs | ms/step | IQR | x BP | eval ms | peak RSS MB | x BP | GFLOP"
+    assert lines[2] == f"| {header} | update° | threads | load |"
+    assert lines[3] == "|---|" + "---:|" * 11
     assert [line.split(" | ")[:2] for line in lines[4:]] == [["| BP", "1"], ["| FA", "1"]]
+
+
+@pytest.fixture
+def torch_threads() -> Iterator[None]:
+    """A run sets torch's threads for its process: put them back for the tests after."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("given", "local_world"),
+    [(["--threads", "1"], None), ([], "2")],
+    ids=["given", "cores-per-process"],
+)
+def test_a_run_records_its_threads_and_the_machines_load(
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    torch_threads: None,
+    given: list[str],
+    local_world: str | None,
+) -> None:
+    """Two cores here: --threads 1 is one thread, and so is the default for each of two
+    processes of a run on this machine (torchrun's LOCAL_WORLD_SIZE), where torch alone would
+    take both cores in each."""
+    from typer.testing import CliRunner
+
+    from biobench.cli import app
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    if local_world:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local_world)
+    ran = CliRunner().invoke(
+        app, ["run", "--data", "synthetic", "--epochs", "1", "--db", sqlite_url, *given]
+    )
+    assert ran.exit_code == 0, ran.output
+    (run,) = Store(sqlite_url).runs()
+    assert (run.environment["threads"], run.environment["cpus"]) == (1, 2)
+    load = run.environment["load"]
+    assert len(load) == 3 and all(isinstance(v, float) and v >= 0 for v in load)
+
+
+@pytest.mark.parametrize(("processes", "threads"), [(1, 8), (3, 2), (16, 1)])
+def test_the_default_threads_share_the_cores_this_process_may_use(
+    monkeypatch: pytest.MonkeyPatch, processes: int, threads: int
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the machine's, not this process's
+    assert default_threads(processes) == threads

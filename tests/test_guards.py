@@ -27,8 +27,9 @@ from torch import Tensor, nn
 
 import biobench.training.loop as loop
 from biobench.data import Dataset, TensorSplit
-from biobench.learners.base import Learner
-from biobench.registry import ALGORITHMS, ARCHITECTURES
+from biobench.learners.base import Learner, WeightTransportError
+from biobench.nn.ops import transpose
+from biobench.registry import ALGORITHMS, ARCHITECTURES, DataInfo
 from biobench.results.check import Verdict, check, check_store, describe, junit_xml
 from biobench.results.compare import (
     Method,
@@ -330,6 +331,23 @@ def test_evaluate_refuses_an_empty_split() -> None:
     empty = TensorSplit(torch.zeros(0, 1, 1, CLASSES), torch.zeros(0))
     with pytest.raises(ValueError, match="^cannot evaluate an empty split$"):
         evaluate(StillLearner(), empty)
+
+
+# -- the weight-transport guard: what it refuses, and what it cannot see ---------------------
+
+
+def test_the_transport_guard_refuses_ws_memory_but_cannot_see_a_copy_of_its_values() -> None:
+    """The README's claim, to its boundary: a feedback weight in W's own memory is refused
+    wherever a rule passes it (transpose), but W's values copied into a tensor of the rule's
+    own are indistinguishable from a learned B, and carry backprop's signal without an error."""
+    torch.manual_seed(0)
+    top = ARCHITECTURES.get("fc")(DataInfo("digits", (1, 8, 8), 10)).layers[-1]
+    weight, delta = top.op.weight, torch.randn(4, 10)
+    for feedback in (weight, weight.detach(), weight.detach().t().t(), weight.detach()[:, :5]):
+        with pytest.raises(WeightTransportError, match="Dense is its forward weight"):
+            transpose(top.op, delta, feedback)
+    copied = transpose(top.op, delta, weight.detach().clone())  # no error: the boundary
+    torch.testing.assert_close(copied, delta @ weight.detach(), rtol=0, atol=0)
 
 
 # -- records for check and compare, without a database ---------------------------------------
@@ -684,6 +702,10 @@ def test_the_comparison_frame_has_one_column_per_number_and_a_plain_index() -> N
         "paper_test_top5",
         "delta_test_top1",
         "reference_protocol",  # what the paper_* numbers were measured under
+        "selection",  # which epoch the row's errors are from: best-test, best-val or final
+        "reference_selection",  # how the reference's numbers were selected
+        "unscored",  # why the row is not scored against its reference (else empty)
+        "construction",  # whose construction of the rule on this network, if not its paper's
         "gap_to_bp",
         "reference",  # whose published numbers the paper_* columns hold: paper, biotorch
     ]

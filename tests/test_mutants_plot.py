@@ -86,3 +86,54 @@ def test_architectures_keep_their_colour_and_unknown_ones_follow_by_name() -> No
 )
 def test_a_figures_format_is_its_suffix_in_any_case(tmp_path: Path, name: str, kind: str) -> None:
     assert plot.figure_format(tmp_path / name) == kind
+
+
+# A study's name as a user may choose it: TeX matplotlib's mathtext cannot parse ($\bad_$),
+# TeX it can ($x^2$, which it would draw as x²), and a lone backslash and underscore.
+NAME = r"lr $x^2$ \ a_b $\bad_$"
+
+
+def texts(figure: Any) -> list[str]:
+    return [t.get_text() for t in figure.findobj(pyplot.Text)]
+
+
+def test_user_named_strings_are_drawn_as_written_in_every_figure(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from biobench.results import alignment
+
+    run = run_record(1, resolve(algorithm="fa", architecture="fc", dataset="mnist"), 1)
+    named = replace(run, algorithm=NAME, dataset=NAME)  # a plugin's names, as shown
+    rows = [{"run_id": 1, "epoch": 1, "test_top1": 9.0, "train_top1": 5.0, "test_top5": 1.0}]
+    frame = pd.DataFrame(
+        [
+            {
+                "dataset": NAME,
+                "protocol": NAME,
+                "label": f"FA (study {NAME})",
+                "architecture": "fc",
+                "test_top1": 9.0,
+                "test_top1_std": 1.0,
+                "paper_test_top1": 8.0,
+                "reference": "paper",
+            }
+        ]
+    )
+    layers = [{"run_id": 1, "epoch": 1, "layer": 1, "name": "fc1", "update_angle": 3.0,
+               "signal_cosine": None, "weight_angle": None}]  # fmt: skip
+    made: list[Any] = []
+    real_save = plot._save
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            plot, "_save", lambda figure, out: (made.append(figure), real_save(figure, out))
+        )
+        plot.learning_curves([named], rows, tmp_path / "curves.png")
+        plot.comparison_bars(frame, tmp_path / "bars.svg")
+        alignment.alignment_plot(named, layers, tmp_path / "alignment.pdf")
+    curves, bars, angles = made
+    assert f"#1 {NAME} / fc / {NAME} test" in texts(curves)
+    assert f"FA (study {NAME})" in texts(bars) and f"{NAME}: {NAME}" in texts(bars)
+    assert f"run 1: {NAME} / fc / {NAME}" in texts(angles)
+    assert all(  # $x^2$ as written, not drawn as x²
+        not text.get_parse_math() for figure in made for text in figure.findobj(pyplot.Text)
+    )

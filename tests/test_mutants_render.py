@@ -146,7 +146,12 @@ def test_show_heads_a_run_with_its_status_epochs_and_time_and_lists_its_spec_as_
         3,
         started_at=START,
         finished_at=START + timedelta(seconds=125),
-        environment={"argv": ["run", "--seed", "1"], "host": {"cpus": 4}, "threads": 1},
+        environment={
+            "argv": ["run", "--seed", "1"],
+            "host": {"cpus": 4},
+            "threads": 1,
+            "cuda": None,
+        },
     )
     shown = lines(shown_text(render.run_detail(run, [])))
     assert shown[0] == "run 7  finished  3/10 epochs, 2m05s"
@@ -156,6 +161,7 @@ def test_show_heads_a_run_with_its_status_epochs_and_time_and_lists_its_spec_as_
     assert ' host     {"cpus": 4}' in shown and " threads  1" in shown
     assert f" spec_hash      {run.spec_hash}" in shown
     assert " data_settings  {}" in shown and " seed           0" in shown
+    assert " preset         -" in shown and " cuda     -" in shown  # none: not Python's None
     assert "continue it with" not in shown_text(render.run_detail(run, []))
 
 

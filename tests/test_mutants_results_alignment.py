@@ -71,11 +71,11 @@ def test_the_alignment_plot_has_a_panel_per_measured_metric_and_a_line_per_layer
     saved: list[Any] = []
     monkeypatch.setattr(plot, "_save", lambda figure, out: saved.append((figure, out)))
     run = run_record(4, resolve(algorithm="fa", architecture="fc", dataset="mnist"), 2)
-    rows = [
-        layer(4, 1, 1, update_angle=40.0, weight_angle=80.0),
-        layer(4, 2, 1, update_angle=30.0, weight_angle=70.0),
-        layer(4, 1, 2, update_angle=50.0),
-        layer(4, 2, 2, update_angle=45.0),
+    rows = [  # as FA's: layer 1 has no feedback weight, so no weight angle
+        layer(4, 1, 1, update_angle=40.0),
+        layer(4, 2, 1, update_angle=30.0),
+        layer(4, 1, 2, update_angle=50.0, weight_angle=80.0),
+        layer(4, 2, 2, update_angle=45.0, weight_angle=70.0),
     ]
     alignment.alignment_plot(run, rows, tmp_path / "a.png")
     ((figure, out),) = saved
@@ -87,8 +87,12 @@ def test_the_alignment_plot_has_a_panel_per_measured_metric_and_a_line_per_layer
     assert angle.get_xlabel() == "epoch"
     drawn = {line.get_label(): list(line.get_ydata()) for line in angle.get_lines()}
     assert drawn == {"L1": [40.0, 30.0], "L2": [50.0, 45.0]}
-    assert [line.get_label() for line in weight.get_lines()] == ["L1"]  # L2 measured none
+    assert [line.get_label() for line in weight.get_lines()] == ["L2"]  # L1 measured none
     assert [t.get_text() for t in angle.get_legend().get_texts()] == ["L1", "L2"]
+    assert [t.get_text() for t in weight.get_legend().get_texts()] == ["L2"]
+    colour = {line.get_label(): line.get_color() for line in angle.get_lines()}
+    assert colour["L1"] != colour["L2"]
+    assert [line.get_color() for line in weight.get_lines()] == [colour["L2"]]  # one per layer
 
 
 # -- compare --cost ------------------------------------------------------------------------------
@@ -148,6 +152,24 @@ def test_cost_is_the_median_over_a_rules_epochs_as_a_ratio_to_bp_in_the_same_con
     assert math.isnan(frame.loc["dfa", "step_vs_bp"]) and frame.loc["dfa", "batch_size"] == 64
 
 
+def test_a_warm_up_epoch_does_not_move_a_rules_cost() -> None:
+    """The first epoch pays for warm-up (allocator, caches, a compile): the median of a rule's
+    epochs ignores it, where a mean would not."""
+    runs = [cost_run(1, "bp"), cost_run(2, "fa")]
+    epochs = [
+        epoch(1, 400.0, 900.0),
+        epoch(1, 10.0, 100.0),
+        epoch(1, 12.0, 100.0),
+        epoch(2, 20.0, 200.0),
+        epoch(2, 500.0, 200.0),
+        epoch(2, 21.0, 200.0),
+    ]
+    frame = alignment.cost_frame(runs, epochs, []).set_index("algorithm")
+    assert list(frame["step_ms"]) == [12.0, 21.0]
+    assert list(frame["peak_memory_mb"]) == [100.0, 200.0]
+    assert frame.loc["fa", "step_vs_bp"] == 1.75 and frame.loc["fa", "memory_vs_bp"] == 2.0
+
+
 def test_cost_groups_runs_by_precision_and_puts_unknown_rules_last() -> None:
     half = {"settings": {"precision": "bf16"}}
     runs = [
@@ -178,13 +200,41 @@ def test_the_cost_table_prints_each_number_to_its_digits() -> None:
     (table,) = alignment.cost_tables(frame)
     shown = lines(shown_text(table))
     assert shown[0] == "mnist / fc: cost on cpu, batch 128, fp32"
-    assert shown[2].split("┃")[1:-1] == [
-        " method ", " runs ", " ms/step ", " x BP ", " eval ms ", " peak MB ", " x BP ",
-        " GFLOP ", " update° ",
-    ]  # fmt: skip
+    headers = [cell.strip() for line in shown[1:4] if "┃" in line for cell in line.split("┃")]
+    assert " ".join(h for h in headers if h) == (  # on the CPU: the process's memory
+        "method runs ms/step IQR x BP eval ms peak RSS MB x BP GFLOP update° threads load"
+    )
     cells = [line.split("│")[1:-1] for line in shown if "│" in line]
     assert [[cell.strip() for cell in row] for row in cells] == [
-        ["BP", "1", "12.35", "1.00", "7", "1234", "1.00", "1.235", "nan"],
-        ["FA", "1", "24.69", "2.00", "7", "nan", "nan", "nan", "33.3"],
+        ["BP", "1", "12.35", "-", "1.00", "7", "1234", "1.00", "1.235", "nan", "-", "nan"],
+        ["FA", "1", "24.69", "-", "2.00", "7", "nan", "nan", "nan", "33.3", "-", "nan"],
     ]
     assert cells[0][0] == " BP     " and cells[0][1] == "    1 "  # names left, numbers right
+    gpu = [replace(run, device="NVIDIA H100") for run in runs]
+    (table,) = alignment.cost_tables(alignment.cost_frame(gpu, epochs, []))
+    assert "peak MB" in shown_text(table) and "RSS" not in shown_text(table)
+
+
+def test_cost_shows_the_spread_of_step_times_and_the_threads_and_load_runs_had() -> None:
+    runs = [
+        cost_run(1, "bp", environment={"threads": 2, "load": [6.7, 6.1, 4.4]}),
+        cost_run(2, "bp", environment={"threads": 1, "load": [0.5, 0.4, 0.3]}),
+        cost_run(3, "fa", environment={"threads": 1}),  # recorded before load was
+        cost_run(4, "dfa"),  # recorded before threads were
+    ]
+    epochs = [*(epoch(1, ms) for ms in (10.0, 30.0)), *(epoch(2, ms) for ms in (20.0, 40.0))]
+    epochs += [epoch(3, 5.0), epoch(3, math.nan), epoch(4, 8.0)]
+    frame = alignment.cost_frame(runs, epochs, []).set_index("algorithm")
+    bp, fa, dfa = frame.loc["bp"], frame.loc["fa"], frame.loc["dfa"]
+    assert (bp["step_ms_q1"], bp["step_ms"], bp["step_ms_q3"]) == (17.5, 25.0, 32.5)
+    assert (bp["threads"], bp["load"]) == ("1, 2", 6.7)
+    assert math.isnan(fa["step_ms_q1"]) and math.isnan(fa["step_ms_q3"])  # one finite epoch
+    assert (fa["threads"], dfa["threads"]) == ("1", "") and math.isnan(fa["load"])
+    (table,) = alignment.cost_tables(frame.reset_index())
+    cells = [line.split("│")[1:-1] for line in lines(shown_text(table)) if "│" in line]
+    assert [[cell.strip() for cell in row][2:4] + [row[-2].strip(), row[-1].strip()]
+            for row in cells] == [
+        ["25.00", "17.50-32.50", "1, 2", "6.7"],
+        ["5.00", "-", "1", "nan"],
+        ["8.00", "-", "-", "nan"],
+    ]  # fmt: skip

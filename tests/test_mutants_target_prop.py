@@ -192,7 +192,7 @@ def test_the_target_prop_rules_are_named_grouped_and_ordered_as_tables_show_them
         "dtp": ("difference-target-propagation", "DTP"),
         "sdtp": ("simplified-dtp", "SDTP"),
         "ao-sdtp": ("aosdtp", "AO-SDTP"),
-        "ddtp": ("dtp-drl", "DTP-DRL"),
+        "dtp-drl": ("ddtp", "DTP-DRL"),
         "tp": ("target-propagation", "TP"),
     }
     for name, (alias, label) in rules.items():

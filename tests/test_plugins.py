@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,18 @@ def test_the_plugin_hparam_validates_set(env: dict[str, str]) -> None:
     assert len(errors) == 1 and "gamma='2' is out of range" in errors[0]
 
 
+def test_the_plugin_rule_is_refused_on_a_network_it_does_not_declare(
+    env: dict[str, str],
+) -> None:
+    refused = biobench(env, "run", "--algo", "my-rule", "--arch", "resnet20", "--data", "digits")
+    assert refused.returncode == 2
+    errors = [line for line in refused.stderr.splitlines() if not line.startswith("warning:")]
+    assert errors == [
+        "error: algorithm 'my-rule' trains layered networks (a stack of layers: fc, lc, conv) "
+        "only, and 'resnet20' is not one; use one of: fa, usf, brsf, frsf, kp, wm, dfa, drtp, bp"
+    ]
+
+
 def test_compare_puts_the_plugin_rule_beside_bp(env: dict[str, str]) -> None:
     ran = biobench(env, "run", "--algo", "bp", "--data", "digits", "--epochs", "2")
     assert ran.returncode == 0, ran.stderr
@@ -113,3 +126,25 @@ def test_the_plugin_dataset_runs_with_its_declared_run_defaults(env: dict[str, s
     (run,) = Store(env["BIOBENCH_DB"]).runs(dataset="blobs")
     assert (run.epochs, run.batch_size, run.epochs_done) == (2, 16, 2)
     assert run.status == "finished"
+
+
+def test_the_suite_ignores_an_installed_plugin_and_an_inherited_ignored_sigint(
+    env: dict[str, str],
+) -> None:
+    """The suite started as a user might: with a feedback-family plugin installed (my-rule, which
+    cannot train resnet20) and SIGINT ignored (`pytest &` without job control). Tests that
+    parametrise over every feedback rule, and those that interrupt a run by SIGINT, still pass:
+    conftest hides the plugin from the test process and restores Python's SIGINT handler."""
+    tests = Path(__file__).parent
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider",
+         # test_properties loads the registries as it is collected, before test_resnet is
+         str(tests / "test_properties.py"), str(tests / "test_resnet.py"),
+         str(tests / "test_mutants_checkpoint.py"),
+         "-k", "one_step_on_resnet20_moves or interrupt_during_a_checkpoint_write"],
+        env=env, capture_output=True, text=True, cwd=tests.parent,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "[fa]" in ran.stdout and "[2]" in ran.stdout  # the tests ran: FA, and SIGINT's
+    assert "my-rule" not in ran.stdout  # no test of biobench's own rules is made for a plugin

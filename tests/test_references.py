@@ -23,12 +23,14 @@ runner = CliRunner()
 
 
 def add_run(store: Store, test: float, preset: str | None = None, **spec_kw: Any) -> int:
-    """A finished one-epoch run (of `preset`, or of spec_kw) whose test top-1 error is `test`."""
+    """A finished one-epoch run (of `preset`, or of spec_kw) whose test top-1 error is `test`
+    (and validation error, where the spec holds a validation split out)."""
     spec = resolve(preset=preset, **spec_kw)
     run_id = store.create_run(**spec.run_fields(), device="cpu", environment={})
-    store.write_epoch(
-        run_id, 1, {"train_top1": test / 2, "test_top1": test, "train_top5": 0.0, "test_top5": 0.0}
-    )
+    row = {"train_top1": test / 2, "test_top1": test, "train_top5": 0.0, "test_top5": 0.0}
+    if spec.setting("val_split"):
+        row["val_top1"] = test
+    store.write_epoch(run_id, 1, row)
     store.set_status(run_id, "finished")
     return run_id
 

@@ -83,7 +83,7 @@ BAD_FILES = [
     (
         "presets:\n  p: {algorithm: bp, architecture: fc, dataset: digits, lr: 1}\n",
         ": presets.p: unknown key(s) lr; allowed: algorithm, architecture, dataset, epochs, "
-        "batch_size, seed, hparams, data_settings, reference, tolerance, note",
+        "batch_size, seed, hparams, data_settings, settings, reference, tolerance, note",
     ),
     (
         "presets:\n  p: {algorithm: bp, architecture: fc, dataset: digits, hparams: {lr: x}}\n",

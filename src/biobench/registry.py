@@ -1,10 +1,10 @@
 """Self-describing registries of learning rules, architectures and datasets.
 
 An entry carries everything the rest of biobench needs to know about it: its name and aliases,
-the label and order it takes in tables, its family (learning rules), which learning-rule
-families and which input shapes it supports (architectures), its input shape, classes, settings
-and run defaults (datasets). Nothing elsewhere is keyed by an entry's name, so adding one is one
-module:
+the label and order it takes in tables, its family and the networks it can train (learning
+rules), which learning-rule families and which input shapes it supports and whether it is a
+stack of layers (architectures), its input shape, classes, settings and run defaults
+(datasets). Nothing elsewhere is keyed by an entry's name, so adding one is one module:
 
     @ALGORITHMS.register("bp", aliases=("backprop",), label="BP", family="backprop")
     class Backprop(Learner): ...
@@ -42,6 +42,14 @@ FAMILIES = {
     "target-propagation": "target propagation",
     "other": "other rules",
 }
+# Which networks a learning rule can train (its `networks`): every rule trains a stack of
+# layers, the only kind its public API (`local_forward`, `transpose`, `net.layers`) reaches; a
+# rule that trains through autograd with each op's backward replaced (BP, the feedback family
+# on resnet20) trains any network of conv and dense ops.
+NETWORKS = {
+    "layered": "layered networks (a stack of layers: fc, lc, conv)",
+    "any": "any network of conv and dense ops",
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class Entry:
 @dataclass(frozen=True)
 class AlgorithmEntry(Entry):
     family: str = "other"  # one of FAMILIES
+    networks: str = "layered"  # one of NETWORKS
 
     @property
     def hparams(self) -> Mapping[str, HParam]:
@@ -83,9 +92,14 @@ class ArchitectureEntry(Entry):
     families: tuple[str, ...] | None = None
     # Why the network cannot be built for a dataset (None: it can); checked before data loads.
     refuses: Callable[[DataInfo], str | None] | None = None
+    # A stack of layers (a `Stack`, whose `layers` every rule walks); else only the rules whose
+    # `networks` is "any" can train it.
+    layered: bool = True
 
     def supports(self, algorithm: AlgorithmEntry) -> bool:
-        return self.families is None or algorithm.family in self.families
+        """Whether the rule's family may train this network, and the rule can."""
+        family = self.families is None or algorithm.family in self.families
+        return family and (self.layered or algorithm.networks == "any")
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,9 @@ class DatasetEntry(Entry):
     settings: Mapping[str, HParam] = field(default_factory=dict)  # --set name=value options
     epochs: int | None = None  # run defaults for this dataset (else benchmarks.yaml defaults)
     batch_size: int | None = None
+    # Training images in the full dataset, where known before loading: what `preflight`
+    # projects a preset's full protocol from (epochs x steps per epoch).
+    train_size: int | None = None
 
     @property
     def info(self) -> DataInfo | None:
@@ -246,3 +263,5 @@ def _validate(registry: Registry, entry: Entry) -> None:
         raise TypeError(f"{entry.target!r} is not callable")
     if isinstance(entry, AlgorithmEntry) and entry.family not in FAMILIES:
         raise TypeError(f"family {entry.family!r} is not one of {', '.join(FAMILIES)}")
+    if isinstance(entry, AlgorithmEntry) and entry.networks not in NETWORKS:
+        raise TypeError(f"networks {entry.networks!r} is not one of {', '.join(NETWORKS)}")

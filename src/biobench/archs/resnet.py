@@ -112,6 +112,7 @@ class ResNet(nn.Module):
     label="ResNet-20",
     order=40,
     families=("backprop", "feedback"),
+    layered=False,
 )
 def resnet20(info: DataInfo) -> ResNet:
     """ResNet-20 (He et al.'s CIFAR net, option-A shortcuts, BN): BP and feedback rules."""

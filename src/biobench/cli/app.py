@@ -7,6 +7,7 @@ anything else is a bug, shown as one line too unless `--debug` asks for the trac
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -50,7 +51,19 @@ class PlainMetavars:
         return params
 
 
-class Command(PlainMetavars, typer.core.TyperCommand):
+class OneLineSummary:
+    """A command's or group's summary in its parent's list of commands is its help's first
+    paragraph as one line: Typer's rich help keeps the summary's line breaks, so a docstring
+    wrapped at 99 columns would break it mid-sentence."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.short_help is None and self.help:  # type: ignore[attr-defined]
+            first = inspect.cleandoc(self.help).split("\n\n")[0]  # type: ignore[attr-defined]
+            self.short_help = " ".join(first.split())
+
+
+class Command(OneLineSummary, PlainMetavars, typer.core.TyperCommand):
     """Every biobench command (see `App`). Its usage line names arguments as POSIX does:
     `biobench show [OPTIONS] RUN_ID`, not Typer's `{run_id}`."""
 
@@ -76,7 +89,7 @@ class Command(PlainMetavars, typer.core.TyperCommand):
         return pieces
 
 
-class OneLineErrors(PlainMetavars, typer.core.TyperGroup):
+class OneLineErrors(OneLineSummary, PlainMetavars, typer.core.TyperGroup):
     """Usage errors (a bad option value, a missing argument, an unknown command) as one line
     naming the help to read, like every other biobench error, instead of a framed panel."""
 
@@ -202,8 +215,8 @@ def handle_errors(command: F) -> F:
         except Exception as error:
             if _state["debug"]:
                 raise
-            raise _fail(
-                f"internal error: {type(error).__name__}: {error} "
+            raise _fail(  # a library's message may span lines: one line, no literal \n
+                f"internal error: {type(error).__name__}: {' '.join(str(error).split())} "
                 "(rerun with `biobench --debug ...` for the traceback)",
                 1,
             ) from None

@@ -119,3 +119,7 @@ def list_entries(
                 entry.origin,
             )
     console.print(table)
+    if what == ListWhat.algorithms:  # whose construction a rule is on a network, where not its own
+        for entry in ALGORITHMS.entries():
+            for arch, whose in getattr(entry.target, "constructions", {}).items():
+                console.print(f"{entry.name} on {arch}: {whose}", markup=False, highlight=False)

@@ -27,11 +27,15 @@ def plural(n: int, word: str) -> str:
 
 
 def epoch_line(epoch: int, epochs: int, row: dict[str, float]) -> str:
-    """One line per epoch: top-1/top-5 error (%) and loss on train and test, throughput."""
+    """One line per epoch: top-1 and top-5 error (%), each named, and loss on train and test,
+    throughput."""
+    split = {
+        name: f"{name} top-1 {row[f'{name}_top1']:5.2f}% top-5 {row[f'{name}_top5']:5.2f}%"
+        f" loss {row[f'{name}_loss']:.4f}"
+        for name in ("train", "test")
+    }
     return (
-        f"epoch {epoch:>{len(str(epochs))}}/{epochs}"
-        f"  train {row['train_top1']:5.2f}/{row['train_top5']:5.2f}% loss {row['train_loss']:.4f}"
-        f"  test {row['test_top1']:5.2f}/{row['test_top5']:5.2f}% loss {row['test_loss']:.4f}"
+        f"epoch {epoch:>{len(str(epochs))}}/{epochs}  {split['train']}  {split['test']}"
         f"  {row['images_per_s']:,.0f} img/s {row['wall_time']:.1f}s"
     )
 

@@ -195,6 +195,28 @@ class CompareFormat(str, Enum):
     json = "json"
 
 
+class Selection(str, Enum):  # results.compare.SELECTIONS
+    best_test = "best-test"
+    best_val = "best-val"
+    final = "final"
+
+
+SelectOption = Annotated[
+    Selection | None,
+    typer.Option(
+        "--select",
+        help="Which epoch scores a run: best-test (lowest test error), best-val (lowest "
+        "validation error; needs --set val_split=N) or final. Default: each cell the way its "
+        "reference was (the paper: best-test; biotorch: best-val).",
+        show_default=False,
+    ),
+]
+
+
+def selection(value: Selection | str | None) -> str | None:
+    return value.value if isinstance(value, Selection) else value
+
+
 def nothing_to_compare(datasets: set[str] | None) -> str:
     """What `compare` and `plot --compare` say when no finished run matches (exit 0, like an
     empty `runs`): the command that makes some, a suite of presets on that dataset alone when
@@ -221,17 +243,17 @@ def print_comparison(
     store: Any,
     datasets: set[str] | None = None,
     arch: str | None = None,
-    final: bool = False,
     run_ids: list[int] | None = None,
     studies: list[str] | None = None,
+    select: str | None = None,
 ) -> None:
     from biobench.results.compare import load_comparison, print_tables
 
-    frame = load_comparison(store, datasets, arch, final, run_ids=run_ids, studies=studies)
+    frame = load_comparison(store, datasets, arch, run_ids=run_ids, studies=studies, select=select)
     if frame.empty:
         console.print(nothing_to_compare(datasets), markup=False)
         return
-    print_tables(console, frame, final)
+    print_tables(console, frame)
     console.print(
         "Δ: biobench minus the reference column (test top-1); vs BP: minus BP on the same "
         "architecture and protocol; ±: std over seeds",
@@ -258,9 +280,8 @@ def compare(
     format: Annotated[CompareFormat, typer.Option("--format", help="Output format.")] = (
         CompareFormat.table
     ),
-    final: Annotated[
-        bool, typer.Option("--final", help="Final-epoch errors instead of the best epoch's.")
-    ] = False,
+    final: Annotated[bool, typer.Option("--final", help="The same as --select final.")] = False,
+    select: SelectOption = None,
     study: Annotated[
         list[str] | None,
         typer.Option(
@@ -296,15 +317,16 @@ def compare(
     if cost:
         print_cost(store, data, arch, format)
         return
+    select = "final" if final else selection(select)
     if format == CompareFormat.table:
-        print_comparison(store, {data} if data else None, arch, final, studies=study)
+        print_comparison(store, {data} if data else None, arch, studies=study, select=select)
         return
-    frame = load_comparison(store, {data} if data else None, arch, final, studies=study)
+    frame = load_comparison(store, {data} if data else None, arch, studies=study, select=select)
     if frame.empty:
         return
     if format == CompareFormat.markdown:
         sys.stdout.write(render_markdown(frame, final))
-    else:  # one row per cell; --final decides which epoch its errors are from
+    else:  # one row per cell; its `selection` says which epoch its errors are from
         sys.stdout.write((render_csv if format == CompareFormat.csv else render_json)(frame))
 
 
@@ -343,21 +365,28 @@ def print_cost(store: Any, data: str | None, arch: str | None, format: CompareFo
             console.print(table)
         console.print(
             "x BP: the rule's median time per training step (every pass of an epoch, per "
-            "minibatch) or peak memory over BP's; update angle: degrees to BP's gradient, "
-            "the last epoch's mean over layers",
+            "minibatch) or peak memory over BP's; IQR: the middle half of its epochs' step "
+            "times; peak RSS: the process's resident memory (CPU), peak: the GPU allocator's; "
+            "update angle: degrees to BP's gradient, the last epoch's mean over layers; "
+            "threads: torch's CPU threads per process; load: the machine's 1-minute load "
+            "average as a run started (above its cores, timings are not comparable)",
             highlight=False,
         )
 
 
 def print_check(
-    store: Any, names: list[str] | None, fail_missing: bool, junit: Path | None = None
+    store: Any,
+    names: list[str] | None,
+    fail_missing: bool,
+    junit: Path | None = None,
+    select: str | None = None,
 ) -> list[Any]:
     from rich.markup import escape
 
     from biobench.files import atomic_write
     from biobench.results.check import NO_REFERENCE, check_store, describe, junit_xml
 
-    verdicts = check_store(store, names)
+    verdicts = check_store(store, names, select)
     style = {
         "pass": "green",
         "improved": "cyan",
@@ -397,6 +426,7 @@ def check(
         Path | None,
         typer.Option("--junit", help="Also write a JUnit XML report.", metavar="FILE"),
     ] = None,
+    select: SelectOption = None,
     db: DbOption = None,
     presets: PresetsOption = None,
 ) -> None:
@@ -416,7 +446,9 @@ def check(
         names = load_presets().suite(suite)
     if preset:
         names = [*(names or []), *preset]
-    verdicts = print_check(Store(db), names, fail_missing=names is not None, junit=junit)
+    verdicts = print_check(
+        Store(db), names, fail_missing=names is not None, junit=junit, select=selection(select)
+    )
     if not verdicts:
         console.print(
             "no finished preset runs to check: `biobench run --suite smoke` makes some",
@@ -471,6 +503,7 @@ def plot(
             metavar="NAME",
         ),
     ] = None,
+    select: SelectOption = None,
     db: DbOption = None,
 ) -> None:
     """Learning curves of runs, or a bar chart of a comparison table."""
@@ -494,7 +527,7 @@ def plot(
     if compare_data:
         load_all()
         datasets = None if compare_data == "all" else {DATASETS.canonical(compare_data)}
-        frame = load_comparison(Store(db), datasets, studies=study)
+        frame = load_comparison(Store(db), datasets, studies=study, select=selection(select))
         if frame.empty:  # as `compare` does: nothing to draw is an answer, not an error
             console.print(f"{nothing_to_compare(datasets)}; no figure written", markup=False)
             return

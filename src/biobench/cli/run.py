@@ -271,6 +271,17 @@ def run(
             metavar="N",
         ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="CPU threads of each process (torch's). Default: the cores this process may "
+            "use, divided by the processes of the run on this machine (--nproc).",
+            show_default=False,
+            min=1,
+            metavar="N",
+        ),
+    ] = None,
     launcher: LauncherOption = None,
     workers: WorkersOption = None,
     slurm_partition: PartitionOption = None,
@@ -279,6 +290,24 @@ def run(
     slurm_set: SlurmSetOption = None,
     jobs_dir: JobsDirOption = None,
     wait: WaitOption = False,
+    preflight: Annotated[
+        bool,
+        typer.Option(
+            "--preflight",
+            help="First train each spec a few steps at its real shape (`biobench preflight`); "
+            "start no run unless every one learns.",
+        ),
+    ] = False,
+    preflight_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--preflight-steps",
+            help="With --preflight: most minibatches each spec trains (default 200).",
+            show_default=False,
+            min=1,
+            metavar="N",
+        ),
+    ] = None,
 ) -> None:
     """Train a spec, a preset or a suite of presets, streaming each epoch to the database."""
     import os
@@ -326,6 +355,22 @@ def run(
     )
     if device is not None:
         resolve_device(device)  # a bad --device is refused before the database is opened
+    if launcher is not None and threads is not None:
+        raise BiobenchError(
+            "--threads applies to runs on this machine; a launched job uses the cores of its "
+            "allocation: drop --threads"
+        )
+    if preflight and distributed.world_size() == 1:  # not again in each rank it starts
+        from biobench.cli.preflight import failed, preflight_specs
+
+        if resume is not None:
+            raise BiobenchError("--preflight checks a new run; drop it with --resume")
+        reports = preflight_specs(
+            plan(request), steps=preflight_steps, device=device, data_dir=data_dir, threads=threads
+        )
+        problem = failed(reports)
+        if problem:
+            raise BiobenchError(f"{problem}; no run started (`biobench preflight` says more)")
     if launcher is not None:
         from biobench.cli.submit import submit_runs
         from biobench.launch import Options
@@ -353,6 +398,10 @@ def run(
         return
     store = Store(db)
     from biobench.learners.base import check_every_step, debug_from_environment
+    from biobench.training.environment import use_threads
+
+    # The processes of this run on this machine share its cores (torchrun's LOCAL_WORLD_SIZE).
+    use_threads(threads, int(os.environ.get("LOCAL_WORLD_SIZE", distributed.world_size())))
 
     # --debug or BIOBENCH_DEBUG=1: the transport guard walks every step's graphs
     check_every_step(_state["debug"] or debug_from_environment())

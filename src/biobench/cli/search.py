@@ -185,7 +185,9 @@ def search(
     wait: WaitOption = False,
 ) -> None:
     """Search a cell's hyperparameters: create the study or join it, run trials until it
-    holds --trials finished ones. Start it in several terminals or jobs to share the work."""
+    holds --trials finished ones.
+
+    Start it in several terminals or jobs to share the work."""
     from biobench.cli.progress import RichReporter
     from biobench.paths import default_data_dir
     from biobench.search.space import load_space
@@ -402,8 +404,9 @@ def _write_preset(study: str, name: str, file: Path | None, store: Any) -> None:
         for key in ("algorithm", "architecture", "dataset", "epochs", "batch_size", "seed")
     }
     entry["hparams"] = dict(spec["hparams"])
-    if spec.get("data_settings"):
-        entry["data_settings"] = dict(spec["data_settings"])
+    for key in ("data_settings", "settings"):  # settings: val_split, precision
+        if spec.get(key):
+            entry[key] = dict(spec[key])
     epochs = f"{run.epochs_done} epoch{'s' if run.epochs_done != 1 else ''}"
     entry["note"] = (
         f"study {study}, trial {row['trial']} (run {run.id}, best test top-1 "

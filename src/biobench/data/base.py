@@ -240,7 +240,10 @@ def download_with(dataset_class: Any, root: Path, name: str, by_hand: str) -> No
         for train in (True, False):
             dataset_class(str(root), train=train, download=True)
     except Exception as error:  # network errors come in many types; all mean the same here
-        raise DataError(f"downloading {name} into {root} failed ({error}); {by_hand}") from None
+        # torchvision's message spans lines (one per mirror tried): joined, it reads as one
+        # line, where the error line would show each break as a literal \n
+        reason = " ".join(str(error).split())
+        raise DataError(f"downloading {name} into {root} failed ({reason}); {by_hand}") from None
 
 
 @dataclass(frozen=True)

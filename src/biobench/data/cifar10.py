@@ -183,6 +183,7 @@ AUGMENT = HParam(
     num_classes=10,
     settings={"augment": AUGMENT},
     order=20,
+    train_size=50_000,
 )
 def load_cifar10(options: DataOptions) -> Dataset:
     missing = _missing(options.root)

@@ -19,7 +19,13 @@ SYNTHETIC_SEED = 20181807  # fixed: the synthetic data never depends on the run'
 
 # 1,437 training images: small batches, fewer epochs (biobench choices).
 @DATASETS.register(
-    "digits", input_shape=(1, 8, 8), num_classes=10, epochs=30, batch_size=32, order=60
+    "digits",
+    input_shape=(1, 8, 8),
+    num_classes=10,
+    epochs=30,
+    batch_size=32,
+    order=60,
+    train_size=1437,
 )
 def load_digits(options: DataOptions) -> Dataset:
     from sklearn.datasets import load_digits as sklearn_digits
@@ -46,7 +52,13 @@ def load_digits(options: DataOptions) -> Dataset:
 
 
 @DATASETS.register(
-    "synthetic", input_shape=(1, 8, 8), num_classes=10, epochs=10, batch_size=32, order=70
+    "synthetic",
+    input_shape=(1, 8, 8),
+    num_classes=10,
+    epochs=10,
+    batch_size=32,
+    order=70,
+    train_size=1000,
 )
 def load_synthetic(options: DataOptions, n_train: int = 1000, n_test: int = 500) -> Dataset:
     generator = torch.Generator().manual_seed(SYNTHETIC_SEED)

@@ -288,6 +288,7 @@ SETTINGS = {
     epochs=50,
     batch_size=256,
     order=30,
+    train_size=1_281_167,
 )
 def load_imagenet(options: DataOptions) -> Dataset:
     folder = imagenet_dir(options.root)

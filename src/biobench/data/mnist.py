@@ -124,7 +124,9 @@ def _size(split: TensorSplit) -> str:
     return "x".join(map(str, split.sample_shape[1:]))
 
 
-@DATASETS.register("mnist", label="MNIST", input_shape=(1, 28, 28), num_classes=10, order=10)
+@DATASETS.register(
+    "mnist", label="MNIST", input_shape=(1, 28, 28), num_classes=10, order=10, train_size=60_000
+)
 def load_mnist(options: DataOptions) -> Dataset:
     missing = _missing(options.root)
     if missing and options.download:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from biobench.learners import (
     bp,
-    ddtp,
     drtp,
+    dtp_drl,
     feedback_alignment,
     kolen_pollack,
     sign_symmetry,
@@ -22,8 +22,8 @@ __all__ = [
     "HParam",
     "Learner",
     "bp",
-    "ddtp",
     "drtp",
+    "dtp_drl",
     "feedback_alignment",
     "kolen_pollack",
     "sign_symmetry",

@@ -4,12 +4,15 @@ A learner owns a network (a Stack) and everything needed to train it with one le
 optimisers, feedback matrices, inverse networks. The training loop only calls the methods of
 `Learner` and never asks which algorithm it is driving.
 
-Weight transport is ruled out by construction: the non-backprop learners run the network one
-layer at a time on detached inputs (`local_forward`), so no autograd graph spans two layers, and
-every gradient they take goes through `local_backward`/`local_grad`, which refuse a graph that
-reaches any parameter outside the set the rule allows (a layer's own weights, say). A layer
-whose op computes its own weight gradients from (input, delta) (`Dense.weight_grads`) needs no
-graph at all (`layer_grads`): local by construction, and cheaper.
+Weight transport through autograd is ruled out by construction: the non-backprop learners run
+the network one layer at a time on detached inputs (`local_forward`), so no autograd graph spans
+two layers, and every gradient they take goes through `local_backward`/`local_grad`, which
+refuse a graph that reaches any parameter outside the set the rule allows (a layer's own
+weights, say). `transpose` refuses a feedback weight in W's own memory. What no check sees is a
+rule that copies W's values into a tensor of its own (`W.detach().clone()`): that is weight
+transport by the rule's own hand, and only reading the rule finds it. A layer whose op
+computes its own weight gradients from (input, delta) (`Dense.weight_grads`) needs no graph at
+all (`layer_grads`): local by construction, and cheaper.
 """
 
 from __future__ import annotations
@@ -153,13 +156,11 @@ def scheduled_lr(hp: Mapping[str, Any], epoch: int) -> float:
     return lr
 
 
-def make_optimizer(
-    parameters: Any, hp: Mapping[str, Any], *, decoupled: bool = False
-) -> torch.optim.Optimizer:
+def make_optimizer(parameters: Any, hp: Mapping[str, Any]) -> torch.optim.Optimizer:
     """The optimiser `hp` declares (OPTIMIZER) over `parameters` (tensors or param groups).
 
     Adam is base.adam's fused Adam, so the defaults train exactly as before these settings;
-    its weight_decay is torch's L2 term, or AdamW's decoupled decay with `decoupled` (KP).
+    its weight_decay is torch's L2 term.
     Settings that do not apply to the chosen optimiser are refused, not ignored.
     """
     kind = hp.get("optimizer", "adam")
@@ -171,8 +172,6 @@ def make_optimizer(
                     f"or drop {name}"
                 )
         options = {"lr": hp["lr"], "betas": (hp["beta1"], hp["beta2"]), "eps": hp["eps"]}
-        if decoupled:
-            return torch.optim.AdamW(parameters, **options, fused=True)
         decay = hp.get("weight_decay", 0.0)
         return torch.optim.Adam(parameters, **options, weight_decay=decay, fused=True)
     if hp["nesterov"] and hp["momentum"] == 0:
@@ -209,14 +208,21 @@ class Learner(ABC):
 
     Subclasses declare `hparams` (name -> HParam, each with its default) and implement
     `train_step` and `optimizers`. Every hyperparameter they declare arrives in `hp`,
-    validated; none other does. `label`, `family` and `order` describe the rule in tables; a
-    registration (decorator or entry point) reads them when it does not give its own.
+    validated; none other does. `label`, `family` and `order` describe the rule in tables,
+    `networks` which networks it can train (an unsupported pair is refused before data loads);
+    a registration (decorator or entry point) reads them when it does not give its own.
     """
 
     hparams: ClassVar[dict[str, HParam]] = {}
     label: ClassVar[str] = ""  # how tables name the rule (default: its registered name)
     family: ClassVar[str] = "other"  # backprop, feedback, target-propagation or other
+    # "layered": stacks of layers only (fc, lc, conv), what `local_forward` and `net.layers`
+    # reach; "any": any network of conv and dense ops (resnet20 too). registry.NETWORKS.
+    networks: ClassVar[str] = "layered"
     order: ClassVar[int] = 1000  # position in tables (BP is 70, the paper's rules below it)
+    # architecture -> where biobench's construction of the rule on that network comes from,
+    # where it is not the rule's own paper (`list algorithms` and `compare` mark those cells).
+    constructions: ClassVar[dict[str, str]] = {}
     clock: PhaseClock = PhaseClock()  # timing of the step's phases, while training
 
     def __init__(self, net: nn.Module, hp: Mapping[str, Any]) -> None:

@@ -20,6 +20,7 @@ from biobench.registry import ALGORITHMS
 @ALGORITHMS.register("bp", aliases=("backprop",), label="BP", family="backprop", order=70)
 class Backprop(Learner):
     hparams = OPTIMIZER
+    networks = "any"  # plain autograd
 
     def __init__(self, net: nn.Module, hp: Mapping[str, Any]) -> None:
         super().__init__(net, hp)

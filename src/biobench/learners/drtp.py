@@ -29,6 +29,8 @@ layers are pushed toward fixed class codes from the start, and first saturate). 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -47,6 +49,11 @@ from biobench.spec.params import with_defaults
 )
 class DirectRandomTargetProjection(_DirectLearner):
     """DFA with the one-hot target in place of the error: no feedback of the output at all."""
+
+    constructions: ClassVar[dict[str, str]] = {
+        "resnet20": "biobench's own construction (DFA's on resnet20, projecting the one-hot "
+        "target): no published counterpart"
+    }
 
     hparams = with_defaults(OPTIMIZER, lr=5e-3)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,7 @@ class _FeedbackLearner(Learner):
     """A backward sweep in which each layer's delta comes from `delta_below`, never from W."""
 
     hparams = OPTIMIZER
+    networks = "any"  # a non-Stack net trains with each op's backward rerouted (below)
 
     def __init__(self, net: nn.Module, hp: Mapping[str, Any]) -> None:
         super().__init__(net, hp)
@@ -194,6 +195,11 @@ class _DirectLearner(_FeedbackLearner):
     "dfa", aliases=("direct-feedback-alignment",), label="DFA", family="feedback", order=60
 )
 class DirectFeedbackAlignment(_DirectLearner):
+    constructions: ClassVar[dict[str, str]] = {
+        "resnet20": "biotorch's construction (Sanfiz & Akrout 2021): every conv's input gradient "
+        "is a fixed random projection of the output error"
+    }
+
     def delta_below(self, l: int, delta: Tensor, e: Tensor, trace: Trace) -> Tensor:
         signal = e @ self.feedback[l - 1].T  # straight from the output error, skipping layer l
         return self.through_activation(l - 1, signal, trace)

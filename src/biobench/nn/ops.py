@@ -8,14 +8,27 @@ B it is feedback alignment's feedback; with a learned V it is a target-propagati
 Each op brings its own as a method `transpose(signal, weight)`: `Dense` (a matrix product),
 `SameConv2d` (a transposed convolution), `LocallyConnected2d` (the transposed LC op). A new op
 does the same; backprop alone trains a network whose ops lack it.
+
+A `weight` in the op's own weight's memory (W, `W.detach()`, a view of it) is refused with
+WeightTransportError: that is backprop's transport, not feedback. A copy of W's values
+(`W.detach().clone()`, `1.0 * W.detach()`) is not memory this check can see (test_guards.py
+shows that boundary).
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
+from biobench.nn.feedback import WeightTransportError
+
 
 def transpose(op: nn.Module, signal: Tensor, weight: Tensor) -> Tensor:
+    own = getattr(op, "weight", None)
+    if isinstance(own, Tensor) and _same_memory(own, weight):
+        raise WeightTransportError(
+            f"transpose: the weight given for {type(op).__name__} is its forward weight (W, or "
+            "a view of it): weight transport; give a feedback weight of the rule's own"
+        )
     method = getattr(op, "transpose", None)
     if not callable(method):
         raise TypeError(
@@ -24,3 +37,7 @@ def transpose(op: nn.Module, signal: Tensor, weight: Tensor) -> Tensor:
             "the output-space signal with `weight` in place of its own (see biobench.nn.ops)"
         )
     return method(signal, weight)
+
+
+def _same_memory(a: Tensor, b: Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from biobench.registry import ALGORITHMS, FAMILIES
+from biobench.results.plot import plain_text
 from biobench.store import RunRecord
 from biobench.store.models import LAYER_COLUMNS
 
@@ -34,6 +35,13 @@ def _fmt(value: float | None, digits: int) -> str:
     if value is None:
         return "-"
     return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
+
+
+def _spread(low: float, high: float) -> str:
+    """The interquartile range of a rule's step times, "q1-q3" ("-" with fewer than two)."""
+    if math.isnan(low) or math.isnan(high):
+        return "-"
+    return f"{low:.2f}-{high:.2f}"
 
 
 def alignment_tables(rows: list[dict[str, Any]]) -> Group | Text:
@@ -63,6 +71,7 @@ def alignment_tables(rows: list[dict[str, Any]]) -> Group | Text:
     return Group(*parts)
 
 
+@plain_text
 def alignment_plot(run: RunRecord, rows: list[dict[str, Any]], out: Path) -> None:
     """The run's alignment per epoch, one line per layer, a panel per metric it has."""
     from biobench.results.plot import _pyplot, _save
@@ -74,17 +83,22 @@ def alignment_plot(run: RunRecord, rows: list[dict[str, Any]], out: Path) -> Non
     for row in rows:
         by_layer[row["layer"]].append(row)
     for axis, column in zip(axes[0], columns, strict=True):
-        for layer, points in sorted(by_layer.items()):
+        # A layer's colour is its place among all the run's layers, not among the lines this
+        # panel draws: layer 1 has no feedback angle, and the cycle would shift every colour.
+        for index, (layer, points) in enumerate(sorted(by_layer.items())):
             points = [p for p in points if p[column] is not None]
             if points:
                 axis.plot(
-                    [p["epoch"] for p in points], [p[column] for p in points], label=f"L{layer}"
+                    [p["epoch"] for p in points],
+                    [p[column] for p in points],
+                    color=f"C{index % 10}",
+                    label=f"L{layer}",
                 )
         axis.set_title(TITLES[column], fontsize=9)
         axis.set_xlabel("epoch")
         axis.xaxis.get_major_locator().set_params(integer=True)
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, ncol=2)
+        axis.legend(fontsize=7, ncol=2)  # each panel draws its own set of layers
     figure.suptitle(f"run {run.id}: {run.algorithm} / {run.architecture} / {run.dataset}")
     figure.tight_layout()
     _save(figure, out)
@@ -107,9 +121,10 @@ def cost_frame(
     runs: list[RunRecord], epochs: list[dict[str, Any]], layers: list[dict[str, Any]]
 ) -> pd.DataFrame:
     """One row per (dataset, architecture, device, batch size, precision, rule): the median
-    over its runs' epochs of step time, evaluation time and peak memory, its FLOPs per step,
-    its last mean update angle, and step time and memory as ratios to BP's in the same group
-    (NaN where that group has no BP run)."""
+    over its runs' epochs of step time, evaluation time and peak memory, the step time's
+    quartiles (its spread: a busy machine's timings scatter), its FLOPs per step, its last mean
+    update angle, the CPU threads and the machine's highest load its runs recorded, and step
+    time and memory as ratios to BP's in the same group (NaN where that group has no BP run)."""
     per_run: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in epochs:
         per_run[row["run_id"]].append(row)
@@ -121,15 +136,30 @@ def cost_frame(
             key = (run.dataset, run.architecture, run.device, run.batch_size, precision)
             groups[(*key, run.algorithm)].append(run)
 
+    def finite(rows: list[dict[str, Any]], column: str) -> list[float]:
+        return [r[column] for r in rows if r[column] is not None and math.isfinite(r[column])]
+
     def median(rows: list[dict[str, Any]], column: str) -> float:
-        values = [r[column] for r in rows if r[column] is not None and math.isfinite(r[column])]
+        values = finite(rows, column)
         return statistics.median(values) if values else math.nan
+
+    def quartiles(rows: list[dict[str, Any]], column: str) -> tuple[float, float]:
+        values = finite(rows, column)
+        if len(values) < 2:
+            return math.nan, math.nan
+        low, _, high = statistics.quantiles(values, n=4, method="inclusive")
+        return low, high
 
     records = []
     for (*key, algorithm), members in groups.items():
         rows = [row for run in members for row in per_run[run.id]]
         flops = [run.flops_per_step for run in members if run.flops_per_step]
         angles = [angle[run.id] for run in members if run.id in angle]
+        threads = sorted(
+            {run.environment["threads"] for run in members if "threads" in run.environment}
+        )
+        loads = [run.environment["load"][0] for run in members if run.environment.get("load")]
+        q1, q3 = quartiles(rows, "step_ms")
         entry = ALGORITHMS.entry(algorithm) if algorithm in ALGORITHMS else None
         records.append(
             {
@@ -148,10 +178,14 @@ def cost_frame(
                 ),
                 "runs": len(members),
                 "step_ms": median(rows, "step_ms"),
+                "step_ms_q1": q1,
+                "step_ms_q3": q3,
                 "eval_ms": median(rows, "eval_ms"),
                 "peak_memory_mb": median(rows, "peak_memory_mb"),
                 "flops_per_step": statistics.median(flops) if flops else math.nan,
                 "update_angle": statistics.fmean(angles) if angles else math.nan,
+                "threads": ", ".join(map(str, threads)),  # empty: runs from before it was kept
+                "load": max(loads) if loads else math.nan,
             }
         )
     frame = pd.DataFrame(records)
@@ -177,20 +211,25 @@ def cost_tables(frame: pd.DataFrame) -> list[Table]:
             title=f"{dataset} / {arch}: cost on {device}, batch {batch}, {precision}",
             title_justify="left",
         )
-        for header in ("method", "runs", "ms/step", "x BP", "eval ms", "peak MB", "x BP",
-                       "GFLOP", "update°"):  # fmt: skip
+        # On the CPU the peak is the whole process's resident memory, not the device's.
+        memory = "peak RSS MB" if device == "cpu" else "peak MB"
+        for header in ("method", "runs", "ms/step", "IQR", "x BP", "eval ms", memory, "x BP",
+                       "GFLOP", "update°", "threads", "load"):  # fmt: skip
             table.add_column(header, justify="left" if header == "method" else "right")
         for _, row in block.iterrows():
             table.add_row(
                 row["label"],
                 str(row["runs"]),
                 _fmt(row["step_ms"], 2),
+                _spread(row["step_ms_q1"], row["step_ms_q3"]),
                 _fmt(row["step_vs_bp"], 2),
                 _fmt(row["eval_ms"], 0),
                 _fmt(row["peak_memory_mb"], 0),
                 _fmt(row["memory_vs_bp"], 2),
                 _fmt(row["flops_per_step"] / 1e9, 3),
                 _fmt(row["update_angle"], 1),
+                row["threads"] or "-",
+                _fmt(row["load"], 1),
             )
         tables.append(table)
     return tables

@@ -3,14 +3,18 @@
 
 A preset with no reference (a rule its source never measured, a user's preset) gets the
 verdict "no reference": never a failure, never a pass, and said as such beside its measured
-error, so a table of verdicts never reads as if it had been checked."""
+error, so a table of verdicts never reads as if it had been checked.
+
+Each run's error is its test top-1 error at the epoch its preset's reference source selects
+(compare.SELECTIONS: the paper's best test epoch, biotorch's best validation epoch), or at the
+epoch `select` names for every preset."""
 
 from __future__ import annotations
 
 import math
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from xml.etree import ElementTree
 
@@ -34,26 +38,32 @@ class Verdict:
 
 
 def check(
-    presets: Iterable[Preset], runs: list[RunRecord], specs: dict[str, dict[str, Any]]
+    presets: Iterable[Preset],
+    runs: list[RunRecord],
+    specs: dict[str, dict[str, Any]],
+    scores: dict[str, dict[int, float | None]] | None = None,
 ) -> list[Verdict]:
     """Each preset's finished runs (whose spec is the preset's current one, any seed) against
     its reference test top-1 error: within tolerance passes, above regresses, below improves;
     a preset without a reference is "no reference", with its runs' error when it has some.
 
     `specs` maps preset name -> its resolved spec dict, so runs of an edited preset, whose
-    numbers no longer say anything about it, do not count.
+    numbers no longer say anything about it, do not count. `scores` maps preset name -> run
+    id -> the run's test top-1 error at its selected epoch (None: it has no such epoch); by
+    default a run's score is its best test error.
     """
     verdicts = []
     for preset in presets:
         wanted = seedless_hash(specs[preset.name])
+        mine = (scores or {}).get(preset.name)
         matching = [
-            r
+            (r if mine is None else replace(r, best_test_top1=mine.get(r.id)))
             for r in runs
             if r.preset == preset.name
             and r.status == RunStatus.finished
             and seedless_hash(r.spec) == wanted
-            and r.best_test_top1 is not None
         ]
+        matching = [r for r in matching if r.best_test_top1 is not None]
         reference = preset.reference.get("test_top1")
         if reference is None or preset.tolerance is None:
             measured = statistics.fmean(r.best_test_top1 for r in matching) if matching else None
@@ -115,14 +125,36 @@ def check(
     return verdicts
 
 
-def check_store(store: Any, names: list[str] | None) -> list[Verdict]:
-    """Verdicts for the named presets, or for every preset that has a run (names=None)."""
+def check_store(store: Any, names: list[str] | None, select: str | None = None) -> list[Verdict]:
+    """Verdicts for the named presets, or for every preset that has a run (names=None), each
+    run scored at the epoch its preset's reference selects (or `select`'s)."""
+    from biobench.results.compare import (
+        DEFAULT_SELECTION,
+        check_selection,
+        select_epoch,
+        source_of,
+    )
+
+    check_selection(select)
     config = load_presets()
     presets = (
         [config.preset(n) for n in names] if names is not None else list(config.presets.values())
     )
     specs = {p.name: resolve(preset=p.name).to_dict() for p in presets}
-    verdicts = check(presets, store.runs(), specs)
+    runs = store.runs()
+    wanted = {p.name for p in presets}
+    finished = [r for r in runs if r.preset in wanted and r.status == RunStatus.finished]
+    epochs: dict[int, list[dict[str, Any]]] = {}
+    for row in store.epochs([r.id for r in finished]):
+        epochs.setdefault(row["run_id"], []).append(row)
+    scores: dict[str, dict[int, float | None]] = {p.name: {} for p in presets}
+    for preset in presets:
+        source = source_of(config, preset.name)
+        selection = select or (source.selection if source else DEFAULT_SELECTION)
+        for run in (r for r in finished if r.preset == preset.name):
+            row = select_epoch(epochs.get(run.id, []), selection)
+            scores[preset.name][run.id] = None if row is None else row["test_top1"]
+    verdicts = check(presets, runs, specs, scores)
     if names is None:  # checking everything: presets never run are not news
         verdicts = [v for v in verdicts if v.runs]
     return verdicts

@@ -11,12 +11,19 @@ It reads finished runs from the store and the presets of benchmarks.yaml; it nev
   propagation, other: registry.FAMILIES, in that order), then by the rule's own order, both
   read from the rule's registry entry, so a new rule (a plugin's too) joins its family's group
   with no edit here.
-- References come from the presets of the reference suites (REFERENCES): the paper's
+- References come from the presets of the reference suites (REFERENCE_SOURCES): the paper's
   (Bartunov et al. 2018) and biotorch's CIFAR-10 ResNet-20 table (Sanfiz & Akrout 2021). A
   table names the source of its reference column (CITATIONS: whose work it is, for figures);
   biotorch's presets use their own protocol (250 epochs, SGD, augmentation), so their runs
   form a table of their own. A reference suite's preset without a number (a rule its source
   never measured) places its cell under that source with an empty reference.
+- Each source declares how its numbers were selected from a run's epochs (SELECTIONS): the
+  paper's are the best test error over the epochs (best-test), biotorch's the test error at
+  the epoch with the best validation error (best-val, its presets hold out 5,000 training
+  images). Every cell is scored the way its reference was, unless `select` overrides it; every
+  column of a run's row (train, test, top-1, top-5) comes from that one selected epoch. A run
+  that cannot be scored the reference's way (best-val without a validation split) is shown
+  under best-test, its Δ left empty, with one line saying why.
 - A search's trials are configurations tried, not measurements, and stay out; a study named
   with `studies` adds its best trial's run as a row of its own, "<method> (study NAME)",
   beside the plain runs of its protocol and the cell's reference.
@@ -41,10 +48,49 @@ from biobench.store.records import RunRecord, RunStatus
 
 BASELINE = "bp"  # every rule's gap is measured to backprop on the same network and protocol
 PAPER_SUITE = "paper"  # the presets whose references are the paper's published numbers
+# How a run's epoch is chosen for its row: the lowest test top-1 error, the lowest validation
+# top-1 error (needs --set val_split=N), or the last epoch. Titles and exports name it.
+SELECTIONS = {
+    "best-test": "best test epoch",
+    "best-val": "best validation epoch",
+    "final": "final epoch",
+}
+DEFAULT_SELECTION = "best-test"  # a cell with no reference: the paper's protocol
+
+
+@dataclass(frozen=True)
+class ReferenceSource:
+    """A published table biobench compares with: the suite whose presets hold its numbers,
+    whose work it is, and how its numbers were selected from a run's epochs."""
+
+    name: str  # how a table names it: "paper"
+    suite: str
+    citation: str
+    selection: str  # a key of SELECTIONS
+    why: str  # the protocol in words, for a run that cannot be scored under it
+
+
+REFERENCE_SOURCES = (
+    ReferenceSource(
+        "paper",
+        PAPER_SUITE,
+        "Bartunov et al., 2018",
+        "best-test",
+        "the paper reports the best test error over its epochs",
+    ),
+    ReferenceSource(
+        "biotorch",
+        "biotorch-cifar10",
+        "Sanfiz & Akrout, 2021",
+        "best-val",
+        "biotorch reports the test error at the epoch best on 5,000 held-out training images",
+    ),
+)
 # Reference suites -> how a table names their source, first match wins.
-REFERENCES = {PAPER_SUITE: "paper", "biotorch-cifar10": "biotorch"}
+REFERENCES = {source.suite: source.name for source in REFERENCE_SOURCES}
 # Whose numbers each source's are, as a figure's legend names them.
-CITATIONS = {"paper": "Bartunov et al., 2018", "biotorch": "Sanfiz & Akrout, 2021"}
+CITATIONS = {source.name: source.citation for source in REFERENCE_SOURCES}
+SOURCES = {source.name: source for source in REFERENCE_SOURCES}
 MODES = {"parallel": "par", "alternating": "alt"}
 METRICS = ("train_top1", "test_top1", "test_top5")
 
@@ -62,6 +108,8 @@ class Method:
 def method_of(algorithm: str, hparams: dict[str, Any]) -> Method:
     """The row a run or preset sits in, described by its learning rule's registry entry:
     label, family and order come from there, so a new rule needs no edit here."""
+    if algorithm in ALGORITHMS:  # a run stored under a rule's earlier name (ddtp) joins it
+        algorithm = ALGORITHMS.canonical(algorithm)
     entry = ALGORITHMS.entry(algorithm) if algorithm in ALGORITHMS else None
     label = entry.display if entry else algorithm
     family = entry.family if entry else "other"
@@ -93,17 +141,33 @@ def reference_protocol(config: Presets, preset: Preset) -> str:
     return protocol_of({**run, "data_settings": preset.data_settings})
 
 
-def best_errors(epochs: list[dict[str, Any]], final: bool) -> dict[str, float]:
-    """Per metric, the lowest value over epochs (the paper's protocol) or the last epoch's."""
-    out = {}
-    for metric in METRICS:
-        values = [row[metric] for row in epochs if row[metric] is not None]
-        finite = [v for v in values if math.isfinite(v)]
-        if final:
-            out[metric] = values[-1] if values else math.nan
-        else:
-            out[metric] = min(finite) if finite else math.nan
-    return out
+def check_selection(select: str | None) -> str | None:
+    if select is not None and select not in SELECTIONS:
+        from biobench.errors import SpecError
+
+        raise SpecError(f"--select {select!r}: choose one of {', '.join(SELECTIONS)}")
+    return select
+
+
+def select_epoch(epochs: list[dict[str, Any]], selection: str) -> dict[str, Any] | None:
+    """The epoch row a run is scored by (`epochs` in epoch order): the one with the lowest
+    finite test (best-test) or validation (best-val) top-1 error, the earliest on a tie, or
+    the last (final). None when no epoch can be chosen that way (best-val without a
+    validation split, or no finite error)."""
+    if selection == "final":
+        return epochs[-1] if epochs else None
+    key = "test_top1" if selection == "best-test" else "val_top1"
+    scored = [row for row in epochs if row.get(key) is not None and math.isfinite(row[key])]
+    return min(scored, key=lambda row: row[key]) if scored else None
+
+
+def selected_errors(epochs: list[dict[str, Any]], selection: str) -> dict[str, float]:
+    """Every metric of the selected epoch (NaN where it has none, or none was selected)."""
+    row = select_epoch(epochs, selection)
+    return {
+        metric: math.nan if row is None or row.get(metric) is None else row[metric]
+        for metric in METRICS
+    }
 
 
 @dataclass(frozen=True)
@@ -134,6 +198,27 @@ def _reference(
     return None, None
 
 
+def source_of(config: Presets, preset: str) -> ReferenceSource | None:
+    """The reference source whose suite holds `preset` (the first, as `_reference` looks)."""
+    return next((s for s in REFERENCE_SOURCES if preset in config.suites.get(s.suite, [])), None)
+
+
+def run_algorithm(run: RunRecord) -> str:
+    return ALGORITHMS.canonical(run.algorithm) if run.algorithm in ALGORITHMS else run.algorithm
+
+
+def construction(algorithm: str, architecture: str) -> str | None:
+    """Where biobench's construction of `algorithm` on `architecture` comes from, when that is
+    not the rule's own paper (the learner's `constructions`); None otherwise."""
+    if algorithm not in ALGORITHMS:
+        return None
+    return getattr(ALGORITHMS.get(algorithm), "constructions", {}).get(architecture)
+
+
+def _has_val(epochs: list[dict[str, Any]]) -> bool:
+    return select_epoch(epochs, "best-val") is not None
+
+
 def latest_per_seed(runs: list[RunRecord]) -> list[RunRecord]:
     """One run per seed, the newest: a repeated or resumed seed is one sample, not two."""
     newest: dict[int, RunRecord] = {}
@@ -161,11 +246,15 @@ def comparison(
     architecture: str | None = None,
     final: bool = False,
     studies: dict[int, str] | None = None,
+    select: str | None = None,
 ) -> pd.DataFrame:
     """The long comparison frame (see the module docstring); empty when nothing matches.
 
+    `select` (a key of SELECTIONS) scores every cell that way; None scores each cell the way
+    its reference was (best-test where it has none). `final=True` is `select="final"`.
     `studies` maps the run of a study's best trial to the study's name: each is a row of its
     own, and the frame then has a `study` column (empty for plain runs)."""
+    select = "final" if final else check_selection(select)
     studies = studies or {}
     by_run: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in epochs:
@@ -191,7 +280,20 @@ def comparison(
         chosen = latest_per_seed(
             max(groups.values(), key=lambda rs: (len({r.seed for r in rs}), max(r.id for r in rs)))
         )
-        errors = [best_errors(by_run[r.id], final) for r in chosen]
+        paper, source = _reference(config, cell.dataset, cell.method.key, cell.architecture)
+        wanted = select or (SOURCES[source].selection if source else DEFAULT_SELECTION)
+        selection, unscored = wanted, None
+        if any(select_epoch(by_run[r.id], wanted) is None for r in chosen):
+            # Shown the paper's way, but not held to a reference selected otherwise.
+            selection = DEFAULT_SELECTION if wanted == "best-val" else wanted
+            if wanted == "best-val":
+                why = SOURCES[source].why if source else "--select best-val"
+                unscored = (
+                    f"run(s) {', '.join(str(r.id) for r in chosen if not _has_val(by_run[r.id]))}"
+                    f" have no validation split ({why}): shown at their best test epoch, not "
+                    "scored; run with --set val_split=5000"
+                )
+        errors = [selected_errors(by_run[r.id], selection) for r in chosen]
         record: dict[str, Any] = {
             "dataset": cell.dataset,
             "protocol": cell.protocol,
@@ -212,13 +314,18 @@ def comparison(
         }
         for metric in METRICS:
             record[metric], record[f"{metric}_std"] = _mean_std([e[metric] for e in errors])
-        paper, source = _reference(config, cell.dataset, cell.method.key, cell.architecture)
         for metric in METRICS:
             record[f"paper_{metric}"] = (
                 paper.reference.get(metric, math.nan) if paper else math.nan
             )
-        record["delta_test_top1"] = record["test_top1"] - record["paper_test_top1"]
+        record["delta_test_top1"] = (
+            math.nan if unscored else record["test_top1"] - record["paper_test_top1"]
+        )
         record["reference_protocol"] = reference_protocol(config, paper) if paper else None
+        record["selection"] = selection
+        record["reference_selection"] = SOURCES[source].selection if source else None
+        record["unscored"] = unscored
+        record["construction"] = construction(run_algorithm(chosen[0]), cell.architecture)
         record["reference"] = source
         records.append(record)
     frame = pd.DataFrame.from_records(records)
@@ -253,8 +360,10 @@ def load_comparison(
     *,
     run_ids: list[int] | None = None,
     studies: list[str] | None = None,
+    select: str | None = None,
 ) -> pd.DataFrame:
-    """`comparison()` over the runs of a Store, optionally of some datasets or runs only.
+    """`comparison()` over the runs of a Store, optionally of some datasets or runs only;
+    `select` and `final` as comparison's.
 
     The trials of a search (`biobench search`, runs with a `study`) are left out unless named
     by `run_ids`: they are configurations tried, not measurements of a cell, and the last trial
@@ -281,7 +390,7 @@ def load_comparison(
         )
     ]
     epochs = store.epochs([r.id for r in runs])
-    frame = comparison(runs, epochs, load_presets(), final=final, studies=best)
+    frame = comparison(runs, epochs, load_presets(), final=final, studies=best, select=select)
     if not studies or frame.empty:
         return frame
     tables = frame.loc[frame["study"].notna(), ["dataset", "protocol"]].drop_duplicates()
@@ -313,10 +422,12 @@ def comparison_tables(
     """(title, header, rows) per dataset and protocol, in the paper's layout: methods down,
     grouped by family, architectures across, each with our train/test error, the published
     reference (the paper's, or biotorch's where the column says so), Δ and the gap to BP.
-    `final`: the frame holds final-epoch errors (`comparison(final=True)`), as titles say.
-    A reference measured under another protocol (the paper's 500 epochs beside a 3-epoch run)
-    is marked `*`, and the title says which protocol that was."""
-    which = "final epoch" if final else "best epoch"
+    The title names the epoch each run's errors are from (its `selection`; `final` is kept
+    for callers that pass it, the frame says the same). A reference measured under another
+    protocol (the paper's 500 epochs beside a 3-epoch run) is marked `*`, and the title says
+    which protocol that was; a run that could not be scored the reference's way is marked `†`,
+    and a line after the title's first says why; a rule on a network where biobench's
+    construction is not the rule's own paper's is marked `‡`, with a line saying whose."""
     tables = []
     for (dataset, protocol), block in frame.groupby(["dataset", "protocol"], sort=False):
         top5 = _has_top5(block)
@@ -353,6 +464,8 @@ def comparison_tables(
                 else:
                     paper = f"{_num(r['paper_train_top1'])} / {paper}"
                 paper += "*" if elsewhere[r.name] else ""
+                paper += "†" if _unscored(r) else ""
+                test += "‡" if isinstance(r.get("construction"), str) else ""
                 runs = f" (n={r['runs']})" if r["runs"] > 1 else ""
                 row += [
                     _num(r["train_top1"], r["train_top1_std"]),
@@ -364,8 +477,26 @@ def comparison_tables(
             rows.append(row)
         other = sorted(set(block.loc[elsewhere, "reference_protocol"]))
         note = f"; * {source}: {' / '.join(other)}" if other else ""
-        tables.append((f"{dataset}: {protocol} (errors in %, {which}{note})", header, rows))
+        which = " / ".join(SELECTIONS[s] for s in dict.fromkeys(_selections(block, final)))
+        title = f"{dataset}: {protocol} (errors in %, {which}{note})"
+        for _, r in block.iterrows():
+            if _unscored(r):
+                title += f"\n† {r['label']} on {r['architecture']}: {r['unscored']}"
+        for _, r in block.iterrows():
+            if isinstance(r.get("construction"), str):
+                title += f"\n‡ {r['label']} on {r['architecture']}: {r['construction']}"
+        tables.append((title, header, rows))
     return tables
+
+
+def _selections(block: pd.DataFrame, final: bool) -> list[str]:
+    if "selection" not in block:  # a frame from before selections: best or final epoch
+        return ["final" if final else DEFAULT_SELECTION]
+    return list(block["selection"])
+
+
+def _unscored(row: pd.Series) -> bool:
+    return isinstance(row.get("unscored"), str)
 
 
 def _measured_elsewhere(block: pd.DataFrame, protocol: str) -> pd.Series:
@@ -377,7 +508,15 @@ def _measured_elsewhere(block: pd.DataFrame, protocol: str) -> pd.Series:
 def rich_tables(frame: pd.DataFrame, final: bool = False) -> list[Table]:
     tables = []
     for title, header, rows in comparison_tables(frame, final):
-        table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+        title, _, notes = title.partition("\n")
+        table = Table(
+            title=title,
+            caption=notes or None,
+            title_justify="left",
+            caption_justify="left",
+            box=None,
+            pad_edge=False,
+        )
         for i, column in enumerate(header):
             table.add_column(column, justify="left" if i < 2 else "right", no_wrap=i < 2)
         for row in rows:
@@ -396,6 +535,7 @@ def print_tables(console: Console, frame: pd.DataFrame, final: bool = False) -> 
 def render_markdown(frame: pd.DataFrame, final: bool = False) -> str:
     parts = []
     for title, header, rows in comparison_tables(frame, final):
+        title, _, notes = title.partition("\n")
         lines = [
             f"### {title}",
             "",
@@ -403,6 +543,8 @@ def render_markdown(frame: pd.DataFrame, final: bool = False) -> str:
             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|",
         ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
+        if notes:
+            lines += ["", *notes.split("\n")]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 

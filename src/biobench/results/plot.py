@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -13,6 +15,7 @@ from biobench.files import atomic_write
 from biobench.store.records import RunRecord
 
 FORMATS = ("png", "pdf", "svg")  # what --out may end in
+Drawer = TypeVar("Drawer", bound=Callable[..., None])
 
 
 def _pyplot() -> Any:
@@ -22,6 +25,23 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plain_text(draw: Drawer) -> Drawer:
+    """Draw with every text set as written: labels and titles carry names users chose (a
+    study's, a preset's, a plugin's), and matplotlib's mathtext would read `$...$`, `_` and `\\`
+    in them as TeX: changing what the figure says, or crashing it on TeX it cannot parse.
+    matplotlib reads the setting when each text is made, ticks included, which happens up to
+    the figure's drawing, so the whole drawer runs under it."""
+
+    @functools.wraps(draw)
+    def drawn(*args: Any, **kwargs: Any) -> None:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            draw(*args, **kwargs)
+
+    return drawn  # type: ignore[return-value]
 
 
 def figure_format(out: Path) -> str:
@@ -46,6 +66,7 @@ def _save(figure: Any, out: Path) -> None:
     )
 
 
+@plain_text
 def learning_curves(runs: list[RunRecord], epochs: list[dict[str, Any]], out: Path) -> None:
     """Test (solid) and train (dashed) top-1 error against epochs, one colour per run; top-5
     dotted where the runs have 1000 classes (ImageNet)."""
@@ -121,6 +142,7 @@ def architecture_colours(architectures: list[str]) -> dict[str, str]:
     return {arch: PALETTE[i % len(PALETTE)] for i, arch in enumerate(ordered)}
 
 
+@plain_text
 def comparison_bars(frame: pd.DataFrame, out: Path) -> None:
     """Our test top-1 error per method (groups) and architecture (bars, one colour each across
     panels), ±1 std over seeds as thin grey error bars, the reference numbers as hollow marks

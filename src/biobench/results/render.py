@@ -187,7 +187,10 @@ def _pairs(title: str, pairs: dict[str, Any]) -> Table:
     table.add_column("key", style="bold")
     table.add_column("value")
     for key, value in pairs.items():
-        shown = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        if value is None:  # no preset, no CUDA: "-" as in the runs table, not Python's None
+            shown = "-"
+        else:
+            shown = json.dumps(value) if isinstance(value, dict | list) else str(value)
         table.add_row(Text(printable(key)), Text(printable(shown)))
     return table
 

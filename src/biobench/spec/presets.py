@@ -26,7 +26,7 @@ import math
 import os
 import re
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -61,6 +61,7 @@ PRESET_KEYS = (
     "seed",
     "hparams",
     "data_settings",
+    "settings",
     "reference",
     "tolerance",
     "note",
@@ -83,6 +84,8 @@ class Preset:
     tolerance: float | None  # None exactly when there is no reference
     note: str | None = None  # where the preset comes from, e.g. the study it was taken from
     source: Path | None = None  # the user preset file it is read from; None: benchmarks.yaml
+    # Settings every run takes (runspec.SETTINGS, e.g. val_split), where the preset sets them.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mode(self) -> str | None:
@@ -432,7 +435,20 @@ def _preset(where: str, name: str, raw: Any) -> Preset:
         reference=reference,
         tolerance=tolerance,
         note=note,
+        settings=_settings(
+            f"{where}.settings",
+            "every run",
+            "setting",
+            _run_settings_schema(),
+            raw.get("settings"),
+        ),
     )
+
+
+def _run_settings_schema() -> dict[str, Any]:
+    from biobench.spec.runspec import SETTINGS  # runspec reads presets: imported when needed
+
+    return SETTINGS
 
 
 def _reference(where: str, raw: Any, tolerance: Any) -> tuple[dict[str, float], float | None]:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from biobench.errors import SpecError
-from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, FAMILIES
+from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, FAMILIES, NETWORKS
 from biobench.spec.params import HParam, inapplicable
 from biobench.spec.presets import load_presets, positive
 
@@ -158,11 +158,16 @@ def check_pair(algorithm: str, architecture: str, dataset: str) -> None:
         raise SpecError(f"architecture {architecture!r} cannot take dataset {dataset!r}: {reason}")
     rule = ALGORITHMS.entry(algorithm)
     if not arch.supports(rule):
-        supported = [e.name for e in ALGORITHMS.entries() if arch.supports(e)]
-        families = ", ".join(FAMILIES[f] for f in arch.families or ())
-        raise SpecError(
-            f"architecture {architecture!r} supports {families} rules only, not {algorithm} "
-            f"({FAMILIES[rule.family]}); use one of: {', '.join(supported)}"
+        supported = ", ".join(e.name for e in ALGORITHMS.entries() if arch.supports(e))
+        if arch.families is not None and rule.family not in arch.families:
+            families = ", ".join(FAMILIES[f] for f in arch.families)
+            raise SpecError(
+                f"architecture {architecture!r} supports {families} rules only, not {algorithm} "
+                f"({FAMILIES[rule.family]}); use one of: {supported}"
+            )
+        raise SpecError(  # the rule's family may train it, but the rule cannot
+            f"algorithm {algorithm!r} trains {NETWORKS[rule.networks]} only, and "
+            f"{architecture!r} is not one; use one of: {supported}"
         )
 
 
@@ -244,6 +249,6 @@ def resolve(
         hparams={name: hparams[name] for name in schema},
         data_settings={**(chosen.data_settings if chosen else {}), **given_data},
         preset=chosen.name if chosen else None,
-        settings=settings,
+        settings={**(chosen.settings if chosen else {}), **settings},
         options=options,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
@@ -40,6 +41,38 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def available_cpus() -> int:
+    """The cores this process may run on (its affinity: a Slurm allocation, `taskset`), not
+    every core of the machine."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_threads(processes: int) -> int:
+    """Torch threads per process where `--threads` is not given: the available cores shared by
+    the run's processes. torch's own default takes every core in every process; on a loaded
+    2-core machine that made steps 15-40x slower than one thread, and timings noise."""
+    return max(1, available_cpus() // processes)
+
+
+def use_threads(threads: int | None, processes: int) -> int:
+    """Set torch's CPU threads (intra-op) for this process: `threads`, else the default."""
+    chosen = threads or default_threads(processes)
+    torch.set_num_threads(chosen)
+    return chosen
+
+
+def _load() -> list[float] | None:
+    """The machine's load average over 1, 5 and 15 minutes (processes running or waiting for a
+    core): how busy the cores the timings were measured on were."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):  # Windows; a system without /proc/loadavg
+        return None
+
+
 def _git_sha() -> str | None:
     source = Path(biobench.__file__).resolve().parent
     try:
@@ -65,6 +98,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device_name": device_name,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "threads": torch.get_num_threads(),
+        "cpus": available_cpus(),
+        "load": _load(),
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "git_sha": _git_sha(),

@@ -49,8 +49,10 @@ DRL_SIGMA = HParam(
 )
 
 
+# Named dtp-drl: "DDTP" in Meulemans et al. is the direct-feedback variant, which biobench does
+# not implement; `ddtp`, this rule's earlier name, stays an alias so old commands still run.
 @ALGORITHMS.register(
-    "ddtp", aliases=("dtp-drl",), label="DTP-DRL", family="target-propagation", order=35
+    "dtp-drl", aliases=("ddtp",), label="DTP-DRL", family="target-propagation", order=35
 )
 class DifferenceReconstructionDTP(DifferenceTargetProp):
     """DTP whose inverses train on the difference reconstruction loss (Meulemans et al.)."""
