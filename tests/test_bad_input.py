@@ -142,6 +142,31 @@ def a_space(text: str):
     return write
 
 
+def a_file_of(name: str, text: str):
+    def write(tmp: Path) -> dict[str, str]:
+        (tmp / name).write_text(text)
+        return {}
+
+    return write
+
+
+def a_fifo(name: str):
+    def make(tmp: Path) -> dict[str, str]:
+        os.mkfifo(tmp / name)  # no writer: reading it would wait forever
+        return {}
+
+    return make
+
+
+def a_huge_file(name: str):
+    def make(tmp: Path) -> dict[str, str]:
+        with open(tmp / name, "wb") as handle:  # sparse: 64 MiB + 1 byte, none written
+            handle.truncate(64 * 2**20 + 1)
+        return {}
+
+    return make
+
+
 SEARCH = ["search", "--study", "s", "--algo", "bp", "--arch", "fc", "--data", "synthetic"]
 
 
@@ -513,6 +538,72 @@ CASES = [
         "cannot read {tmp}/nothing.yaml: No such file or directory",
     ),
     (
+        "an empty preset name",
+        ["run", "--preset", ""],
+        None,
+        "Invalid value for '--preset' / '--bench': a name cannot be empty; see `biobench run "
+        "--help`",
+    ),
+    (
+        "an empty suite name",
+        ["check", "--suite", ""],
+        None,
+        "Invalid value for '--suite': a name cannot be empty; see `biobench check --help`",
+    ),
+    (
+        "an Adam setting under SGD",
+        ["run", "--set", "optimizer=sgd", "--set", "beta1=0.8"],
+        None,
+        "--set beta1=0.8 applies to optimizer=adam only (this run's optimizer is sgd); add --set "
+        "optimizer=adam or drop beta1",
+    ),
+    (
+        "a step-schedule setting without the step schedule",
+        ["run", "--set", "lr_gamma=0.5"],
+        None,
+        "--set lr_gamma=0.5 applies to lr_schedule=step only (this run's lr_schedule is none); "
+        "add --set lr_schedule=step or drop lr_gamma",
+    ),
+    (
+        "a Slurm option with the local launcher",
+        ["run", "--launcher", "local", "--slurm-time", "1:00:00"],
+        None,
+        "--slurm-time applies to --launcher slurm only, not local; drop it",
+    ),
+    (
+        "a launcher option without a launcher",
+        ["run", "--wait"],
+        None,
+        "--wait applies to jobs only; add --launcher slurm or local, or drop it",
+    ),
+    (
+        "alignment plot with --compare",
+        ["plot", "1", "--alignment", "--compare", "all"],
+        None,
+        "--compare draws a comparison's bars, not runs: drop the --alignment, or drop --compare "
+        "and plot the runs",
+    ),
+    (
+        "a user preset file that is a device",
+        ["list", "--presets", "/dev/zero"],
+        None,
+        "cannot read /dev/zero: it is a character device, not a regular file; check --presets "
+        "and BIOBENCH_PRESETS",
+    ),
+    (
+        "a user preset file larger than any preset file",
+        ["list", "--presets", "{tmp}/huge.yaml"],
+        a_huge_file("huge.yaml"),
+        "cannot read {tmp}/huge.yaml: it is 67108865 bytes, more than the 67108864 allowed; fix "
+        "the file",
+    ),
+    (
+        "a user preset file whose suites include each other",
+        ["list", "suites", "--presets", "{tmp}/mine.yaml"],
+        a_file_of("mine.yaml", "suites: {a: [b], b: [c], c: [a]}\n"),
+        "{tmp}/mine.yaml: suite 'a' includes itself (a -> b -> c -> a); break the cycle",
+    ),
+    (
         "alignment plot of several runs",
         ["plot", "1", "2", "--alignment"],
         None,
@@ -633,6 +724,13 @@ CASES = [
         ["import", "{tmp}/nothing.json", "--db", "{db}"],
         None,
         "nothing.json: No such file or directory",
+    ),
+    (
+        "import of a device",
+        ["import", "/dev/zero", "--db", "{db}"],
+        None,
+        "cannot read /dev/zero: it is a character device, not a regular file; pass the "
+        "pending.json a run left",
     ),
     (
         "import into the wrong database",
@@ -813,6 +911,26 @@ CASES = [
         "(Adam beta2)",
     ),
     (
+        "a --set beside a --space entry for it",
+        [*SEARCH, "--trials", "1", "--space", "{tmp}/space.yaml", "--set", "lr=1e-3"],
+        a_space("lr: {low: 1e-5, high: 3e-4, log: true}\n"),
+        "--set lr fixes what --space searches (lr); drop it from one of them",
+    ),
+    (
+        "a space file that is a named pipe",
+        [*SEARCH, "--trials", "1", "--space", "{tmp}/space.yaml", "--db", "{db}"],
+        a_fifo("space.yaml"),
+        "cannot read space file {tmp}/space.yaml: it is a named pipe, not a regular file; pass "
+        "--space FILE.yaml",
+    ),
+    (
+        "a space file whose value holds itself",
+        [*SEARCH, "--trials", "1", "--space", "{tmp}/space.yaml", "--db", "{db}"],
+        a_space("lr: &a {choices: [*a]}\n"),
+        "space file {tmp}/space.yaml is not valid YAML (line 1): alias *a is used inside its own "
+        "anchor (a recursive value); see README 'Search'",
+    ),
+    (
         "a sampler that does not exist",
         [*SEARCH, "--trials", "1", "--sampler", "grid", "--db", "{db}"],
         None,
@@ -875,3 +993,42 @@ def test_the_readme_lists_every_case() -> None:
         if line.startswith("| ") and not line.startswith("| input")
     ]
     assert listed == [case[0] for case in CASES]
+
+
+def test_a_plugin_that_fails_to_load_is_named_escaped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plugin's name and error text are a package author's: its warning cannot drive the
+    terminal, nor break the line."""
+    from importlib.metadata import EntryPoint
+
+    from biobench.registry import ALGORITHMS, _load_plugin
+
+    monkeypatch.setattr(ALGORITHMS, "broken", {})
+    point = EntryPoint("evil\x1b[2J", "no_such_module_h3.x\x1b[31m:\nRule", ALGORITHMS.group)
+    _load_plugin(ALGORITHMS, point)
+    warning = capsys.readouterr().err
+    assert warning.count("\n") == 1 and warning[:-1].isprintable(), warning
+    assert "plugin 'evil\\x1b[2J'" in warning
+
+
+@pytest.mark.slow
+def test_a_bad_input_only_the_ranks_find_is_said_once(tmp_path: Path) -> None:
+    """A dataset that is missing is found by the ranks as they load it: each would print the
+    line and torch's launcher its own lines; the user sees rank 0's line once, exit status 2."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BIOBENCH_HOME": str(tmp_path), "BIOBENCH_DATA_DIR": str(tmp_path)}
+    ran = subprocess.run(
+        [sys.executable, "-m", "biobench", "run", "--nproc", "2", "--data", "mnist"]
+        + ["--epochs", "1", "--device", "cpu", "--db", f"sqlite:///{tmp_path / 'r.db'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert ran.returncode == 2
+    assert (
+        ran.stderr.startswith("error: MNIST not found: expected ") and ran.stderr.count("\n") == 1
+    ), ran.stderr

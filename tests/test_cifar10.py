@@ -178,6 +178,10 @@ def _pickled(batch: Any) -> Callable[[bytes], bytes]:
         (_pickled({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}), "2 images but"),
         (_pickled({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}), "expected 0-9"),
         (_pickled({b"data": np.zeros((2, 3072), np.uint8), b"labels": [-1, 3]}), "expected 0-9"),
+        # One row stored once, referred to 5,000 times: 15 M numbers in a 16 kB file.
+        (_pickled({b"data": [[0] * 3072] * 5000, b"labels": [0]}), "lists of more items"),
+        (_pickled({b"data": [[[[0] * 40] * 40] * 40] * 40, b"labels": []}), "than its 364 bytes"),
+        (_pickled({b"data": np.zeros((1, 3072), np.uint8), b"labels": [[0] * 99] * 99}), "repeat"),
     ],
 )
 def test_corrupt_or_malformed_batches_are_named_with_the_fix(

@@ -212,6 +212,13 @@ def test_the_commands_show_plot_export_and_compare_alignment_and_cost(
     assert rows["fa"]["update_angle"] > 1.0
     table = cli.invoke(app, ["compare", "--cost", *db], env={"COLUMNS": "160"}).output
     assert table.index("BP") < table.index("FA")  # backprop first, then the families
+    markdown = cli.invoke(app, ["compare", "--cost", "--format", "markdown", *db]).output
+    lines = markdown.splitlines()  # the same table, as Markdown: no box drawing
+    assert lines[0].startswith("### digits / fc: cost on cpu, batch ") and lines[1] == ""
+    header = "method | runs | ms/step | IQR | x BP | eval ms | peak RSS MB | x BP | GFLOP"
+    assert lines[2] == f"| {header} | update° | threads | load |"
+    assert lines[3] == "|---|" + "---:|" * 11
+    assert [line.split(" | ")[:2] for line in lines[4:]] == [["| BP", "1"], ["| FA", "1"]]
 
 
 @pytest.fixture

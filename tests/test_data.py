@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import io
+import os
 import struct
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 import torch
 
 from biobench.data import DataOptions, Dataset, TensorSplit, load_dataset
-from biobench.errors import DataError, SpecError
+from biobench.errors import BiobenchError, DataError, SpecError
 from conftest import make_mnist, write_idx
 
 
@@ -64,6 +66,17 @@ def test_images_and_labels_that_do_not_belong_together_are_refused(tmp_path: Pat
         load_dataset("mnist", DataOptions(root))
 
 
+def _zeros_after(content: bytes, zeros: int) -> bytes:
+    """`content` then `zeros` zero bytes, gzipped, without holding the zeros in memory."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb") as gz:
+        gz.write(content)
+        block = bytes(2**20)
+        for _ in range(zeros // len(block)):
+            gz.write(block)
+    return out.getvalue()
+
+
 def _gzipped(root: Path, name: str = "train-images-idx3-ubyte") -> Path:
     """Replace one MNIST file by its .gz, as torchvision leaves it; returns the .gz."""
     path = root / "MNIST" / "raw" / name
@@ -80,6 +93,15 @@ def _gzipped(root: Path, name: str = "train-images-idx3-ubyte") -> Path:
         (lambda b: b[:10] + b"\xff" * 64, "unreadable .Error -3 while decompressing"),
         (lambda b: b[: len(b) // 2], "unreadable .Compressed file ended"),
         (lambda b: gzip.compress(gzip.decompress(b)[:-5]), "corrupt: its header promises"),
+        (  # 256 MiB of zeros in a 256 KiB .gz, past the 15,696 bytes its header promises
+            lambda b: _zeros_after(gzip.decompress(b), 2**28),
+            "corrupt: its header promises 15696 bytes, it inflates to more;",
+        ),
+        (  # a header promising 4 GB from a file that cannot inflate to that much
+            lambda b: gzip.compress(struct.pack(">4I", 2051, 2**16, 2**8, 2**8)),
+            "corrupt: its header promises 4294967312 bytes, a 31-byte .gz inflates to at most "
+            "31992;",
+        ),
     ],
 )
 def test_a_damaged_gz_is_named_as_the_file_read(tmp_path: Path, damage, message: str) -> None:
@@ -98,6 +120,16 @@ def test_a_folder_where_an_mnist_file_belongs_is_named(tmp_path: Path, name: str
     target.mkdir()
     with pytest.raises(DataError, match=f"MNIST file {target} is a folder, not a file"):
         load_dataset("mnist", DataOptions(root))
+
+
+def test_a_named_pipe_where_an_mnist_file_belongs_is_never_waited_on(tmp_path: Path) -> None:
+    target = (
+        make_mnist(tmp_path, n_train=20, n_test=10) / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    )
+    target.unlink()
+    os.mkfifo(target)  # no writer: opening it to read would wait forever
+    with pytest.raises(BiobenchError, match=f"MNIST file {target}: it is a named pipe, not a"):
+        load_dataset("mnist", DataOptions(tmp_path))
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@ written small in their real formats."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -170,19 +172,30 @@ def test_augmented_images_are_random_crops_and_flips_of_the_resized_image(tmp_pa
 
 @pytest.mark.parametrize("workers", [0, 1])
 @pytest.mark.parametrize(
-    "content",
-    [b"this is not a JPEG", "truncated"],
+    ("content", "why"),
+    [
+        (b"this is not a JPEG", "cannot identify image file"),
+        ("truncated", "Truncated File Read"),
+        # A few hundred bytes whose resize to a shorter side of 256 would be 60 MB (and a
+        # 30000x1 one, as small a file, 6 GB): refused from the header.
+        ((300, 1), "its 300x1 pixels resize to 76800x256, more than the 16777216 pixels"),
+        ((1, 300), "its 1x300 pixels resize to 256x76800, more than the 16777216 pixels"),
+    ],
 )
 def test_an_unreadable_jpeg_is_named_in_one_line(
-    tmp_path: Path, workers: int, content: bytes | str
+    tmp_path: Path, workers: int, content: bytes | str | tuple[int, int], why: str
 ) -> None:
     root = make_imagenet(tmp_path)
     target = root / "imagenet" / "train" / "n02000002" / "n02000002_1.JPEG"
     data = target.read_bytes()
-    target.write_bytes(data[: len(data) // 2] if content == "truncated" else content)
+    if isinstance(content, tuple):
+        Image.new("RGB", content, (10, 20, 30)).save(target, "JPEG")
+    else:
+        target.write_bytes(data[: len(data) // 2] if content == "truncated" else content)
     split = load_dataset("imagenet", options(root, workers=workers)).train
     with pytest.raises(DataError, match="unreadable") as caught:
         epoch(split, 0)
+    assert why in str(caught.value)
     message = str(caught.value)
     assert str(target) in message and "image-net.org" in message and "\n" not in message
 
@@ -359,6 +372,27 @@ def _rewrite(**batch: Any) -> Any:
     return lambda path: np.savez(path, **batch)
 
 
+def _forged(name: str, shape: tuple[int, ...]) -> Any:
+    """An npz whose array `name` has a header promising `shape` and no data: a few hundred
+    bytes that would have the loader allocate what the header says."""
+
+    def forge(path: Path) -> None:
+        arrays = {"data": np.zeros((2, 3072), np.uint8), "labels": np.ones(2, np.int64)}
+        with zipfile.ZipFile(path, "w") as archive:
+            for key, array in arrays.items():
+                header = io.BytesIO()
+                dtype = array.dtype
+                if f"{key}.npy" == name:
+                    np.lib.format.write_array_header_1_0(
+                        header, {"descr": dtype.str, "fortran_order": False, "shape": shape}
+                    )
+                else:
+                    np.lib.format.write_array(header, array)
+                archive.writestr(f"{key}.npy", header.getvalue())
+
+    return forge
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -371,6 +405,14 @@ def _rewrite(**batch: Any) -> Any:
         (_rewrite(data=np.zeros((2, 3072), np.uint8), labels=np.ones(3, int)), "2 images but"),
         (_rewrite(data=np.zeros((2, 3072), np.uint8), labels=np.array([0, 5])), "1..1000"),
         (_rewrite(data=np.zeros((2, 3072), np.uint8), labels=np.array([5, 1001])), "1..1000"),
+        (
+            _forged("data.npy", (10**5, 3072)),
+            "corrupt: the header of data.npy promises 307200128 bytes, the archive can hold",
+        ),
+        (
+            _forged("labels.npy", (10**9,)),
+            "corrupt: the header of labels.npy promises 8000000128 bytes, the archive can hold",
+        ),
     ],
 )
 def test_a_damaged_npz_batch_is_named(tmp_path: Path, damage: Any, message: str) -> None:

@@ -5,11 +5,14 @@ which runs its measured error comes from, or that it has none.
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 from typer.testing import CliRunner
 
 from biobench.cli import app
-from biobench.results.check import NO_REFERENCE, check_store, describe
-from biobench.spec import resolve
+from biobench.results.check import NO_REFERENCE, check, check_store, describe
+from biobench.spec import load_presets, resolve
 from biobench.store import Store
 
 runner = CliRunner()
@@ -72,3 +75,14 @@ def test_a_preset_without_a_reference_or_a_run_says_it_has_no_finished_run(
     (verdict,) = check_store(Store(sqlite_url), ["cifar10-resnet20-kp"])
     assert (verdict.verdict, verdict.measured, verdict.runs) == (NO_REFERENCE, None, 0)
     assert describe(verdict) == f"no finished run; {NO_REFERENCE_NOTE}"
+
+
+def test_a_tolerance_that_is_not_a_number_never_passes(sqlite_url: str) -> None:
+    """The loader refuses such a tolerance; a Preset built in Python is held to the same: a
+    comparison with NaN is false, so only a verdict that needs none (regressed) is left."""
+    store = Store(sqlite_url)
+    add_run(store, "mnist-fc-bp", 25.8)
+    preset = replace(load_presets().preset("mnist-fc-bp"), tolerance=math.nan)
+    specs = {preset.name: resolve(preset=preset.name).to_dict()}
+    [verdict] = check([preset], store.runs(), specs)
+    assert verdict.verdict == "regressed"

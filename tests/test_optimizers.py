@@ -187,7 +187,10 @@ def test_a_bad_value_is_refused_in_one_line_naming_what_it_takes(
 
 def test_milestones_are_kept_in_one_spelling() -> None:
     spec = resolve(
-        algorithm="fa", architecture="fc", dataset="digits", overrides=["lr_milestones=5, 10"]
+        algorithm="fa",
+        architecture="fc",
+        dataset="digits",
+        overrides=["lr_schedule=step", "lr_milestones=5, 10"],
     )
     assert spec.hparams["lr_milestones"] == "5,10"
 

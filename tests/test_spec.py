@@ -65,6 +65,41 @@ def test_bad_specs_say_what_is_wrong(kwargs: dict, message: str) -> None:
         spec(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["optimizer=sgd", "beta1=0.8"],
+            "--set beta1=0.8 applies to optimizer=adam only (this run's optimizer is sgd); add "
+            "--set optimizer=adam or drop beta1",
+        ),
+        (["optimizer=sgd", "eps=1e-6"], "--set eps=1e-06 applies to optimizer=adam only"),
+        (["momentum=0.9"], "--set momentum=0.9 applies to optimizer=sgd only (this run's "),
+        (["lr_gamma=0.5"], "--set lr_gamma=0.5 applies to lr_schedule=step only (this run's "),
+        (
+            ["lr_schedule=step", "lr_period=10"],
+            "--set lr_period=10 applies to lr_schedule=cosine only (this run's lr_schedule is "
+            "step); add --set lr_schedule=cosine or drop lr_period",
+        ),
+    ],
+)
+def test_a_setting_the_run_would_ignore_is_refused(overrides: list[str], message: str) -> None:
+    with pytest.raises(SpecError) as refused:
+        spec(overrides=overrides)
+    assert str(refused.value).startswith(message), str(refused.value)
+
+
+def test_the_default_search_space_leaves_out_what_the_fixed_settings_make_inapplicable() -> None:
+    from biobench.registry import ALGORITHMS
+    from biobench.spec.params import default_space
+
+    params = ALGORITHMS.entry("bp").hparams
+    assert {"beta2", "eps"} <= set(default_space(params))
+    sgd = spec(overrides=["optimizer=sgd"]).hparams
+    dropped = set(default_space(params)) - set(default_space(params, sgd))
+    assert dropped == {"beta1", "beta2", "eps"}
+
+
 BASE = "defaults: {seed: 0, epochs: 1, batch_size: 8}\n"
 PRESET = "presets:\n  p1: {algorithm: bp, architecture: fc, dataset: digits, "
 
@@ -100,10 +135,13 @@ PRESET = "presets:\n  p1: {algorithm: bp, architecture: fc, dataset: digits, "
             "must give test_top1",
         ),
         (BASE + PRESET + "reference: {test_top1: 101}, tolerance: 1}\n", "0-100"),
-        (
-            BASE + PRESET + "reference: {test_top1: 1}, tolerance: -1}\n",
-            "tolerance must be a positive",
-        ),
+        *[
+            (
+                BASE + PRESET + f"reference: {{test_top1: 1}}, tolerance: {bad}}}\n",
+                r"presets.p1.tolerance must be a number of points in \(0, 100\]",
+            )
+            for bad in ("-1", "0", ".nan", ".inf", "-.inf", "101", "true", "'1'")
+        ],
         (BASE + PRESET + "reference: {test_top1: 1}}\n", "missing 'tolerance'"),
         (
             BASE + PRESET + "reference: {test_top1: 1}, tolerance: 1}\nsuites: {g: [p2]}\n",
@@ -112,8 +150,16 @@ PRESET = "presets:\n  p1: {algorithm: bp, architecture: fc, dataset: digits, "
         (
             BASE + PRESET + "reference: {test_top1: 1}, tolerance: 1}\n"
             "suites: {g: [p1, h], h: [g]}\n",
-            "includes itself",
+            r"suite 'g' includes itself \(g -> h -> g\); break the cycle",
         ),
+        (BASE + "suites: {~: [p1]}\n", "a suite's name must be text, got None"),
+        (
+            BASE + PRESET + "reference: {test_top1: 1}, tolerance: 1}\nsuites: {g: [[p1]]}\n",
+            r"suites.g holds \['p1'\]; each entry must be the name of a preset or a suite",
+        ),
+        (BASE + "suites: {g: {p1: 1}}\n", "suites.g must be a non-empty list"),
+        (BASE + "suites: &s {g: *s}\n", "is not valid YAML .alias \\*s is used inside its own"),
+        (BASE + "suites: " + "[" * 500 + "]" * 500 + "\n", "values nested more than 64 deep"),
     ],
 )
 def test_a_malformed_benchmarks_file_is_refused(

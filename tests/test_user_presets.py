@@ -4,7 +4,9 @@ file under $BIOBENCH_HOME), what a bad one says, and writing one preset into one
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -105,6 +107,24 @@ BAD_FILES = [
         ": presets.p: missing 'tolerance' (points either way of the reference)",
     ),
     ("suites:\n  s: [nothing]\n", ": suites.s names 'nothing', neither a preset nor a suite"),
+    ("suites:\n  ~: [s]\n", ": suites: a suite's name must be text, got None"),
+    (
+        "suites:\n  s: [[a, b]]\n",
+        ": suites.s holds ['a', 'b']; each entry must be the name of a preset or a suite",
+    ),
+    (
+        "suites:\n  s: [{a: 1}]\n",
+        ": suites.s holds {'a': 1}; each entry must be the name of a preset or a suite",
+    ),
+    (
+        "suites: &x\n  s: *x\n",
+        " line 2 is not valid YAML (alias *x is used inside its own anchor (a recursive value)); "
+        "fix the file",
+    ),
+    (
+        "presets: " + "{a: " * 200 + "1" + "}" * 200 + "\n",
+        " line 1 is not valid YAML (values nested more than 64 deep); fix the file",
+    ),
 ]
 
 
@@ -120,6 +140,42 @@ def test_a_bad_user_file_is_one_line_naming_it_and_the_key(
         load_presets()
     assert str(error.value).startswith(f"{path}{message}"), str(error.value)
     assert "\n" not in str(error.value) and not (tmp_path / "pwned").exists()
+
+
+def test_suites_that_name_each_other_expand_once_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each suite names the next twice: 2**40 paths, 41 suites to expand (a 430-byte file of
+    this shape took over 100 s when each mention was expanded again)."""
+    depth = 40
+    suites = {f"s{i}": [f"s{i + 1}", f"s{i + 1}"] for i in range(depth)}
+    suites[f"s{depth}"] = ["p"]
+    use(monkeypatch, write(tmp_path / "mine.yaml", {"p": CELL}, suites))
+
+    def too_slow(*_: object) -> None:
+        raise TimeoutError("suites were expanded once per mention")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.setitimer(signal.ITIMER_REAL, 10)
+    try:
+        config = load_presets()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert config.suites["s0"] == ["p"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_preset_file_that_is_no_regular_file_is_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    path = Path("/dev/zero")
+    if kind == "fifo":
+        path = tmp_path / "mine.yaml"
+        os.mkfifo(path)
+    use(monkeypatch, path)
+    with pytest.raises(SpecError, match="not a regular file; check --presets and BIOBENCH_"):
+        load_presets()
 
 
 def test_a_name_is_one_preset_across_files(
@@ -197,6 +253,40 @@ def test_list_and_check_read_presets_from_the_option(tmp_path: Path) -> None:
         "no reference  mine  no finished run; the preset has no reference number to check against",
         "1 no reference",
     ]
+
+
+EVIL = "red\x1b[31m\x07\x08\u202e\x85\nname"  # ESC, BEL, BS, a bidi override, NEL, newline
+EVIL_SHOWN = r"red\x1b[31m\x07\x08\u202e\x85\nname"
+
+
+def test_a_preset_name_with_control_characters_is_shown_escaped_everywhere(
+    tmp_path: Path,
+) -> None:
+    """list, the run's header and lines, runs and show (from the stored row), check and its
+    JUnit report: the name reaches no terminal raw and the XML parses, holding it visibly."""
+    mine = {EVIL: {**CELL, "dataset": "synthetic", "epochs": 1, "batch_size": 256}}
+    mine[EVIL]["reference"], mine[EVIL]["tolerance"] = {"test_top1": 50}, 50
+    path = write(tmp_path / "mine.yaml", mine)
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    junit = tmp_path / "check.xml"
+    outputs = {}
+    for args in (
+        ["list", "presets", "--presets", str(path)],
+        ["run", "--preset", EVIL, "--presets", str(path), "--db", url],
+        ["runs", "--db", url],
+        ["show", "1", "--db", url],
+        ["check", "--preset", EVIL, "--presets", str(path), "--db", url, "--junit", str(junit)],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        outputs[args[0]] = result.output
+    for command, output in outputs.items():
+        shown = output.replace("\n", "")
+        assert shown.isprintable(), (command, output)
+        assert EVIL_SHOWN in shown, (command, output)
+    case = ElementTree.parse(junit).getroot().find("testcase")
+    # XML 1.0 holds the bidi override, NEL and newline (as &#10;), not ESC, BEL or BS
+    assert case is not None and case.get("name") == "red\\x1b[31m\\x07\\x08\u202e\x85\nname"
 
 
 # -- writing one: save_user_preset ------------------------------------------------------------

@@ -30,6 +30,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from biobench.errors import SpecError
+from biobench.text import printable
 
 if TYPE_CHECKING:
     from biobench.spec.params import HParam
@@ -244,8 +245,10 @@ def _load_plugin(registry: Registry, point: Any) -> None:
         message = f"{type(error).__name__}: {error}".splitlines()[0]
         registry.broken[point.name] = f"{point.value} ({message})"
         print(
-            f"warning: {registry.kind} plugin {point.name!r} from {origin} failed to load "
-            f"({message}); biobench goes on without it",
+            printable(
+                f"warning: {registry.kind} plugin {point.name!r} from {origin} failed to load "
+                f"({message}); biobench goes on without it"
+            ),
             file=sys.stderr,
         )
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -18,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from biobench.errors import BiobenchError
+from biobench.text import printable
 
 # The command-line parser's own error type (click's, vendored by recent Typer), found without
 # importing a private module: BadParameter derives from it in every Typer version.
@@ -63,6 +66,18 @@ class OneLineSummary:
 class Command(OneLineSummary, PlainMetavars, typer.core.TyperCommand):
     """Every biobench command (see `App`). Its usage line names arguments as POSIX does:
     `biobench show [OPTIONS] RUN_ID`, not Typer's `{run_id}`."""
+
+    def invoke(self, ctx: Any) -> Any:
+        """Refuse an empty or blank NAME (`--preset ''`): taken as not given, it would run or
+        show the default (every run, the default spec) instead of what was meant."""
+        for param in self.get_params(ctx):
+            value = ctx.params.get(param.name or "")
+            values = value if isinstance(value, list | tuple) else [value]
+            if param.metavar == "NAME" and any(
+                isinstance(v, str) and not v.strip() for v in values
+            ):
+                raise typer.BadParameter("a name cannot be empty", ctx=ctx, param=param)
+        return super().invoke(ctx)
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -164,14 +179,17 @@ def database_int(value: Any) -> Any:
     return value
 
 
-def printable(text: str) -> str:
-    """`text` with control and other unprintable characters (ESC, newlines, bidi overrides)
-    written as repr() writes them, e.g. \\x1b: a path or value holding them can neither drive
-    the terminal nor break a message's one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+# Set by `run --nproc N` for its ranks: a folder where each rank leaves its error line
+# (rank-R: "CODE<tab>MESSAGE") for the launching process to say once, instead of N times.
+RANK_ERRORS_ENV = "BIOBENCH_RANK_ERRORS"
 
 
 def _fail(message: str, code: int) -> typer.Exit:
+    folder = os.environ.get(RANK_ERRORS_ENV)
+    if folder and "RANK" in os.environ:
+        with suppress(OSError):  # not written: the launcher says the rank's exit code
+            Path(folder, f"rank-{os.environ['RANK']}").write_text(f"{code}\t{message}")
+            return typer.Exit(code)
     err_console.print(
         f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True
     )

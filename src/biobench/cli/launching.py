@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from biobench.errors import BiobenchError
 
 
 class Launcher(str, Enum):
@@ -86,3 +88,22 @@ WaitOption = Annotated[
         "--wait", help="With --launcher: block until every job ended; exit 1 if any failed."
     ),
 ]
+
+
+def refuse_unused(launcher: Launcher | None, **given: Any) -> None:
+    """An option that the launcher asked for (or its absence) would ignore is refused in one
+    line: Slurm's options need `--launcher slurm`, the others any --launcher. `given` maps each
+    option as typed (--slurm-time) to its value; None, False, 0 and () are not given."""
+    for flag, value in given.items():
+        if value in (None, False, 0, (), []):
+            continue
+        if flag.startswith("--slurm-") and launcher is Launcher.local:
+            raise BiobenchError(f"{flag} applies to --launcher slurm only, not local; drop it")
+        if flag.startswith("--slurm-") and launcher is None:
+            raise BiobenchError(
+                f"{flag} applies to --launcher slurm only; add --launcher slurm or drop it"
+            )
+        if launcher is None:
+            raise BiobenchError(
+                f"{flag} applies to jobs only; add --launcher slurm or local, or drop it"
+            )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from biobench.cli.app import PresetsOption, app, console, handle_errors
+from biobench.cli.app import PresetsOption, app, console, handle_errors, printable
 
 
 class ListWhat(str, Enum):
@@ -20,15 +20,17 @@ class ListWhat(str, Enum):
 
 
 def _add_row(table: Any, *cells: str) -> None:
-    """Cells shown verbatim: a name or a plugin's text is never read as terminal markup."""
+    """Cells shown as written, never read as terminal markup, with their control characters
+    escaped (a name or a plugin's text cannot drive the terminal)."""
     from rich.text import Text
 
-    table.add_row(*(Text(cell) for cell in cells))
+    table.add_row(*(Text(printable(cell)) for cell in cells))
 
 
 def _key_column(table: Any, title: str, names: list[str]) -> None:
     """A column of names users copy: never wrapped or cut, whatever the width."""
-    table.add_column(title, no_wrap=True, min_width=max([len(title), *map(len, names)]))
+    widths = [len(title), *(len(printable(name)) for name in names)]
+    table.add_column(title, no_wrap=True, min_width=max(widths))
 
 
 @app.command("list")

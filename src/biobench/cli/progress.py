@@ -18,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from biobench.text import printable
 from biobench.training.loop import Reporter
 
 
@@ -45,12 +46,13 @@ class RichReporter(Reporter):
         self.run_id: int | None = None  # the run training now: what a Ctrl-C would stop
 
     def _say(self, text: str) -> None:
-        self.console.print(text, highlight=False, markup=False)
+        """A line that may hold a preset's name or an error's text, shown escaped."""
+        self.console.print(printable(text), highlight=False, markup=False)
 
     def spec_started(self, index: int, total: int, spec: Any) -> None:
         self.run_id = None
         name = spec.preset or f"{spec.algorithm} / {spec.architecture} / {spec.dataset}"
-        self.console.rule(escape(f"[{index}/{total}] {name}, seed {spec.seed}"))
+        self.console.rule(escape(printable(f"[{index}/{total}] {name}, seed {spec.seed}")))
 
     def run_started(
         self, run_id: int, spec: Any, parameters: int, first_epoch: int, device: Any
@@ -76,7 +78,7 @@ class RichReporter(Reporter):
     def spec_failed(self, name: str, error: BaseException) -> None:
         self.run_id = None
         self.errors.print(
-            f"[bold red]error:[/] {escape(name)}: {escape(str(error))}", highlight=False
+            f"[bold red]error:[/] {escape(printable(f'{name}: {error}'))}", highlight=False
         )
 
     @contextmanager

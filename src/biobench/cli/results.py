@@ -330,6 +330,20 @@ def compare(
         sys.stdout.write((render_csv if format == CompareFormat.csv else render_json)(frame))
 
 
+def _markdown(table: Any) -> str:
+    """A rich table as a Markdown one, under its title, as `compare --format markdown`."""
+    columns = table.columns
+    lines = [
+        f"### {table.title}",
+        "",
+        "| " + " | ".join(str(column.header) for column in columns) + " |",
+        "|" + "|".join("---:" if c.justify == "right" else "---" for c in columns) + "|",
+    ]
+    rows = zip(*(list(column.cells) for column in columns), strict=True)
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def print_cost(store: Any, data: str | None, arch: str | None, format: CompareFormat) -> None:
     from biobench.results.alignment import cost_frame, cost_tables
 
@@ -344,6 +358,8 @@ def print_cost(store: Any, data: str | None, arch: str | None, format: CompareFo
         sys.stdout.write(frame.drop(columns=["order"]).to_csv(index=False))
     elif format == CompareFormat.json:
         sys.stdout.write(frame.drop(columns=["order"]).to_json(orient="records", indent=1))
+    elif format == CompareFormat.markdown:
+        sys.stdout.write("\n\n".join(map(_markdown, cost_tables(frame))) + "\n")
     else:
         for table in cost_tables(frame):
             console.print(table)
@@ -381,8 +397,8 @@ def print_check(
     width = max([9, *(len(v.verdict) for v in verdicts)])
     for v in verdicts:
         console.print(
-            f"[{style[v.verdict]}]{v.verdict:>{width}}[/]  {escape(v.preset)}  "
-            f"{escape(describe(v))}",
+            f"[{style[v.verdict]}]{v.verdict:>{width}}[/]  {escape(printable(v.preset))}  "
+            f"{escape(printable(describe(v)))}",
             highlight=False,
         )
     if junit is not None:
@@ -497,6 +513,12 @@ def plot(
     from biobench.store import Store
 
     figure_format(out)  # refused before the database is opened and the figure drawn
+    if compare_data and (run_ids or alignment):
+        drawn = "--alignment" if alignment else "run ids"
+        raise BiobenchError(
+            f"--compare draws a comparison's bars, not runs: drop the {drawn}, or drop "
+            "--compare and plot the runs"
+        )
     if study and not compare_data:
         raise BiobenchError(
             "--study adds a study to a comparison's bars: pass --compare DATASET too "

@@ -30,6 +30,7 @@ from biobench.cli.launching import (
     TimeOption,
     WaitOption,
     WorkersOption,
+    refuse_unused,
 )
 
 # --algo, --arch and --data: what their help says before the names the registries hold.
@@ -79,6 +80,47 @@ def _without_nproc(argv: list[str]) -> list[str]:
         elif not arg.startswith("--nproc="):
             kept.append(arg)
     return kept
+
+
+def _launch_ranks(nproc: int, argv: list[str]) -> None:
+    """Start the ranks of a data-parallel run and say its failure once: rank 0's error line
+    (else the lowest failed rank's) with its exit code, where each rank would print its own
+    and torch's launcher its log lines."""
+    import logging
+    import os
+    import tempfile
+
+    # Imported here so that its loggers exist: the launcher's failure lines are what the
+    # rank's own line says better, and its levels come from LOGLEVEL, not from a parent logger.
+    import torch.distributed.launcher.api  # noqa: F401
+
+    from biobench.cli.app import RANK_ERRORS_ENV, _fail
+    from biobench.training import distributed
+
+    quieted = {
+        name: logger
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if name.startswith("torch.distributed") and isinstance(logger, logging.Logger)
+    }
+    levels = {name: logger.level for name, logger in quieted.items()}
+    with tempfile.TemporaryDirectory(prefix="biobench-ranks-") as folder:
+        os.environ[RANK_ERRORS_ENV] = folder
+        try:
+            for logger in quieted.values():
+                logger.setLevel(logging.CRITICAL)
+            code = distributed.launch(nproc, argv)
+        finally:
+            del os.environ[RANK_ERRORS_ENV]
+            for name, logger in quieted.items():
+                logger.setLevel(levels[name])
+        said = sorted(Path(folder).glob("rank-*"), key=lambda path: int(path.name[5:]))
+        first = said[0].read_text() if said else None
+    if not code:
+        return
+    if first is None:
+        raise _fail(f"the run's processes failed (exit status {code}) without a message", code)
+    status, _, message = first.partition("\t")
+    raise _fail(message, int(status))
 
 
 @app.command(cls=RunCommand)
@@ -280,6 +322,18 @@ def run(
     from biobench.training.runner import Request, plan, resolve_device, run_request
 
     add_preset_files(presets)  # read before any preset resolves; launched jobs inherit it
+    refuse_unused(
+        launcher,
+        **{
+            "--workers": workers,
+            "--slurm-partition": slurm_partition,
+            "--slurm-time": slurm_time,
+            "--gpus-per-job": gpus_per_job,
+            "--slurm-set": slurm_set,
+            "--jobs-dir": jobs_dir,
+            "--wait": wait,
+        },
+    )
     request = Request(
         algorithm=algo,
         architecture=arch,
@@ -340,9 +394,7 @@ def run(
         # by every process the launcher would start.
         plan(request)
         Store(db)
-        code = distributed.launch(nproc, _without_nproc(sys.argv[1:]))
-        if code:
-            raise typer.Exit(code)
+        _launch_ranks(nproc, _without_nproc(sys.argv[1:]))
         return
     store = Store(db)
     from biobench.learners.base import check_every_step, debug_from_environment

@@ -31,6 +31,7 @@ from biobench.cli.launching import (
     SlurmSetOption,
     TimeOption,
     WaitOption,
+    refuse_unused,
 )
 
 
@@ -197,6 +198,18 @@ def search(
     from biobench.store import Store
     from biobench.training.runner import resolve_device
 
+    refuse_unused(
+        launcher,
+        **{
+            "--workers": workers,
+            "--slurm-partition": slurm_partition,
+            "--slurm-time": slurm_time,
+            "--gpus-per-job": gpus_per_job,
+            "--slurm-set": slurm_set,
+            "--jobs-dir": jobs_dir,
+            "--wait": wait,
+        },
+    )
     spec = make_spec(
         algorithm=algo,
         architecture=arch,

@@ -16,6 +16,7 @@ per-channel CIFAR-10 mean and std. The `augment` setting adds a random 32x32 cro
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import torch
 from biobench.data.augment import random_crop_flip
 from biobench.data.base import DataOptions, Dataset, TensorSplit, download_with, normalisation
 from biobench.errors import DataError
+from biobench.files import open_user_file
 from biobench.registry import DATASETS
 from biobench.spec.params import HParam
 
@@ -87,16 +89,17 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 3, 32, 32) uint8 and labels (N,) int64 of one pickled batch file, validated."""
     if path.is_dir():
         raise DataError(f"CIFAR-10 file {path} is a folder, not a file; {_FIX}")
-    try:
-        with path.open("rb") as f:
+    with open_user_file(path, fix=_FIX, what="CIFAR-10 file") as f:
+        size = os.fstat(f.fileno()).st_size
+        try:
             batch = _BatchUnpickler(f, encoding="bytes").load()
-    except _Refused as refused:
-        raise DataError(
-            f"CIFAR-10 file {path} is not a batch file: it asks to call {refused}, which "
-            f"biobench refuses to run; {_FIX}"
-        ) from None
-    except Exception as error:  # a damaged pickle can fail in many ways; all mean the same here
-        raise DataError(f"CIFAR-10 file {path} is unreadable ({error!r}); {_FIX}") from None
+        except _Refused as refused:
+            raise DataError(
+                f"CIFAR-10 file {path} is not a batch file: it asks to call {refused}, which "
+                f"biobench refuses to run; {_FIX}"
+            ) from None
+        except Exception as error:  # a damaged pickle fails in many ways; all mean the same
+            raise DataError(f"CIFAR-10 file {path} is unreadable ({error!r}); {_FIX}") from None
     if not isinstance(batch, dict):
         raise DataError(
             f"CIFAR-10 file {path} holds a {type(batch).__name__}, not a batch dict; {_FIX}"
@@ -104,6 +107,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data, labels = _entry(batch, "data"), _entry(batch, "labels")
     if data is None or labels is None:
         raise DataError(f"CIFAR-10 file {path} has no 'data' or no 'labels' entry; {_FIX}")
+    _check_shared(path, [data, labels], size)
     data = np.asarray(data)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * SIDE * SIDE:
         raise DataError(
@@ -122,6 +126,26 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"CIFAR-10 labels in {path} span {labels.min()}..{labels.max()}, expected 0-9; {_FIX}"
         )
     return data.reshape(-1, 3, SIDE, SIDE), labels.astype(np.int64)
+
+
+def _check_shared(path: Path, values: list[Any], size: int) -> None:
+    """Refuse lists that hold more items than the file has bytes. A pickle stores a list once
+    and refers to it again in two bytes, so nested lists that share their members can stand
+    for more numbers than memory holds (numpy would try to build all of them); a real batch
+    spends at least a byte on each. Walked with a budget, so the walk itself stays short."""
+    left, pending = size, list(values)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, list | tuple):
+            left -= len(value)
+            if left < 0:
+                raise DataError(
+                    f"CIFAR-10 file {path} holds lists of more items than its {size} bytes "
+                    f"can store (lists that repeat each other); {_FIX}"
+                )
+            pending.extend(item for item in value if isinstance(item, list | tuple | dict))
+        elif isinstance(value, dict):
+            pending.extend(value.values())
 
 
 def _missing(root: Path) -> list[Path]:

@@ -21,10 +21,12 @@ loading never needs twice that memory.
 
 from __future__ import annotations
 
+import math
 import re
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +44,7 @@ VAL_FILE = "val_data.npz"
 _FIX = "download it again from image-net.org"
 # What numpy, zipfile and zlib raise for a truncated or corrupt npz.
 _DAMAGE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
+_DEFLATE_RATIO = 1032  # the most deflate inflates one byte to (zlib's technical details)
 _HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
@@ -89,9 +92,9 @@ def _count(path: Path, side: int) -> int:
     if path.is_dir():
         raise DataError(f"downsampled ImageNet file {path} is a folder, not a file; {_FIX}")
     try:
-        with zipfile.ZipFile(path) as archive, archive.open("data.npy") as stored:
-            read_header = _HEADER_READERS[np.lib.format.read_magic(stored)]
-            shape, _, dtype = read_header(stored)
+        with zipfile.ZipFile(path) as archive:
+            shape, dtype = _header(path, archive, "data.npy")
+            _header(path, archive, "labels.npy")  # checked here, read by _read
     except _DAMAGE as error:
         raise _damaged(path, error) from None
     if dtype != np.uint8 or len(shape) != 2 or shape[1] != columns:
@@ -101,6 +104,28 @@ def _count(path: Path, side: int) -> int:
             f"imagenet{side} file, or {_FIX}"
         )
     return shape[0]
+
+
+def _header(path: Path, archive: zipfile.ZipFile, name: str) -> tuple[tuple[int, ...], Any]:
+    """The shape and dtype of array `name` of the npz, from its header, once the bytes the
+    header promises are known to be what the archive holds: numpy allocates an array as its
+    header says before reading it, and the data is loaded into tensors sized by it."""
+    info = archive.getinfo(name)
+    with archive.open(info) as stored:
+        shape, _, dtype = _HEADER_READERS[np.lib.format.read_magic(stored)](stored)
+        promised = stored.tell() + math.prod(shape) * dtype.itemsize
+    if dtype.hasobject:  # a pickle, of no fixed size: np.load refuses it (allow_pickle=False)
+        return shape, dtype
+    size = path.stat().st_size
+    # What the archive can hold: its stored bytes, or what deflate can make of them.
+    most = size if info.compress_type == zipfile.ZIP_STORED else _DEFLATE_RATIO * size
+    if promised > most or promised != info.file_size:
+        held = f"can hold at most {most}" if promised > most else f"holds {info.file_size}"
+        raise DataError(
+            f"downsampled ImageNet file {path} is corrupt: the header of {name} promises "
+            f"{promised} bytes, the archive {held}; {_FIX}"
+        )
+    return shape, dtype
 
 
 def _read(path: Path, rows: int) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,7 @@ STD = (0.229, 0.224, 0.225)
 RESIZE, CROP = 256, 224
 TRAIN_EVAL_IMAGES = 10_000  # train error is measured on this many fixed images
 EXTENSIONS = (".jpeg", ".jpg", ".png")
+RESIZED_PIXELS = 256 * RESIZE**2  # 48 MiB as RGB, an aspect ratio of 256:1 at most
 
 
 def imagenet_dir(root: Path) -> Path:
@@ -83,6 +84,7 @@ class _Images(torch.utils.data.Dataset):
         path, label = os.fsdecode(self.paths[index]), int(self.labels[index])
         try:
             with Image.open(path) as image:
+                _resized(*image.size)  # from the header: before any pixel is decoded
                 pixels = _crop(image.convert("RGB"), position)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             return _Unreadable(
@@ -94,15 +96,28 @@ class _Images(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))), label
 
 
+def _resized(width: int, height: int) -> tuple[int, int]:
+    """The size an image of `width` x `height` is resized to (shorter side 256). A very wide or
+    tall image (a few kB of JPEG) would resize to gigabytes: past RESIZED_PIXELS it is refused
+    as a ValueError, which names the image as unreadable."""
+    if width <= height:
+        size = RESIZE, int(RESIZE * height / width)
+    else:
+        size = int(RESIZE * width / height), RESIZE
+    if size[0] * size[1] > RESIZED_PIXELS:
+        raise ValueError(
+            f"its {width}x{height} pixels resize to {size[0]}x{size[1]}, more than the "
+            f"{RESIZED_PIXELS} pixels an ImageNet image resizes to; an aspect ratio past "
+            f"{RESIZED_PIXELS // RESIZE**2}:1 is not a photograph"
+        )
+    return size
+
+
 def _crop(image: Image.Image, position: tuple[float, float] | None) -> np.ndarray:
     """Shorter side to 256, then a 224x224 crop: centred, or at (top, left) fractions of the free
     range, each giving every whole-pixel offset the same chance (as torchvision's RandomCrop).
     Sizes and centre offsets are rounded as torchvision's Resize and CenterCrop round them."""
-    width, height = image.size
-    if width <= height:
-        width, height = RESIZE, int(RESIZE * height / width)
-    else:
-        width, height = int(RESIZE * width / height), RESIZE
+    width, height = _resized(*image.size)
     image = image.resize((width, height), Image.Resampling.BILINEAR)
     if position is None:
         y, x = round((height - CROP) / 2), round((width - CROP) / 2)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 
 from biobench.data.base import DataOptions, Dataset, TensorSplit, download_with
 from biobench.errors import DataError
+from biobench.files import open_user_file, read_at_most
 from biobench.registry import DATASETS
 
 _IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049
@@ -26,47 +29,64 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _FIX = "delete it and rerun with --download, or restore the original file"
+_DEFLATE_RATIO = 1032  # the most deflate inflates one byte to (zlib's technical details)
 
 
 def raw_dir(root: Path) -> Path:
     return root / "MNIST" / "raw"
 
 
-def _read(path: Path) -> tuple[Path, bytes]:
-    """The file read (`path`, or `path.gz` when only the compressed file is there) and its
-    bytes: errors name the file actually read, not the one it stands in for."""
+def _source(path: Path) -> tuple[Path, bool]:
+    """The file to read (`path`, or `path.gz` when only the compressed file is there) and
+    whether it is compressed: errors name the file actually read, not the one it stands in
+    for."""
     compressed = not path.exists()
     source = path.with_name(path.name + ".gz") if compressed else path
     if source.is_dir():
         raise DataError(f"MNIST file {source} is a folder, not a file; {_FIX}")
-    try:
-        data = source.read_bytes()
-        return source, gzip.decompress(data) if compressed else data
-    except (OSError, EOFError, zlib.error) as error:  # zlib.error: a damaged deflate stream
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise DataError(f"MNIST file {source} is unreadable ({reason}); {_FIX}") from None
+    return source, compressed
 
 
 def read_idx(path: Path, magic: int, ndim: int) -> tuple[Path, np.ndarray]:
-    """Parse one IDX file of unsigned bytes, checking its header against its length; returns
-    the file read (see `_read`) with the array."""
-    source, data = _read(path)
+    """Parse one IDX file of unsigned bytes, checking its header against its length before
+    reading the rest; returns the file read (see `_source`) with the array. A .gz is inflated
+    only up to the size its header promises: one that inflates further is corrupt, and its
+    excess is never held."""
+    source, compressed = _source(path)
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"MNIST file {source} is truncated ({len(data)} bytes); {_FIX}")
-    found_magic, *dims = struct.unpack(f">{1 + ndim}I", data[:header])
-    if found_magic != magic:
-        raise DataError(
-            f"MNIST file {source} is not the expected IDX file "
-            f"(magic {found_magic}, expected {magic}); {_FIX}"
-        )
-    expected = header + math.prod(dims)  # exact: np.prod would wrap around for huge headers
-    if len(data) != expected:
+    try:
+        with open_user_file(source, fix=_FIX, what="MNIST file") as raw:
+            stored = os.fstat(raw.fileno()).st_size
+            handle: BinaryIO = gzip.GzipFile(fileobj=raw) if compressed else raw
+            head = read_at_most(handle, header)
+            if len(head) < header:
+                raise DataError(f"MNIST file {source} is truncated ({len(head)} bytes); {_FIX}")
+            found_magic, *dims = struct.unpack(f">{1 + ndim}I", head)
+            if found_magic != magic:
+                raise DataError(
+                    f"MNIST file {source} is not the expected IDX file "
+                    f"(magic {found_magic}, expected {magic}); {_FIX}"
+                )
+            expected = header + math.prod(dims)  # exact: np.prod would wrap for huge headers
+            # What the file can hold: its own size, or what deflate can make of a .gz's bytes.
+            most = _DEFLATE_RATIO * stored if compressed else stored
+            if expected > most or (not compressed and expected != stored):
+                held = f"a {stored}-byte .gz inflates to at most {most}" if compressed else ""
+                raise DataError(
+                    f"MNIST file {source} is corrupt: its header promises {expected} bytes, "
+                    f"{held or f'it has {stored}'}; {_FIX}"
+                )
+            body = read_at_most(handle, expected - header + 1)  # one more: is there excess?
+    except (OSError, EOFError, zlib.error) as error:  # zlib.error: a damaged deflate stream
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise DataError(f"MNIST file {source} is unreadable ({reason}); {_FIX}") from None
+    if header + len(body) != expected:
+        found = "more" if header + len(body) > expected else header + len(body)
         raise DataError(
             f"MNIST file {source} is corrupt: its header promises {expected} bytes, "
-            f"it has {len(data)}; {_FIX}"
+            f"it {'inflates to' if compressed else 'has'} {found}; {_FIX}"
         )
-    return source, np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    return source, np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
 def _missing(root: Path) -> list[Path]:

@@ -81,18 +81,28 @@ class EpochList(HParam):
 # any hyperparameter (`--set optimizer=sgd momentum=0.9 ...`). The defaults are the paper's
 # Adam with a constant rate; biotorch's ResNet protocol is SGD, momentum 0.9, weight decay 1e-4
 # and a step schedule (the cifar10-resnet20-* presets).
+_ADAM_ONLY = ("optimizer", ("adam",))
+_SGD_ONLY = ("optimizer", ("sgd",))
 OPTIMIZER: dict[str, HParam] = {
     "lr": replace(ADAM["lr"], help="learning rate (at epoch 1, under a schedule)"),
-    "beta1": ADAM["beta1"],
-    "beta2": ADAM["beta2"],
-    "eps": ADAM["eps"],
+    "beta1": replace(ADAM["beta1"], applies=_ADAM_ONLY),
+    "beta2": replace(ADAM["beta2"], applies=_ADAM_ONLY),
+    "eps": replace(ADAM["eps"], applies=_ADAM_ONLY),
     "optimizer": HParam(
         str, "adam, or sgd (with momentum, nesterov)", choices=("adam", "sgd"), default="adam"
     ),
     "momentum": HParam(
-        float, "SGD momentum (sgd only)", low=0.0, high=1.0, high_open=True, default=0.0
+        float,
+        "SGD momentum (sgd only)",
+        low=0.0,
+        high=1.0,
+        high_open=True,
+        default=0.0,
+        applies=_SGD_ONLY,
     ),
-    "nesterov": HParam(bool, "Nesterov momentum (sgd only, with momentum > 0)", default=False),
+    "nesterov": HParam(
+        bool, "Nesterov momentum (sgd only, with momentum > 0)", default=False, applies=_SGD_ONLY
+    ),
     "weight_decay": HParam(
         float, "L2 penalty added to the gradient, as torch.optim's", low=0.0, default=0.0
     ),
@@ -104,13 +114,26 @@ OPTIMIZER: dict[str, HParam] = {
         default="none",
     ),
     "lr_milestones": EpochList(
-        str, "epochs after which step multiplies the lr by lr_gamma", default="100,150,200"
+        str,
+        "epochs after which step multiplies the lr by lr_gamma",
+        default="100,150,200",
+        applies=("lr_schedule", ("step",)),
     ),
     "lr_gamma": HParam(
-        float, "step's factor at each milestone", low=0.0, low_open=True, high=1.0, default=0.1
+        float,
+        "step's factor at each milestone",
+        low=0.0,
+        low_open=True,
+        high=1.0,
+        default=0.1,
+        applies=("lr_schedule", ("step",)),
     ),
     "lr_period": HParam(
-        int, "epochs over which cosine decays the lr to 0 (set it to --epochs)", low=1, default=200
+        int,
+        "epochs over which cosine decays the lr to 0 (set it to --epochs)",
+        low=1,
+        default=200,
+        applies=("lr_schedule", ("cosine",)),
     ),
 }
 

@@ -20,6 +20,7 @@ from xml.etree import ElementTree
 
 from biobench.spec import Preset, load_presets, resolve, seedless_hash
 from biobench.store.records import RunRecord, RunStatus
+from biobench.text import xml_text
 
 NO_REFERENCE = "no reference"
 VERDICTS = ("pass", "improved", "regressed", "missing", NO_REFERENCE)  # in the summary's order
@@ -101,12 +102,14 @@ def check(
             )
             continue
         measured = statistics.fmean(r.best_test_top1 for r in matching)
-        if not math.isfinite(measured) or measured > reference + preset.tolerance:
-            verdict = "regressed"
-        elif measured < reference - preset.tolerance:
+        # Each verdict but regressed needs a comparison to hold, and every comparison with a
+        # NaN is false: an error or tolerance that is not a number never passes.
+        if math.isfinite(measured) and measured < reference - preset.tolerance:
             verdict = "improved"
-        else:
+        elif math.isfinite(measured) and measured <= reference + preset.tolerance:
             verdict = "pass"
+        else:
+            verdict = "regressed"
         ids = ", ".join(str(r.id) for r in matching)
         verdicts.append(
             Verdict(
@@ -173,9 +176,10 @@ def junit_xml(verdicts: list[Verdict], fail_missing: bool) -> str:
             )
         ),
     )
-    for v in verdicts:
-        case = ElementTree.SubElement(suite, "testcase", classname="biobench", name=v.preset)
-        message = f"{v.verdict}: {describe(v)}"
+    for v in verdicts:  # ElementTree escapes markup; xml_text what XML 1.0 cannot hold
+        name = xml_text(v.preset)
+        case = ElementTree.SubElement(suite, "testcase", classname="biobench", name=name)
+        message = xml_text(f"{v.verdict}: {describe(v)}")
         if v.verdict in failing:
             ElementTree.SubElement(case, "failure", message=message, type=v.verdict)
         elif v.verdict in ("missing", NO_REFERENCE):

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from biobench.store.models import LAYER_COLUMNS, METRIC_COLUMNS
 from biobench.store.records import RunRecord, RunStatus
+from biobench.text import printable
 
 STATUS_STYLE = {
     RunStatus.running: "cyan",
@@ -122,16 +123,16 @@ def runs_table(runs: list[RunRecord], now: datetime | None = None) -> Table:
     rows = [
         (
             str(run.id),
-            run.algorithm,
-            run.architecture,
-            run.dataset,
+            printable(run.algorithm),  # a stored row's names, as any database may hold them
+            printable(run.architecture),
+            printable(run.dataset),
             str(run.seed),
             Text(run.status.value, style=STATUS_STYLE[run.status]),
             f"{run.epochs_done}/{run.epochs}",
             format_error(run.best_test_top1),
             format_duration(duration(run, now)),
             run.started_at.strftime("%m-%d %H:%M") if run.started_at else "-",
-            Text(run.preset or "-"),
+            Text(printable(run.preset or "-")),
         )
         for run in runs
     ]
@@ -190,7 +191,7 @@ def _pairs(title: str, pairs: dict[str, Any]) -> Table:
             shown = "-"
         else:
             shown = json.dumps(value) if isinstance(value, dict | list) else str(value)
-        table.add_row(key, shown)
+        table.add_row(Text(printable(key)), Text(printable(shown)))
     return table
 
 
@@ -203,13 +204,13 @@ def run_detail(run: RunRecord, epochs: list[dict[str, Any]]) -> Group:
     )
     parts: list[Any] = [header]
     if run.error:
-        parts.append(Text(f"error: {run.error}", style="red"))
+        parts.append(Text(printable(f"error: {run.error}"), style="red"))
     if run.checkpoint:
         gone = (
             run.status is RunStatus.finished and run.environment.get("keep_checkpoint") == "none"
         )
         deleted = " (deleted when the run finished: --keep-checkpoint none)" if gone else ""
-        parts.append(Text(f"checkpoints: {run.checkpoint}{deleted}"))
+        parts.append(Text(printable(f"checkpoints: {run.checkpoint}{deleted}")))
     if run.status.resumable:
         parts.append(Text(f"continue it with `biobench run --resume {run.id}`"))
     parts.append(_pairs("spec", {**run.spec, "spec_hash": run.spec_hash}))

@@ -23,7 +23,8 @@ from typing import Any
 import optuna
 import yaml
 
-from biobench.errors import SpecError
+from biobench.errors import BiobenchError, SpecError
+from biobench.files import YamlRefused, load_yaml, read_user_text
 from biobench.spec.params import Dist, HParam
 
 _KEYS = {"low", "high", "log", "choices"}
@@ -34,16 +35,16 @@ def load_space(path: Path, params: Mapping[str, HParam], algorithm: str) -> dict
     the file and the fix otherwise."""
     where = f"space file {path}"
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or error
-        raise SpecError(f"cannot read {where}: {reason}; pass --space FILE.yaml") from None
+        text = read_user_text(path, fix="pass --space FILE.yaml", what="space file")
+    except BiobenchError as error:  # a SpecError, as every other fault of the space
+        raise SpecError(str(error)) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""
-        raise SpecError(f"{where} is not valid YAML{line}; see README 'Search'") from None
+        why = f": {error.problem}" if isinstance(error, YamlRefused) else ""
+        raise SpecError(f"{where} is not valid YAML{line}{why}; see README 'Search'") from None
     if not isinstance(raw, dict) or not raw:
         raise SpecError(
             f"{where} must map hyperparameter names to ranges, e.g. "

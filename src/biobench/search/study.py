@@ -160,8 +160,15 @@ def make_spec(
         raise SpecError(f"--promote {promote} must be at least 1")
     params = ALGORITHMS.entry(base.algorithm).hparams
     chosen = space_loader(params, base.algorithm) if space_loader else space
-    chosen = default_space(params) if chosen is None else chosen
+    written = chosen is not None  # --space (or a space given in Python), not the default
+    chosen = default_space(params, base.hparams) if chosen is None else chosen
     fixed = parse_overrides(overrides)
+    both = [name for name in chosen if name in fixed] if written else []
+    if both:  # the default space yields to --set; a space the user wrote never silently does
+        raise SpecError(
+            f"--set {both[0]} fixes what --space searches ({', '.join(both)}); drop it from "
+            "one of them"
+        )
     return StudySpec(
         algorithm=base.algorithm,
         architecture=base.architecture,

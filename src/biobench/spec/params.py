@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -52,6 +52,9 @@ class HParam:
     # What `biobench search` samples it from, when the rule declares it; else SEARCH_ROLES by
     # the hyperparameter's name (the paper's Table 4), else it is not searched.
     search: Dist | None = None
+    # (other, values): the setting means something only while hyperparameter `other` is one
+    # of `values` (beta1 with optimizer adam); set otherwise, it is refused (see `inapplicable`).
+    applies: tuple[str, tuple[Any, ...]] | None = None
 
     def __post_init__(self) -> None:
         if self.default is not None:  # a declared default must itself be valid
@@ -116,6 +119,25 @@ class HParam:
         if self.default is None:
             return "-"
         return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+
+
+def inapplicable(
+    params: Mapping[str, HParam], values: Mapping[str, Any], given: Iterable[str]
+) -> str | None:
+    """Why one of the `given` hyperparameters means nothing with the others' `values` (a line
+    naming it, what it needs and the fix), or None: a setting that would be ignored is refused,
+    never silently dropped."""
+    for name in given:
+        rule = params[name].applies if name in params else None
+        if rule is None or values.get(rule[0]) in rule[1]:
+            continue
+        other, allowed = rule
+        return (
+            f"{name}={values[name]} applies to {other}={'/'.join(map(str, allowed))} only "
+            f"(this run's {other} is {values.get(other)}); add --set {other}={allowed[0]} or "
+            f"drop {name}"
+        )
+    return None
 
 
 def with_defaults(params: Mapping[str, HParam], **defaults: Any) -> dict[str, HParam]:
@@ -197,11 +219,14 @@ SEARCH_ROLES: dict[str, Dist] = {
 }
 
 
-def default_space(params: Mapping[str, HParam]) -> dict[str, Dist]:
-    """The search space of a rule: each hyperparameter's own `search`, else its role's."""
+def default_space(
+    params: Mapping[str, HParam], values: Mapping[str, Any] | None = None
+) -> dict[str, Dist]:
+    """The search space of a rule: each hyperparameter's own `search`, else its role's; with
+    the run's `values`, less what they make inapplicable (no beta2 under optimizer=sgd)."""
     space = {}
     for name, param in params.items():
         dist = param.search or SEARCH_ROLES.get(name)
-        if dist is not None:
+        if dist is not None and not (values and inapplicable(params, values, [name])):
             space[name] = dist.check(name, param)
     return space

@@ -22,8 +22,10 @@ else to benchmarks.yaml's `defaults`.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib.resources import files
@@ -32,8 +34,14 @@ from typing import Any
 
 import yaml
 
-from biobench.errors import SpecError
-from biobench.files import atomic_write
+from biobench.errors import BiobenchError, SpecError
+from biobench.files import (
+    YamlRefused,
+    atomic_write,
+    load_yaml,
+    not_regular,
+    read_user_text,
+)
 from biobench.paths import home
 from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, load_all
 from biobench.spec.params import LARGEST_INT
@@ -183,6 +191,8 @@ def _stamp(path: Path, fix: str) -> tuple[int, int, int]:
         if path.is_dir():
             raise SpecError(f"cannot read {path}: it is a folder, not a file; {fix}")
         info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a device or a pipe: never read, never waited on
+            raise SpecError(f"cannot read {path}: {not_regular(info.st_mode)}; {fix}")
         return info.st_mtime_ns, info.st_ino, info.st_size
     except OSError as error:
         raise SpecError(f"cannot read {path}: {error.strerror}; {fix}") from None
@@ -201,14 +211,16 @@ def load_presets(path: Path | None = None) -> Presets:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        text = read_user_text(path, fix="fix the file")
+    except BiobenchError as error:  # a SpecError: the preset files are a spec's input
+        raise SpecError(str(error)) from None
+    try:
+        return load_yaml(text) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}{where} is not valid YAML; fix the file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        cause = getattr(error, "strerror", None) or "it is not UTF-8 text"
-        raise SpecError(f"cannot read {path}: {cause}; fix the file") from None
+        why = f" ({error.problem})" if isinstance(error, YamlRefused) else ""
+        raise SpecError(f"{path}{where} is not valid YAML{why}; fix the file") from None
 
 
 @cache
@@ -224,8 +236,9 @@ def _parse(path: Path, _version: tuple[int, int, int]) -> Presets:
         name: _preset(f"{path}: presets.{name}", name, raw)
         for name, raw in (_mapping(f"{path}: presets", content.get("presets"))).items()
     }
-    raw_suites = _mapping(f"{path}: suites", content.get("suites"))
-    suites = {name: _expand(path, name, raw_suites, presets, ()) for name in raw_suites}
+    raw_suites = _suites(f"{path}: suites", content.get("suites"))
+    done: dict[str, list[str]] = {}
+    suites = {name: _expand(path, name, raw_suites, presets, (), done) for name in raw_suites}
     return Presets(path=path, run=run, presets=presets, suites=suites)
 
 
@@ -241,7 +254,7 @@ def _parse_user(
         name: replace(_preset(f"{path}: presets.{name}", name, raw), source=path)
         for name, raw in _mapping(f"{path}: presets", content.get("presets")).items()
     }
-    return presets, _mapping(f"{path}: suites", content.get("suites"))
+    return presets, _suites(f"{path}: suites", content.get("suites"))
 
 
 def _where(config: Presets, preset: Preset | None) -> str:
@@ -276,9 +289,10 @@ def _merge(
                 )
             suites[name], owners[name] = members, str(file)
         raw.append((file, my_suites))
+    done = dict(config.suites)  # benchmarks.yaml's, expanded already
     for file, my_suites in raw:
         for name in my_suites:
-            suites[name] = _expand(file, name, suites, presets, ())
+            suites[name] = _expand(file, name, suites, presets, (), done)
     return Presets(
         path=config.path,
         run=config.run,
@@ -458,11 +472,37 @@ def _reference(where: str, raw: Any, tolerance: Any) -> tuple[dict[str, float], 
         raise SpecError(f"{where}.reference must give test_top1")
     if tolerance is None:
         raise SpecError(f"{where}: missing 'tolerance' (points either way of the reference)")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or tolerance <= 0:
-        raise SpecError(
-            f"{where}.tolerance must be a positive number of points, got {tolerance!r}"
-        )
-    return reference, float(tolerance)
+    return reference, _tolerance(where, tolerance)
+
+
+def _tolerance(where: str, value: Any) -> float:
+    """Points either way of a reference: a finite number in (0, 100]. NaN compares false with
+    everything, so a NaN (or infinite) tolerance would pass every measured error."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= 100
+    ):
+        raise SpecError(f"{where}.tolerance must be a number of points in (0, 100], got {value!r}")
+    return float(value)
+
+
+def _suites(where: str, raw: Any) -> dict[str, Any]:
+    """A file's `suites:` mapping, each name text and each entry a non-empty list of names."""
+    suites = _mapping(where, raw)
+    for name, members in suites.items():
+        if not isinstance(name, str):
+            raise SpecError(f"{where}: a suite's name must be text, got {name!r}")
+        if not isinstance(members, list) or not members:
+            raise SpecError(f"{where}.{name} must be a non-empty list of presets or suites")
+        for member in members:
+            if not isinstance(member, str):
+                raise SpecError(
+                    f"{where}.{name} holds {member!r}; each entry must be the name of a preset "
+                    "or a suite"
+                )
+    return suites
 
 
 def _expand(
@@ -471,20 +511,25 @@ def _expand(
     suites: dict[str, Any],
     presets: dict[str, Preset],
     seen: tuple[str, ...],
+    done: dict[str, list[str]],
 ) -> list[str]:
+    """Suite `name`'s presets, its suites expanded; each suite is expanded once (`done`), so
+    suites that name each other many times over cost time linear in the file's size."""
+    if name in done:
+        return done[name]
     if name in seen:
-        raise SpecError(f"{path}: suite {name!r} includes itself")
+        cycle = " -> ".join((*seen[seen.index(name) :], name))
+        raise SpecError(f"{path}: suite {name!r} includes itself ({cycle}); break the cycle")
     members = suites[name]
-    if not isinstance(members, list) or not members:
-        raise SpecError(f"{path}: suites.{name} must be a non-empty list of presets or suites")
     out: list[str] = []
     for member in members:
         if member in presets:
             out.append(member)
         elif member in suites:
-            out.extend(_expand(path, member, suites, presets, (*seen, name)))
+            out.extend(_expand(path, member, suites, presets, (*seen, name), done))
         else:
             raise SpecError(
                 f"{path}: suites.{name} names {member!r}, neither a preset nor a suite"
             )
-    return list(dict.fromkeys(out))
+    done[name] = list(dict.fromkeys(out))
+    return done[name]

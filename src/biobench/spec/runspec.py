@@ -20,7 +20,7 @@ from typing import Any
 
 from biobench.errors import SpecError
 from biobench.registry import ALGORITHMS, ARCHITECTURES, DATASETS, FAMILIES, NETWORKS
-from biobench.spec.params import HParam
+from biobench.spec.params import HParam, inapplicable
 from biobench.spec.presets import load_presets, positive
 
 # Settings every run takes, whatever its rule, given like hyperparameters (`--set NAME=VALUE`).
@@ -225,6 +225,9 @@ def resolve(
     else:
         hparams.update(chosen.hparams)
     hparams.update(given_hp)
+    wrong = inapplicable(schema, hparams, given_hp)
+    if wrong:
+        raise SpecError(f"--set {wrong}")
     missing = [name for name in schema if name not in hparams]
     if missing:
         raise SpecError(

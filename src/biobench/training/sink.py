@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from biobench.errors import BiobenchError, StoreError
-from biobench.files import atomic_write
+from biobench.files import atomic_write, read_user_file
 from biobench.paths import env_seconds
 from biobench.retry import retry
 from biobench.store import RunStatus, Store
@@ -168,10 +168,9 @@ def _layers(where: str, raw: Any) -> list[dict[str, Any]]:
 def read_spool(path: Path) -> tuple[int, str, dict[int, dict[str, Any]], Any, Any]:
     """A spool file, validated whole before anything is written: (run id, spec hash, epoch
     rows, final status or None, error or None)."""
+    text = read_user_file(path, fix="pass the pending.json a run left")
     try:
-        content = json.loads(path.read_text())
-    except OSError as error:
-        raise BiobenchError(f"cannot read {path}: {error.strerror}") from None
+        content = json.loads(text)
     except (UnicodeDecodeError, ValueError) as error:
         raise BiobenchError(f"{path} is not a biobench spool file (not JSON: {error})") from None
     try:
