@@ -24,7 +24,7 @@ from biobench.results.compare import (
     print_tables,
     render_markdown,
 )
-from biobench.spec import resolve
+from biobench.spec import load_presets, resolve
 from biobench.store import Store
 from biobench.store.models import Run
 
@@ -526,3 +526,19 @@ def test_a_run_stored_as_ddtp_is_a_dtp_drl_run(sqlite_url: str) -> None:
         store.set_status(run_id, "finished")
     frame = load_comparison(store)
     assert list(frame["method"]) == ["dtp-drl-alt"] and list(frame["runs"]) == [1]
+
+
+def test_a_study_name_with_markup_and_control_characters_is_shown_as_written(
+    sqlite_url: str,
+) -> None:
+    from biobench.results.compare import comparison
+
+    store = Store(sqlite_url)
+    run_id = add_run(store, "mnist-fc-bp", [(1.0, 2.0)])
+    frame = comparison(
+        store.runs(), store.epochs(), load_presets(), studies={run_id: "[red]x\x1b[2J"}
+    )
+    console = Console(width=300, record=True, color_system=None, highlight=False)
+    print_tables(console, frame)
+    shown = console.export_text()
+    assert "BP (study [red]x\\x1b[2J)" in shown and "\x1b" not in shown

@@ -39,12 +39,14 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from biobench.registry import ALGORITHMS, ARCHITECTURES, FAMILIES, load_all
 from biobench.results.render import print_natural
 from biobench.spec import Preset, Presets, load_presets, seedless_hash
 from biobench.store.records import RunRecord, RunStatus
+from biobench.text import printable
 
 BASELINE = "bp"  # every rule's gap is measured to backprop on the same network and protocol
 PAPER_SUITE = "paper"  # the presets whose references are the paper's published numbers
@@ -111,7 +113,7 @@ def method_of(algorithm: str, hparams: dict[str, Any]) -> Method:
     if algorithm in ALGORITHMS:  # a run stored under a rule's earlier name (ddtp) joins it
         algorithm = ALGORITHMS.canonical(algorithm)
     entry = ALGORITHMS.entry(algorithm) if algorithm in ALGORITHMS else None
-    label = entry.display if entry else algorithm
+    label = printable(entry.display if entry else algorithm)  # a plugin's, or a stored name
     family = entry.family if entry else "other"
     rank = entry.order if entry else 10_000
     mode = hparams.get("mode")
@@ -270,7 +272,7 @@ def comparison(
         method = method_of(run.algorithm, run.hparams)
         study = studies.get(run.id)
         if study is not None:
-            method = replace(method, label=f"{method.label} (study {study})")
+            method = replace(method, label=f"{method.label} (study {printable(study)})")
         cell = _Cell(run.dataset, protocol_of(run.spec), method, run.architecture, study)
         cells[cell][seedless_hash(run.spec)].append(run)
 
@@ -510,8 +512,8 @@ def rich_tables(frame: pd.DataFrame, final: bool = False) -> list[Table]:
     for title, header, rows in comparison_tables(frame, final):
         title, _, notes = title.partition("\n")
         table = Table(
-            title=title,
-            caption=notes or None,
+            title=escape(title),
+            caption=escape(notes) or None,
             title_justify="left",
             caption_justify="left",
             box=None,
@@ -520,7 +522,7 @@ def rich_tables(frame: pd.DataFrame, final: bool = False) -> list[Table]:
         for i, column in enumerate(header):
             table.add_column(column, justify="left" if i < 2 else "right", no_wrap=i < 2)
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(escape(cell) for cell in row))  # names are the user's: not markup
         tables.append(table)
     return tables
 
