@@ -138,17 +138,43 @@ def test_discard_removes_the_checkpoint_and_its_folder_but_no_other_file(
     assert sorted(p.name for p in shared.iterdir()) == ["notes.txt"]
 
 
+class FullDisk:
+    """A file that takes 1,000 bytes, then fails every write as a full disk does."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle, self.room = handle, 1000
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _disk_full_in_our_write(payload: object, handle: BinaryIO) -> None:
+    handle.write(b"half a checkpoint")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+_torch_save = torch.save
+
+
+def _disk_full_in_torchs_zip_writer(payload: object, handle: BinaryIO) -> None:
+    # torch's writer turns the OSError into "RuntimeError: [enforce fail at
+    # inline_container.cc] unexpected pos": the run used to fail as an internal error.
+    _torch_save(payload, FullDisk(handle))
+
+
+@pytest.mark.parametrize("disk_full", [_disk_full_in_our_write, _disk_full_in_torchs_zip_writer])
 def test_a_full_disk_keeps_the_previous_checkpoint_and_says_what_to_do(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disk_full
 ) -> None:
     learner, generator = Tiny(seed=0), torch.Generator().manual_seed(5)
     save = {"run_id": 7, "spec_hash": "h", "learner": learner, "generator": generator}
     checkpoint.save(tmp_path, epoch=3, **save)
-
-    def disk_full(payload: object, handle: BinaryIO) -> None:
-        handle.write(b"half a checkpoint")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
     monkeypatch.setattr(torch, "save", disk_full)
     with pytest.raises(BiobenchError) as caught:
         checkpoint.save(tmp_path, epoch=4, **save)

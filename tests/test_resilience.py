@@ -25,6 +25,7 @@ from biobench.store.models import COST_COLUMNS
 from biobench.training.loop import Reporter
 from biobench.training.runner import execute
 from biobench.training.sink import SPOOL
+from test_mutants_checkpoint import _disk_full_in_torchs_zip_writer
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).with_name("fixtures") / "schema-0001.db"
@@ -214,6 +215,33 @@ def test_out_of_memory_names_the_batch_size_to_lower(
     assert result.exit_code == 2
     assert "out of GPU memory with batch size 64; lower it, e.g. --batch-size 32" in result.stderr
     assert Store(sqlite_url).run(1).status == "failed"
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_the_run_resumes(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved = torch.save
+    calls = []
+
+    def full_at_the_second(payload: object, handle) -> None:
+        calls.append(1)
+        (saved if len(calls) == 1 else _disk_full_in_torchs_zip_writer)(payload, handle)
+
+    monkeypatch.setattr(torch, "save", full_at_the_second)
+    args = ["run", "--data", "synthetic", "--epochs", "3", "--db", sqlite_url]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: cannot write ") and line.endswith(
+        "last.pt: No space left on device; free some space or pass --checkpoint-dir on "
+        "another disk"
+    )
+    run = Store(sqlite_url).run(1)
+    assert run.status == "failed" and run.epochs_done == 2
+    monkeypatch.setattr(torch, "save", saved)
+    resumed = runner.invoke(app, ["run", "--resume", "1", "--db", sqlite_url])
+    assert resumed.exit_code == 0, resumed.output
+    assert Store(sqlite_url).run(1).status == "finished"
 
 
 # -- the database going away ---------------------------------------------------------------------

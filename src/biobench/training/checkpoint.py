@@ -15,7 +15,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -91,9 +91,24 @@ def save(
     with interrupts_held():
         atomic_write(
             folder / FILE,
-            lambda handle: torch.save(payload, handle),
+            lambda handle: _write(payload, handle),
             fix="free some space or pass --checkpoint-dir on another disk",
         )
+
+
+def _write(payload: dict[str, Any], handle: BinaryIO) -> None:
+    """torch.save, raising the OSError of a failed write (a full disk) as itself: torch's zip
+    writer turns it into a RuntimeError ("unexpected pos ..."), which would end the run as an
+    internal error."""
+    try:
+        torch.save(payload, handle)
+    except RuntimeError as error:
+        cause = error.__context__
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 @contextmanager
