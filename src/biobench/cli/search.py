@@ -184,7 +184,9 @@ def search(
     wait: WaitOption = False,
 ) -> None:
     """Search a cell's hyperparameters: create the study or join it, run trials until it
-    holds --trials finished ones. Start it in several terminals or jobs to share the work."""
+    holds --trials finished ones.
+
+    Start it in several terminals or jobs to share the work."""
     from biobench.cli.progress import RichReporter
     from biobench.paths import default_data_dir
     from biobench.search.space import load_space
