@@ -244,6 +244,26 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_the_run_resumes(
     assert Store(sqlite_url).run(1).status == "finished"
 
 
+@pytest.mark.parametrize("where", ["no-such-folder/run-id", "a-folder"])
+def test_a_run_id_file_that_cannot_be_written_is_refused_before_the_run_exists(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    (tmp_path / "a-folder").mkdir()
+    note = tmp_path / where
+    monkeypatch.setenv("BIOBENCH_RUN_ID_FILE", str(note))
+    checkpoints = tmp_path / "checkpoints"
+    args = ["run", "--data", "synthetic", "--epochs", "1", "--db", sqlite_url]
+    result = runner.invoke(app, [*args, "--checkpoint-dir", str(checkpoints)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: cannot write the run id to {note} (")
+    assert result.stderr.endswith("; point it at a writable file\n")
+    assert Store(sqlite_url).runs() == [] and not checkpoints.exists()
+    writable = tmp_path / "run-id"
+    monkeypatch.setenv("BIOBENCH_RUN_ID_FILE", str(writable))
+    assert runner.invoke(app, args).exit_code == 0
+    assert writable.read_text() == "1"
+
+
 # -- the database going away ---------------------------------------------------------------------
 
 

@@ -165,6 +165,9 @@ def _create(
     flops: float | None = None,
 ) -> tuple[int, Path]:
     """The run's checkpoint folder and row (the run id)."""
+    note = os.environ.get(RUN_ID_FILE)
+    if note:  # a run whose id cannot be noted would be lost to a requeued job
+        _check_writable(Path(note))
     folder = _run_folder(checkpoint_dir, spec)
     try:
         run_id = store.create_run(
@@ -184,9 +187,27 @@ def _create(
     except BaseException:
         folder.rmdir()  # still empty: nothing of a run that was never recorded stays behind
         raise
-    if note := os.environ.get("BIOBENCH_RUN_ID_FILE"):  # a requeued cluster job resumes it
+    if note:  # a requeued cluster job resumes it
         Path(note).write_text(str(run_id))
     return run_id, folder
+
+
+RUN_ID_FILE = "BIOBENCH_RUN_ID_FILE"  # launch/: where a job's `biobench run` notes its run id
+
+
+def _check_writable(note: Path) -> None:
+    """Refuse a run id file that cannot be written, leaving no file behind."""
+    existed = note.exists()
+    try:
+        with note.open("a"):
+            pass
+        if not existed:
+            note.unlink()
+    except OSError as error:
+        raise BiobenchError(
+            f"cannot write the run id to {note} ({RUN_ID_FILE}): "
+            f"{error.strerror or error}; point it at a writable file"
+        ) from None
 
 
 def stored_place(run: RunRecord) -> tuple[str | None, Path | None]:
