@@ -424,6 +424,25 @@ def test_resume_first_delivers_rows_the_database_missed(sqlite_url: str) -> None
     assert not (folder / SPOOL).exists()
 
 
+def test_resume_of_a_run_whose_spool_holds_its_end_imports_it_and_stops(
+    sqlite_url: str,
+) -> None:
+    run_id = train(sqlite_url, epochs=2)
+    store = Store(sqlite_url)
+    run = store.run(run_id)
+    spool = Path(run.checkpoint) / SPOOL
+    content = {"run_id": run_id, "spec_hash": run.spec_hash, "epochs": {}, "status": "finished"}
+    spool.write_text(json.dumps(content))
+    store.set_status(run_id, "interrupted")  # as if the database missed the run's end
+    result = runner.invoke(app, ["run", "--resume", str(run_id), "--db", sqlite_url])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"error: run {run_id} has finished (the rows and status in {spool} were imported); "
+        "there is nothing to resume\n"
+    )
+    assert store.run(run_id).status == "finished" and not spool.exists()
+
+
 def test_a_checkpoint_copied_from_another_run_is_refused(sqlite_url: str) -> None:
     first, second = train(sqlite_url), train(sqlite_url)  # the same spec
     store = Store(sqlite_url)

@@ -281,8 +281,12 @@ def _claim(
     spool = folder / SPOOL
     if spool.exists():  # rows the database missed before the process died: deliver them first
         import_spool(store, spool)
-        spool.unlink(missing_ok=True)
         run = store.run(run_id)
+        if not run.status.resumable:  # the file held the run's end
+            raise BiobenchError(
+                f"run {run_id} has {run.status.value} (the rows and status in {spool} were "
+                "imported); there is nothing to resume"
+            )
     payload = checkpoint.load(folder, device)
     if payload is None and run.epochs_done > 1:  # 1: killed before its first checkpoint
         raise BiobenchError(

@@ -20,9 +20,10 @@ from biobench.errors import BiobenchError, StoreError
 from biobench.files import atomic_write
 from biobench.paths import env_seconds
 from biobench.retry import retry
-from biobench.store import RunStatus, Store
+from biobench.store import RunRecord, RunStatus, Store
 from biobench.store.models import LAYER_COLUMNS, METRIC_COLUMNS
 from biobench.store.rows import LAYER_KEYS
+from biobench.training import checkpoint
 
 SPOOL = "pending.json"  # in the run's checkpoint folder
 WAIT_ENV = "BIOBENCH_DB_WAIT"  # seconds `close` waits for an unreachable database (default 120)
@@ -160,7 +161,7 @@ def _layers(where: str, raw: Any) -> list[dict[str, Any]]:
             raise ValueError(f"{where} layer {number!r} is not a layer number")
         if not isinstance(name, str) or len(name) > 128:
             raise ValueError(f"{where} layer {number} has no valid name")
-        values = {k: _metric(f"{where} layer {number} {k}", layer[k]) for k in LAYER_COLUMNS}
+        values = {k: _metric(f"{where} layer {number} {k}", layer.get(k)) for k in LAYER_COLUMNS}
         out.append({"layer": number, "name": name, **values})
     return out
 
@@ -212,9 +213,44 @@ def read_spool(path: Path) -> tuple[int, str, dict[int, dict[str, Any]], Any, An
     return run_id, spec_hash, epochs, status, error
 
 
+def _range_problem(column: str, value: float) -> str | None:
+    """Why `value` cannot be what training measured for `column`, or None."""
+    if column.endswith(("_top1", "_top5")):  # errors, counted: never NaN
+        ok, what = 0 <= value <= 100, "an error from 0 to 100 %"
+    elif column.endswith("_loss"):  # NaN or inf: a diverged epoch
+        ok, what = math.isnan(value) or value >= 0, "a loss of 0 or more"
+    elif column == "signal_cosine":
+        ok, what = -1 - 1e-9 <= value <= 1 + 1e-9, "a cosine from -1 to 1"
+    elif column in LAYER_COLUMNS:
+        ok, what = 0 <= value <= 180, "an angle from 0 to 180 degrees"
+    else:  # times, speeds and memory
+        ok, what = value >= 0, "a measurement of 0 or more"
+    return None if ok else f"is {value!r}, not {what}"
+
+
+def _check_values(run: RunRecord, epochs: dict[int, dict[str, Any]]) -> None:
+    """Refuse rows that training could not have written for `run`."""
+    for epoch, row in sorted(epochs.items()):
+        if epoch > run.epochs:
+            raise ValueError(f"epoch {epoch} is past the run's {run.epochs} epoch(s)")
+        values = [(f"epoch {epoch} {k}", k, v) for k, v in row.items() if k != "layers"]
+        values += [
+            (f"epoch {epoch} layer {layer['layer']} {k}", k, layer[k])
+            for layer in row.get("layers", ())
+            for k in LAYER_COLUMNS
+            if k in layer
+        ]
+        for where, column, value in values:
+            problem = None if value is None else _range_problem(column, value)
+            if problem:
+                raise ValueError(f"{where} {problem}")
+
+
 def import_spool(store: Store, path: Path) -> tuple[int, int, str | None]:
     """Write a spool file's rows and final status, all or nothing; returns (run id, rows,
-    status)."""
+    status). A run that finished or diverged is never rewritten. Once the run's own spool file
+    is imported it is deleted, and a finished run's checkpoint goes as the run asked
+    (`--keep-checkpoint`)."""
     run_id, spec_hash, epochs, status, error = read_spool(path)
     run = store.run(run_id)
     if run.spec_hash != spec_hash:
@@ -222,6 +258,17 @@ def import_spool(store: Store, path: Path) -> tuple[int, int, str | None]:
             f"{path} belongs to another run {run_id} (spec {spec_hash[:12]}, "
             f"the database's is {run.spec_hash[:12]}); is this the right --db?"
         )
+    if run.status.ended and not run.status.resumable:
+        raise BiobenchError(
+            f"run {run_id} has {run.status.value}: its rows and status are final, and {path} "
+            "would rewrite them; nothing imported"
+        )
+    try:
+        _check_values(run, epochs)
+    except ValueError as problem:
+        raise BiobenchError(
+            f"{path} is not a valid spool file: {problem}; nothing imported"
+        ) from None
     # A spool file with a final status is its writer's last word; without one, the writer may
     # still be delivering rows itself.
     if run.status is RunStatus.running and status is None:
@@ -230,4 +277,10 @@ def import_spool(store: Store, path: Path) -> tuple[int, int, str | None]:
             "has stopped"
         )
     store.import_rows(run_id, epochs, RunStatus(status) if status else None, error)
+    folder = Path(run.checkpoint) if run.checkpoint else None
+    if folder is not None and path.resolve() == (folder / SPOOL).resolve():
+        path.unlink(missing_ok=True)  # delivered: a resume would import it again
+    keep = run.environment.get("keep_checkpoint", checkpoint.DEFAULT_KEEP)
+    if folder is not None and status == RunStatus.finished.value and keep == "none":
+        checkpoint.discard(folder)
     return run_id, len(epochs), status
