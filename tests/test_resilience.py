@@ -145,7 +145,27 @@ def test_a_checkpoint_that_is_not_plain_data_is_refused(sqlite_url: str) -> None
     torch.save({"format": 1, "payload": subprocess.Popen}, target)
     result = runner.invoke(app, ["run", "--resume", str(run_id), "--db", sqlite_url])
     assert result.exit_code == 2 and "is unreadable" in result.stderr
-    assert result.stderr.count("\n") == 1
+    assert result.stderr.count("\n") == 1 and "weights_only" not in result.stderr
+
+
+def test_a_checkpoint_of_another_shape_is_refused_and_the_run_stays_resumable(
+    sqlite_url: str,
+) -> None:
+    run_id = train(sqlite_url, epochs=2)
+    store = Store(sqlite_url)
+    store.set_status(run_id, "interrupted")
+    folder = Path(store.run(run_id).checkpoint)
+    payload = torch.load(folder / "last.pt", weights_only=True)
+    payload["learner"]["net"]["layers.0.op.weight"] = torch.zeros(256, 63)
+    torch.save(payload, folder / "last.pt")
+    result = runner.invoke(app, ["run", "--resume", str(run_id), "--db", sqlite_url])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"error: checkpoint in {folder} does not fit this run (learner.net.layers.0.op.weight "
+        "is a float32 tensor of shape (256, 63), not a float32 tensor of shape (256, 64)); it "
+        "cannot be resumed from\n"
+    )
+    assert store.run(run_id).status == "interrupted"
 
 
 # -- divergence and out of memory --------------------------------------------------------------

@@ -243,7 +243,7 @@ def resume(
         job = prepare(RunSpec(**fields), device, data_dir, download)
         payload = checkpoint.load(folder, device)
         if payload is not None:
-            checkpoint.restore(payload, job.learner, job.generator)
+            checkpoint.restore(payload, job.learner, job.generator, folder=folder)
     (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), start, device)
     _train(run_id, owner, job, store, folder, reporter, start=start, keep=keep, group=group)
     return run_id
@@ -296,7 +296,7 @@ def _claim(
     start = 1
     if payload is not None:
         checkpoint.check_belongs(payload, folder, run)
-        start = checkpoint.restore(payload, job.learner, job.generator) + 1
+        start = checkpoint.restore(payload, job.learner, job.generator, folder=folder) + 1
     owner = uuid.uuid4().hex
     if not store.take_lease(run, owner, os.getpid(), distributed.world_size()):
         taken = store.run(run_id)
