@@ -119,6 +119,7 @@ class Store:
         self.display_url = mask_url(self.url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.read_only: str | None = None  # why writes are impossible, for a read-only file
+        self._writable_fix = "copy it somewhere writable or pass another --db"
         if self.is_sqlite:
             self._prepare_sqlite_path()
         try:
@@ -143,7 +144,19 @@ class Store:
                 "an in-memory SQLite database would lose every result; "
                 "pass --db sqlite:///path/to/results.db"
             )
+        # The driver's own parameters (timeout, uri...) would bypass or break how biobench
+        # opens the file; only a read-only open is the user's to ask for.
+        query = dict(self.url.query)
+        asked_read_only = query == {"mode": "ro"}
+        if query and not asked_read_only:
+            raise StoreError(
+                f"cannot open database {self.display_url}: a SQLite URL takes one parameter "
+                "only, ?mode=ro to read it without writing; remove the others"
+            )
         path = Path(database).expanduser()
+        if asked_read_only:
+            self._open_read_only(path)
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -171,6 +184,23 @@ class Store:
                 f"file:{quote(str(path))}?{'immutable=1' if not writable_dir else 'mode=ro'}"
             )
         self.url = self.url.set(database=str(path))
+
+    def _open_read_only(self, path: Path) -> None:
+        """`?mode=ro`: read an existing database, never create or write one."""
+        try:
+            is_file = path.is_file()
+        except OSError as error:
+            raise StoreError(
+                f"cannot use the database file {path}: {error.strerror}; pass another --db"
+            ) from None
+        if not is_file:
+            raise StoreError(
+                f"database {self.display_url} does not exist; a read-only URL (?mode=ro) opens "
+                "an existing database only"
+            )
+        self.read_only, self._writable_fix = "?mode=ro in its URL", "drop ?mode=ro to write"
+        self._ro_uri = f"file:{quote(str(path))}?mode=ro"
+        self.url = self.url.set(database=str(path), query={})
 
     def _make_engine(self, *, immediate: bool) -> Engine:
         if not self.is_sqlite:
@@ -216,7 +246,7 @@ class Store:
         if write and self.read_only:
             raise StoreError(
                 f"database {self.display_url} is read-only ({self.read_only}): biobench can "
-                "read it but not write to it; copy it somewhere writable or pass another --db"
+                f"read it but not write to it; {self._writable_fix}"
             )
 
         def once() -> Any:

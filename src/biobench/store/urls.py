@@ -96,6 +96,11 @@ def parse_url(raw: str) -> URL:
             f"cannot parse database URL {mask_url(raw)!r}; expected e.g. "
             "sqlite:///path/results.db or postgresql://user:password@host/dbname"
         ) from None
+    parts = [url.username, url.password, url.host, url.database, *url.query]
+    for values in url.query.values():
+        parts += [values] if isinstance(values, str) else values
+    if any("\x00" in part for part in parts if part):  # raw or as %00: drivers fail on it
+        raise StoreError(f"database URL {mask_url(raw)!r} holds a NUL character; remove it")
     if url.host and "@" in url.host:  # SQLAlchemy ends the password at its first "@"
         raise StoreError(
             f"the password in database URL {mask_url(raw)} holds an '@'; write it as %40"
