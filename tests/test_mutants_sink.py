@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from biobench.errors import BiobenchError, LeaseLost, StoreError
 from biobench.spec import resolve
-from biobench.store import RunStatus, Store
+from biobench.store import RunGone, RunStatus, Store
 from biobench.store.models import METRIC_COLUMNS
 from biobench.training.sink import SPOOL, EpochSink, import_spool, read_spool
 
@@ -529,3 +529,33 @@ def test_a_layer_row_may_leave_out_a_measure(tmp_path: Path) -> None:
     assert epochs[1]["layers"] == [
         {**LAYER, "update_angle": 3.0, "signal_cosine": None, "weight_angle": None}
     ]
+
+
+@pytest.mark.parametrize("when", ["an epoch row", "the run's end"])
+def test_a_database_gone_for_good_is_not_waited_for_and_every_row_is_spooled(
+    tmp_path: Path, clock: list[float], monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    store = FlakyStore()
+    sink = sink_for(store, tmp_path)
+    sink.write(1, row(50.0))
+
+    def gone(*args: Any, **kwargs: Any) -> None:
+        raise RunGone("the database file x.db is no longer the one biobench opened")
+
+    if when == "an epoch row":
+        monkeypatch.setattr(store, "write_epoch", gone)
+        with pytest.raises(RunGone):
+            sink.write(2, row(40.0))
+    else:
+        sink.write(2, row(40.0))
+        monkeypatch.setattr(store, "set_status", gone)
+    with pytest.raises(BiobenchError) as caught:
+        sink.close(RunStatus.failed, "boom")
+    assert clock == []  # no wait for what will not come back
+    assert str(caught.value) == (
+        "the database file x.db is no longer the one biobench opened: run 7 stops, its 2 epoch "
+        f"row(s) and its end (failed) kept in {sink.spool} and its checkpoint beside it; with "
+        f"the run's database back in place, run `biobench import {sink.spool} --db URL`"
+    )
+    run_id, _, epochs, status, error = read_spool(sink.spool)
+    assert (run_id, sorted(epochs), status, error) == (7, [1, 2], "failed", "boom")

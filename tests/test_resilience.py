@@ -7,9 +7,11 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -348,6 +350,74 @@ def test_a_database_that_never_returns_leaves_a_file_to_import(
     assert result.exit_code == 0, result.output
     (run,) = Store(url).runs()
     assert run.status == "finished" and run.epochs_done == 3
+
+
+class SwapDatabase(Reporter):
+    """After epoch 1, moves the run's database away (its WAL files too), then puts another
+    database at its path (`replace`) or leaves none (`delete`)."""
+
+    def __init__(self, path: Path, aside: Path, other: Path | None) -> None:
+        self.path, self.aside, self.other = path, aside, other
+
+    def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None:
+        if epoch == 1:
+            for suffix in ("", "-wal", "-shm"):
+                moved = Path(f"{self.path}{suffix}")
+                if moved.exists():
+                    os.replace(moved, f"{self.aside}{suffix}")
+            if self.other is not None:
+                shutil.copy(self.other, self.path)
+
+
+@pytest.mark.parametrize("how", ["replace", "delete"])
+def test_a_database_file_replaced_or_deleted_mid_run_keeps_every_row_and_the_checkpoint(
+    tmp_path: Path, how: str
+) -> None:
+    other = tmp_path / "other.db"
+    train(f"sqlite:///{other}", epochs=1)  # another database, whose run 1 is finished
+    with closing(sqlite3.connect(other)) as connection:  # all of it in the one file
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = Store(f"sqlite:///{other}").epochs()
+    path, aside = tmp_path / "results.db", tmp_path / "aside.db"
+    url = f"sqlite:///{path}"
+    swap = SwapDatabase(path, aside, other if how == "replace" else None)
+    with pytest.raises(BiobenchError) as caught:
+        train(url, epochs=3, reporter=swap)
+    message = str(caught.value)
+    spool = Path(message.split("`biobench import ")[1].split(" ")[0])
+    assert message == (
+        f"the database file {path} is no longer the one biobench opened (it was deleted or "
+        f"replaced): run 1 stops, its 2 epoch row(s) and its end (failed) kept in {spool} and "
+        f"its checkpoint beside it; with the run's database back in place, run `biobench "
+        f"import {spool} --db URL`"
+    )
+    saved = json.loads(spool.read_text())
+    assert sorted(saved["epochs"]) == ["1", "2"] and saved["status"] == "failed"
+    assert (spool.parent / "last.pt").exists()
+    if how == "replace":  # the other database is as it was
+        replaced = Store(url)
+        assert replaced.epochs() == before and replaced.run(1).status == "finished"
+        replaced.dispose()
+    for suffix in ("", "-wal", "-shm"):  # the run's database back in place
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+        if Path(f"{aside}{suffix}").exists():
+            os.replace(f"{aside}{suffix}", f"{path}{suffix}")
+    assert runner.invoke(app, ["import", str(spool), "--db", url]).exit_code == 0
+    resumed = runner.invoke(app, ["run", "--resume", "1", "--db", url])
+    assert resumed.exit_code == 0, resumed.output
+    store = Store(url)
+    assert [row["epoch"] for row in store.epochs([1])] == [1, 2, 3]
+    assert store.run(1).status == "finished"
+
+
+def test_a_run_whose_row_is_deleted_mid_run_stops_and_keeps_its_rows(sqlite_url: str) -> None:
+    class DeleteTheRun(Reporter):
+        def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None:
+            if epoch == 1:
+                Store(sqlite_url).delete_runs([1])
+
+    with pytest.raises(BiobenchError, match="^run 1 was deleted from the database while it"):
+        train(sqlite_url, epochs=3, reporter=DeleteTheRun())
 
 
 # -- migrations ----------------------------------------------------------------------------------

@@ -105,6 +105,12 @@ def _is_transient(error: sa_exc.DBAPIError) -> bool:
     )
 
 
+class RunGone(StoreError):
+    """What a process writes to is gone for good, not away for a while: the SQLite file it
+    opened was deleted or replaced, or its run row was deleted. Waiting will not bring it
+    back, and writing on would put rows where no one looks (or into another database)."""
+
+
 class Store:
     """A results database. Thread-safe for reads; each process opens its own."""
 
@@ -120,6 +126,9 @@ class Store:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.read_only: str | None = None  # why writes are impossible, for a read-only file
         self._writable_fix = "copy it somewhere writable or pass another --db"
+        # Which SQLite file this store writes (device, inode), read at its first write: a
+        # later write finding another file at the path refuses (RunGone).
+        self._identity: tuple[int, int] | None = None
         if self.is_sqlite:
             self._prepare_sqlite_path()
         try:
@@ -235,10 +244,33 @@ class Store:
 
         return engine
 
+    def _file_identity(self) -> tuple[int, int] | None:
+        if not self.is_sqlite or self.read_only:
+            return None
+        try:
+            info = os.stat(self.url.database or "")
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def _check_same_file(self) -> None:
+        """Refuse to write once the file at the path is not the one this store opened: a
+        pooled connection would write to the deleted file, a new one to its replacement."""
+        now = self._file_identity()
+        if self._identity is None:
+            self._identity = now
+        elif now != self._identity:
+            raise RunGone(
+                f"the database file {self.url.database} is no longer the one biobench opened "
+                "(it was deleted or replaced)"
+            )
+
     @contextlib.contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Connection]:
         engine = self._write_engine if write else self._read_engine
         with engine.begin() as connection:
+            if write and self.is_sqlite:  # checked under the write lock
+                self._check_same_file()
             yield connection
 
     def _run(self, work: Any, *, write: bool = True) -> Any:
@@ -440,6 +472,8 @@ class Store:
             return
         if owner is None:
             raise StoreError(f"no run with id {run_id}; `biobench runs` lists them")
+        if connection.execute(select(runs.c.id).where(runs.c.id == run_id)).first() is None:
+            raise RunGone(f"run {run_id} was deleted from the database while it trained")
         raise LeaseLost(
             f"run {run_id} was taken over by another process (resumed elsewhere); "
             "this one stops without writing"

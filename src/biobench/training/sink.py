@@ -20,7 +20,7 @@ from biobench.errors import BiobenchError, StoreError
 from biobench.files import atomic_write
 from biobench.paths import env_seconds
 from biobench.retry import retry
-from biobench.store import RunRecord, RunStatus, Store
+from biobench.store import RunGone, RunRecord, RunStatus, Store
 from biobench.store.models import LAYER_COLUMNS, METRIC_COLUMNS
 from biobench.store.rows import LAYER_KEYS
 from biobench.training import checkpoint
@@ -57,6 +57,9 @@ class EpochSink:
         self.store, self.run_id, self.spool, self.spec_hash = store, run_id, spool, spec_hash
         self.owner = owner
         self.pending: dict[int, dict[str, Any]] = {}
+        # Rows the database took: spooled too once it is gone (RunGone), since they went with it.
+        self.delivered: dict[int, dict[str, Any]] = {}
+        self.gone: RunGone | None = None
         self.warned = False
 
     def write(self, epoch: int, row: dict[str, Any]) -> None:
@@ -65,10 +68,15 @@ class EpochSink:
 
     def _flush(self) -> bool:
         """Deliver pending rows in order; False while the database is away. A lost lease
-        (LeaseLost) is not a database hiccup: it propagates and training stops."""
+        (LeaseLost) or a database gone for good (RunGone, every row then spooled) is not a
+        database hiccup: it propagates and training stops."""
         for epoch in sorted(self.pending):
             try:
                 self.store.write_epoch(self.run_id, epoch, self.pending[epoch], owner=self.owner)
+            except RunGone as error:
+                self.gone = error
+                self._spool(None, None)
+                raise
             except StoreError as error:
                 self._spool(None, None)
                 if not self.warned:
@@ -78,7 +86,7 @@ class EpochSink:
                     )
                     self.warned = True
                 return False
-            del self.pending[epoch]
+            self.delivered[epoch] = self.pending.pop(epoch)
         return True
 
     @staticmethod
@@ -86,10 +94,11 @@ class EpochSink:
         print(line, file=sys.stderr, flush=True)
 
     def _spool(self, status: str | None, error: str | None) -> None:
+        rows = {**self.delivered, **self.pending} if self.gone else self.pending
         content = {
             "run_id": self.run_id,
             "spec_hash": self.spec_hash,
-            "epochs": {str(e): _encode_row(row) for e, row in sorted(self.pending.items())},
+            "epochs": {str(e): _encode_row(row) for e, row in sorted(rows.items())},
             "status": status,
             "error": error,
         }
@@ -100,7 +109,8 @@ class EpochSink:
         """Write what is pending and the final status, waiting for the database if need be.
 
         While it waits it says so; a Ctrl-C then stops the wait, and the rows and the status
-        go to the spool file like a wait that ran out."""
+        go to the spool file like a wait that ran out. A database gone for good (RunGone) is
+        not waited for: every row of the run and its status go to the spool file at once."""
         seconds = env_seconds(WAIT_ENV, 120)
         waiting = []
 
@@ -118,19 +128,29 @@ class EpochSink:
             self.spool.unlink(missing_ok=True)
 
         try:
-            retry(
-                deliver,
-                retry_on=lambda e: isinstance(e, StoreError),
-                delay=1.0,
-                max_delay=15.0,
-                seconds=seconds,
-            )
-            return
+            if self.gone is None:
+                retry(
+                    deliver,
+                    retry_on=lambda e: isinstance(e, StoreError) and not isinstance(e, RunGone),
+                    delay=1.0,
+                    max_delay=15.0,
+                    seconds=seconds,
+                )
+                return
+        except RunGone as gone:
+            self.gone = gone
         except StoreError:
             pass
         except KeyboardInterrupt:
             status, error = "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)"
         self._spool(status, error)
+        if self.gone is not None:
+            raise BiobenchError(
+                f"{self.gone}: run {self.run_id} stops, its {len(self.delivered | self.pending)} "
+                f"epoch row(s) and its end ({status}) kept in {self.spool} and its checkpoint "
+                f"beside it; with the run's database back in place, run `biobench import "
+                f"{self.spool} --db URL`"
+            )
         raise BiobenchError(
             f"the database {self.store.display_url} stayed unreachable: "
             f"{len(self.pending)} epoch row(s) and the run's final status ({status}) are in "
