@@ -281,6 +281,7 @@ def _set(payload: dict, path: str, value: object) -> None:
         ("rng/python/state", [1, 2, 3], "rng.python.state is a list, not a list of 625"),
         ("rng/python/state/0", "x", "rng.python.state[0] is a str, not a number"),
         ("rng/numpy/pos", None, "rng.numpy.pos is None, not a number"),
+        ("rng/python/gauss_next", "x", "rng.python.gauss_next is a str, not a number or None"),
         ("generator", "x", "generator is a str, not a uint8 tensor of shape (5056,)"),
     ],
 )
@@ -358,7 +359,16 @@ def test_a_checkpoint_that_does_not_fit_the_run_is_refused_in_one_line_on_restor
     )
 
 
-def test_the_untouched_checkpoint_restores(tmp_path: Path, saved_payload: dict) -> None:
+@pytest.mark.parametrize("saved_gauss", [None, 0.5])
+@pytest.mark.parametrize("own_gauss", [False, True])
+def test_the_untouched_checkpoint_restores(
+    tmp_path: Path, saved_payload: dict, saved_gauss: float | None, own_gauss: bool
+) -> None:
+    # Python's cached Gaussian is there or not, in the file and in this process alike.
+    saved_payload["rng"]["python"]["gauss_next"] = saved_gauss
+    random.seed(0)
+    if own_gauss:
+        random.gauss(0, 1)
     torch.save(saved_payload, tmp_path / checkpoint.FILE)
     payload = checkpoint.load(tmp_path, torch.device("cpu"))
     job = _bp_job()

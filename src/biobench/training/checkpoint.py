@@ -167,7 +167,7 @@ def load(folder: Path, device: torch.device) -> dict[str, Any] | None:
         )
     try:
         _check_fields(payload)
-        _check_like(payload["rng"], _rng_state(), "rng")
+        _check_like(payload["rng"], _rng_template(), "rng")
         _check_like(payload["generator"], torch.Generator().get_state(), "generator")
     except ValueError as problem:
         raise BiobenchError(
@@ -195,6 +195,18 @@ def _kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+class _NumberOrNone:
+    """Stands for a value that is a number or None in a fresh state."""
+
+
+def _rng_template() -> dict[str, Any]:
+    """The layout of a checkpoint's "rng": this process's, whose cached Gaussian may be
+    absent where the saved one's is not, or the other way round."""
+    template = _rng_state()
+    template["python"]["gauss_next"] = _NumberOrNone()
+    return template
+
+
 class _ParamShapes(dict):
     """Stands for an optimiser's per-parameter state in a fresh learner's state (empty before
     its first step): parameter index -> the parameter's shape."""
@@ -207,6 +219,9 @@ def _check_like(saved: Any, fresh: Any, where: str) -> None:
     parameters' shapes."""
     if isinstance(fresh, _ParamShapes):
         _check_optimizer_state(saved, fresh, where)
+    elif isinstance(fresh, _NumberOrNone):
+        if saved is not None and (isinstance(saved, bool) or not isinstance(saved, int | float)):
+            raise ValueError(f"{where} is {_kind(saved)}, not a number or None")
     elif isinstance(fresh, torch.Tensor):
         if (
             not isinstance(saved, torch.Tensor)
