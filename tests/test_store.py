@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from biobench.errors import StoreError
 from biobench.store import Store
@@ -283,8 +283,14 @@ def test_a_read_only_url_is_read_and_never_written(
     ):
         result = runner.invoke(app, [*command, "--db", read_only])
         assert (result.exit_code, result.stderr) == (2, refusal), result.output
+    cell = ["--algo", "bp", "--arch", "fc", "--data", "synthetic", "--trials", "1"]
+    search = runner.invoke(app, ["search", "--study", "s", *cell, "--db", read_only])
+    assert search.exit_code == 2 and "attempt to write a readonly database" in search.stderr
     (run,) = Store(url).runs()
     assert (run.id, run.status, run.epochs_done) == (run_id, "interrupted", 1)
+    engine = create_engine(url)
+    assert "studies" not in inspect(engine).get_table_names()  # Optuna's: nothing created
+    engine.dispose()
     assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").iterdir())
 
 

@@ -209,7 +209,10 @@ class Store:
             )
         self.read_only, self._writable_fix = "?mode=ro in its URL", "drop ?mode=ro to write"
         self._ro_uri = f"file:{quote(str(path))}?mode=ro"
-        self.url = self.url.set(database=str(path), query={})
+        # What opens it elsewhere (Optuna's storage) opens it read-only too.
+        self.url = self.url.set(
+            database=f"file:{quote(str(path))}", query={"mode": "ro", "uri": "true"}
+        )
 
     def _make_engine(self, *, immediate: bool) -> Engine:
         if not self.is_sqlite:
