@@ -65,7 +65,7 @@ def test_restore_puts_back_the_weights_every_random_stream_and_the_data_order(
     payload = checkpoint.load(tmp_path, torch.device("cpu"))
     assert payload is not None and (payload["run_id"], payload["epoch"]) == (7, 3)
     assert payload["spec_hash"] == "h"
-    assert checkpoint.restore(payload, resumed, other) == 3
+    assert checkpoint.restore(payload, resumed, other, folder=tmp_path) == 3
     assert draws(other) == expected
     for a, b in zip(weights, resumed.net.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -83,12 +83,13 @@ def test_an_unreadable_checkpoint_is_named_in_one_line(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"checkpoint {target} is unreadable (EOFError); the run cannot be resumed"
     )
-    target.write_bytes(b"not a checkpoint")  # torch's message runs over several lines
+    target.write_bytes(b"not a checkpoint")  # torch's message advises weights_only=False
     with pytest.raises(BiobenchError) as caught:
         checkpoint.load(tmp_path, torch.device("cpu"))
-    message = str(caught.value)
-    assert message.startswith(f"checkpoint {target} is unreadable (") and "\n" not in message
-    assert message.endswith("); the run cannot be resumed")
+    assert str(caught.value) == (
+        f"checkpoint {target} is unreadable (not only tensors, numbers, strings, lists and "
+        "dicts, and biobench unpickles nothing else); the run cannot be resumed"
+    )
     target.write_bytes(b"PK\x03\x04 a zip archive cut short")  # torch's message: one line
     with pytest.raises(Exception) as torchs:
         torch.load(target, weights_only=True)
@@ -138,17 +139,43 @@ def test_discard_removes_the_checkpoint_and_its_folder_but_no_other_file(
     assert sorted(p.name for p in shared.iterdir()) == ["notes.txt"]
 
 
+class FullDisk:
+    """A file that takes 1,000 bytes, then fails every write as a full disk does."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle, self.room = handle, 1000
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _disk_full_in_our_write(payload: object, handle: BinaryIO) -> None:
+    handle.write(b"half a checkpoint")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+_torch_save = torch.save
+
+
+def _disk_full_in_torchs_zip_writer(payload: object, handle: BinaryIO) -> None:
+    # torch's writer turns the OSError into "RuntimeError: [enforce fail at
+    # inline_container.cc] unexpected pos": the run used to fail as an internal error.
+    _torch_save(payload, FullDisk(handle))
+
+
+@pytest.mark.parametrize("disk_full", [_disk_full_in_our_write, _disk_full_in_torchs_zip_writer])
 def test_a_full_disk_keeps_the_previous_checkpoint_and_says_what_to_do(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disk_full
 ) -> None:
     learner, generator = Tiny(seed=0), torch.Generator().manual_seed(5)
     save = {"run_id": 7, "spec_hash": "h", "learner": learner, "generator": generator}
     checkpoint.save(tmp_path, epoch=3, **save)
-
-    def disk_full(payload: object, handle: BinaryIO) -> None:
-        handle.write(b"half a checkpoint")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
     monkeypatch.setattr(torch, "save", disk_full)
     with pytest.raises(BiobenchError) as caught:
         checkpoint.save(tmp_path, epoch=4, **save)
@@ -205,3 +232,144 @@ def test_an_interrupt_during_a_checkpoint_write_waits_for_it_and_leaves_it_whole
     payload = checkpoint.load(tmp_path, torch.device("cpu"))
     assert payload is not None and payload["epoch"] == 3
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+
+
+def _bp_job():
+    from biobench.training.runner import prepare
+
+    spec = resolve(algorithm="bp", architecture="fc", dataset="synthetic", batch_size=8)
+    return prepare(spec, torch.device("cpu"), Path("unused"), False)
+
+
+@pytest.fixture
+def saved_payload(tmp_path: Path) -> dict:
+    """A checkpoint of a BP learner after one step (its Adam state filled), as loaded."""
+    job = _bp_job()
+    x, y = next(iter(job.data.train.batches(8)))
+    job.learner.train_step(x, y)
+    checkpoint.save(
+        tmp_path, run_id=1, epoch=1, spec_hash="h", learner=job.learner, generator=job.generator
+    )
+    return torch.load(tmp_path / checkpoint.FILE, weights_only=True)
+
+
+def _set(payload: dict, path: str, value: object) -> None:
+    *parents, last = path.split("/")
+    for key in parents:
+        payload = payload[int(key) if key.isdigit() else key]
+    if value is KeyError:
+        del payload[last]
+    else:
+        payload[int(last) if last.isdigit() else last] = value
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        ("epoch", "3", "epoch is a str, not an epoch number"),
+        ("epoch", True, "epoch is True, not an epoch number"),
+        ("epoch", 0, "epoch is 0, not an epoch number"),
+        ("run_id", 1.5, "run_id is 1.5, not a run id"),
+        ("spec_hash", None, "spec_hash is None, not a string"),
+        ("rng/numpy", KeyError, "rng is a dict, not a mapping of torch, cuda, numpy, python"),
+        (
+            "rng/torch",
+            torch.zeros(5056),
+            "rng.torch is a float32 tensor of shape (5056,), not a uint8 tensor of shape (5056,)",
+        ),
+        ("rng/cuda", [torch.zeros(3)], "rng.cuda is a list, not a list of CUDA generator states"),
+        ("rng/python/state", [1, 2, 3], "rng.python.state is a list, not a list of 625"),
+        ("rng/python/state/0", "x", "rng.python.state[0] is a str, not a number"),
+        ("rng/numpy/pos", None, "rng.numpy.pos is None, not a number"),
+        ("rng/python/gauss_next", "x", "rng.python.gauss_next is a str, not a number or None"),
+        ("generator", "x", "generator is a str, not a uint8 tensor of shape (5056,)"),
+    ],
+)
+def test_a_malformed_checkpoint_is_refused_in_one_line_on_load(
+    tmp_path: Path, saved_payload: dict, path: str, value: object, problem: str
+) -> None:
+    _set(saved_payload, path, value)
+    torch.save(saved_payload, tmp_path / checkpoint.FILE)
+    with pytest.raises(BiobenchError) as caught:
+        checkpoint.load(tmp_path, torch.device("cpu"))
+    assert str(caught.value) == (
+        f"checkpoint {tmp_path / checkpoint.FILE} is malformed: {problem}; it cannot be resumed "
+        "from"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        (
+            "learner/net/layers.0.op.weight",
+            torch.zeros(256, 63),
+            "learner.net.layers.0.op.weight is a float32 tensor of shape (256, 63), not a "
+            "float32 tensor of shape (256, 64)",
+        ),
+        (
+            "learner/net/layers.5.op.bias",
+            torch.zeros(10, dtype=torch.float64),
+            "learner.net.layers.5.op.bias is a float64 tensor of shape (10,), not a float32 "
+            "tensor of shape (10,)",
+        ),
+        ("learner/net", KeyError, "learner is a dict, not a mapping of net, optimizers"),
+        (
+            "learner/optimizers/forward/state/0/exp_avg",
+            torch.zeros(3),
+            "learner.optimizers.forward.state[0].exp_avg is a float32 tensor of shape (3,), not "
+            "of its parameter's shape (256, 64)",
+        ),
+        (
+            "learner/optimizers/forward/state/99",
+            {},
+            "learner.optimizers.forward.state holds 99, not one of its parameters",
+        ),
+        (
+            "learner/optimizers/forward/param_groups",
+            [],
+            "learner.optimizers.forward.param_groups is a list, not a list of 1",
+        ),
+        (
+            "learner/optimizers/forward/param_groups/0/lr",
+            "fast",
+            "learner.optimizers.forward.param_groups[0].lr is a str, not a number",
+        ),
+        # Laid out right, refused by what it is restored into.
+        ("rng/python/state/624", 1000, "invalid state"),
+        ("rng/python/state/0", -1, "can't convert negative value to unsigned int"),
+        (
+            "rng/numpy/key",
+            "PCG64",
+            "set_state can only be used with legacy MT19937 state instances.",
+        ),
+    ],
+)
+def test_a_checkpoint_that_does_not_fit_the_run_is_refused_in_one_line_on_restore(
+    tmp_path: Path, saved_payload: dict, path: str, value: object, problem: str
+) -> None:
+    _set(saved_payload, path, value)
+    torch.save(saved_payload, tmp_path / checkpoint.FILE)
+    payload = checkpoint.load(tmp_path, torch.device("cpu"))
+    job = _bp_job()
+    with pytest.raises(BiobenchError) as caught:
+        checkpoint.restore(payload, job.learner, job.generator, folder=tmp_path)
+    assert str(caught.value) == (
+        f"checkpoint in {tmp_path} does not fit this run ({problem}); it cannot be resumed from"
+    )
+
+
+@pytest.mark.parametrize("saved_gauss", [None, 0.5])
+@pytest.mark.parametrize("own_gauss", [False, True])
+def test_the_untouched_checkpoint_restores(
+    tmp_path: Path, saved_payload: dict, saved_gauss: float | None, own_gauss: bool
+) -> None:
+    # Python's cached Gaussian is there or not, in the file and in this process alike.
+    saved_payload["rng"]["python"]["gauss_next"] = saved_gauss
+    random.seed(0)
+    if own_gauss:
+        random.gauss(0, 1)
+    torch.save(saved_payload, tmp_path / checkpoint.FILE)
+    payload = checkpoint.load(tmp_path, torch.device("cpu"))
+    job = _bp_job()
+    assert checkpoint.restore(payload, job.learner, job.generator, folder=tmp_path) == 1

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from biobench.errors import BiobenchError, LeaseLost, StoreError
 from biobench.spec import resolve
-from biobench.store import RunStatus, Store
+from biobench.store import RunGone, RunStatus, Store
 from biobench.store.models import METRIC_COLUMNS
 from biobench.training.sink import SPOOL, EpochSink, import_spool, read_spool
 
@@ -356,14 +356,14 @@ def test_import_writes_the_rows_and_the_final_status(sqlite_url: str, tmp_path: 
     content = {
         "run_id": run_id,
         "spec_hash": spec_hash,
-        "epochs": {"3": {"test_top1": 30.0}, "2": {"test_top1": "nan"}},
+        "epochs": {"3": {"test_top1": 30.0}, "2": {"test_loss": "nan"}},
         "status": "failed",
         "error": "boom",
     }
     assert import_spool(store, spool_file(tmp_path, content)) == (run_id, 2, "failed")
     rows = store.epochs([run_id])
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    assert math.isnan(rows[1]["test_top1"]) and rows[2]["test_top1"] == 30.0
+    assert math.isnan(rows[1]["test_loss"]) and rows[2]["test_top1"] == 30.0
     run = store.run(run_id)
     assert (run.status, run.error) == ("failed", "boom")
 
@@ -412,3 +412,154 @@ def test_ctrl_c_while_waiting_spools_the_run_as_interrupted_by_the_user(
         "interrupted",
         "interrupted by the user (Ctrl-C or SIGTERM)",
     )
+
+
+LAYER = {"layer": 1, "name": "0.weight"}
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ({"test_top1": -0.5}, "epoch 2 test_top1 is -0.5, not an error from 0 to 100 %"),
+        ({"train_top5": 100.5}, "epoch 2 train_top5 is 100.5, not an error from 0 to 100 %"),
+        ({"val_top1": "nan"}, "epoch 2 val_top1 is nan, not an error from 0 to 100 %"),
+        ({"test_top1": "inf"}, "epoch 2 test_top1 is inf, not an error from 0 to 100 %"),
+        ({"test_loss": -1.0}, "epoch 2 test_loss is -1.0, not a loss of 0 or more"),
+        ({"test_loss": "-inf"}, "epoch 2 test_loss is -inf, not a loss of 0 or more"),
+        ({"step_ms": -3.0}, "epoch 2 step_ms is -3.0, not a measurement of 0 or more"),
+        (
+            {"peak_memory_mb": "nan"},
+            "epoch 2 peak_memory_mb is nan, not a measurement of 0 or more",
+        ),
+        (
+            {"layers": [{**LAYER, "update_angle": 181.0}]},
+            "epoch 2 layer 1 update_angle is 181.0, not an angle from 0 to 180 degrees",
+        ),
+        (
+            {"layers": [{**LAYER, "signal_cosine": -1.5}]},
+            "epoch 2 layer 1 signal_cosine is -1.5, not a cosine from -1 to 1",
+        ),
+    ],
+)
+def test_import_refuses_values_training_cannot_have_written(
+    sqlite_url: str, tmp_path: Path, row: dict, problem: str
+) -> None:
+    store, run_id, spec_hash = stored_run(sqlite_url, "interrupted")
+    good = {"test_top1": 0.0, "test_loss": "inf", "step_ms": 0.0}  # the bounds: accepted
+    content = {"run_id": run_id, "spec_hash": spec_hash, "status": "failed"}
+    path = spool_file(tmp_path, {**content, "epochs": {"2": {**good, **row}}})
+    with pytest.raises(BiobenchError) as caught:
+        import_spool(store, path)
+    assert str(caught.value) == f"{path} is not a valid spool file: {problem}; nothing imported"
+    assert store.run(run_id).status == "interrupted" and store.run(run_id).epochs_done == 1
+    layers = [{**LAYER, "update_angle": 180.0, "signal_cosine": -1.0, "weight_angle": 0.0}]
+    path = spool_file(tmp_path, {**content, "epochs": {"2": {**good, "layers": layers}}})
+    assert import_spool(store, path) == (run_id, 1, "failed")
+
+
+def test_import_refuses_an_epoch_past_the_runs_count(sqlite_url: str, tmp_path: Path) -> None:
+    store, run_id, spec_hash = stored_run(sqlite_url, "interrupted")
+    epochs = store.run(run_id).epochs
+    content = {"run_id": run_id, "spec_hash": spec_hash, "epochs": {str(epochs + 1): {}}}
+    path = spool_file(tmp_path, content)
+    with pytest.raises(BiobenchError) as caught:
+        import_spool(store, path)
+    assert str(caught.value) == (
+        f"{path} is not a valid spool file: epoch {epochs + 1} is past the run's {epochs} "
+        "epoch(s); nothing imported"
+    )
+    path = spool_file(tmp_path, {**content, "epochs": {str(epochs): {}}})
+    assert import_spool(store, path) == (run_id, 1, None)
+
+
+@pytest.mark.parametrize("status", ["finished", "diverged"])
+def test_a_run_that_ended_for_good_is_never_rewritten(
+    sqlite_url: str, tmp_path: Path, status: str
+) -> None:
+    store, run_id, spec_hash = stored_run(sqlite_url, status)
+    content = {"run_id": run_id, "spec_hash": spec_hash, "epochs": {"1": {"test_top1": 99.0}}}
+    path = spool_file(tmp_path, {**content, "status": "failed", "error": "boom"})
+    with pytest.raises(BiobenchError) as caught:
+        import_spool(store, path)
+    assert str(caught.value) == (
+        f"run {run_id} has {status}: its rows and status are final, and {path} would rewrite "
+        "them; nothing imported"
+    )
+    run = store.run(run_id)
+    assert (run.status, run.error, run.best_test_top1) == (status, None, 60.0)
+
+
+@pytest.mark.parametrize(
+    ("keep", "status", "left"),
+    [
+        ("none", "finished", None),  # the run's folder goes with its checkpoint
+        ("none", "interrupted", ["last.pt"]),  # kept to resume from
+        ("last", "finished", ["last.pt"]),
+    ],
+)
+def test_import_deletes_the_runs_spool_and_keeps_the_checkpoint_as_asked(
+    sqlite_url: str, tmp_path: Path, keep: str, status: str, left: list[str] | None
+) -> None:
+    store = Store(sqlite_url)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "last.pt").write_bytes(b"a checkpoint")
+    spec = resolve(algorithm="bp", architecture="fc", dataset="synthetic")
+    run_id = store.create_run(
+        **spec.run_fields(), device="cpu", environment={"keep_checkpoint": keep},
+        checkpoint=str(folder),
+    )  # fmt: skip
+    store.set_status(run_id, "failed")  # its process gone, the database back
+    content = {"run_id": run_id, "spec_hash": spec.spec_hash(), "status": status}
+    path = spool_file(folder, {**content, "epochs": {"1": {"test_top1": 50.0}}})
+    assert import_spool(store, path) == (run_id, 1, status)
+    assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else None) == left
+
+
+def test_a_spool_elsewhere_than_the_runs_folder_is_left_alone(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    store, run_id, spec_hash = stored_run(sqlite_url, "interrupted")
+    content = {"run_id": run_id, "spec_hash": spec_hash, "epochs": {}, "status": "finished"}
+    path = spool_file(tmp_path, content)
+    import_spool(store, path)
+    assert path.exists()
+
+
+def test_a_layer_row_may_leave_out_a_measure(tmp_path: Path) -> None:
+    # It used to be a KeyError (an internal error) on import.
+    content = {**GOOD, "epochs": {"1": {"layers": [{**LAYER, "update_angle": 3.0}]}}}
+    epochs = read_spool(spool_file(tmp_path, content))[2]
+    assert epochs[1]["layers"] == [
+        {**LAYER, "update_angle": 3.0, "signal_cosine": None, "weight_angle": None}
+    ]
+
+
+@pytest.mark.parametrize("when", ["an epoch row", "the run's end"])
+def test_a_database_gone_for_good_is_not_waited_for_and_every_row_is_spooled(
+    tmp_path: Path, clock: list[float], monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    store = FlakyStore()
+    sink = sink_for(store, tmp_path)
+    sink.write(1, row(50.0))
+
+    def gone(*args: Any, **kwargs: Any) -> None:
+        raise RunGone("the database file x.db is no longer the one biobench opened")
+
+    if when == "an epoch row":
+        monkeypatch.setattr(store, "write_epoch", gone)
+        with pytest.raises(RunGone):
+            sink.write(2, row(40.0))
+    else:
+        sink.write(2, row(40.0))
+        monkeypatch.setattr(store, "set_status", gone)
+    with pytest.raises(BiobenchError) as caught:
+        sink.close(RunStatus.failed, "boom")
+    assert clock == []  # no wait for what will not come back
+    assert str(caught.value) == (
+        "the database file x.db is no longer the one biobench opened: run 7 stops, its 2 epoch "
+        f"row(s) and its end (failed) kept in {sink.spool} and its checkpoint beside it; with "
+        f"the run's database back in place, run `biobench import {sink.spool} --db URL`"
+    )
+    run_id, _, epochs, status, error = read_spool(sink.spool)
+    assert (run_id, sorted(epochs), status, error) == (7, [1, 2], "failed", "boom")

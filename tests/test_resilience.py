@@ -7,9 +7,11 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from biobench.store.models import COST_COLUMNS
 from biobench.training.loop import Reporter
 from biobench.training.runner import execute
 from biobench.training.sink import SPOOL
+from test_mutants_checkpoint import _disk_full_in_torchs_zip_writer
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).with_name("fixtures") / "schema-0001.db"
@@ -144,7 +147,27 @@ def test_a_checkpoint_that_is_not_plain_data_is_refused(sqlite_url: str) -> None
     torch.save({"format": 1, "payload": subprocess.Popen}, target)
     result = runner.invoke(app, ["run", "--resume", str(run_id), "--db", sqlite_url])
     assert result.exit_code == 2 and "is unreadable" in result.stderr
-    assert result.stderr.count("\n") == 1
+    assert result.stderr.count("\n") == 1 and "weights_only" not in result.stderr
+
+
+def test_a_checkpoint_of_another_shape_is_refused_and_the_run_stays_resumable(
+    sqlite_url: str,
+) -> None:
+    run_id = train(sqlite_url, epochs=2)
+    store = Store(sqlite_url)
+    store.set_status(run_id, "interrupted")
+    folder = Path(store.run(run_id).checkpoint)
+    payload = torch.load(folder / "last.pt", weights_only=True)
+    payload["learner"]["net"]["layers.0.op.weight"] = torch.zeros(256, 63)
+    torch.save(payload, folder / "last.pt")
+    result = runner.invoke(app, ["run", "--resume", str(run_id), "--db", sqlite_url])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"error: checkpoint in {folder} does not fit this run (learner.net.layers.0.op.weight "
+        "is a float32 tensor of shape (256, 63), not a float32 tensor of shape (256, 64)); it "
+        "cannot be resumed from\n"
+    )
+    assert store.run(run_id).status == "interrupted"
 
 
 # -- divergence and out of memory --------------------------------------------------------------
@@ -216,6 +239,53 @@ def test_out_of_memory_names_the_batch_size_to_lower(
     assert Store(sqlite_url).run(1).status == "failed"
 
 
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_the_run_resumes(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved = torch.save
+    calls = []
+
+    def full_at_the_second(payload: object, handle) -> None:
+        calls.append(1)
+        (saved if len(calls) == 1 else _disk_full_in_torchs_zip_writer)(payload, handle)
+
+    monkeypatch.setattr(torch, "save", full_at_the_second)
+    args = ["run", "--data", "synthetic", "--epochs", "3", "--db", sqlite_url]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: cannot write ") and line.endswith(
+        "last.pt: No space left on device; free some space or pass --checkpoint-dir on "
+        "another disk"
+    )
+    run = Store(sqlite_url).run(1)
+    assert run.status == "failed" and run.epochs_done == 2
+    monkeypatch.setattr(torch, "save", saved)
+    resumed = runner.invoke(app, ["run", "--resume", "1", "--db", sqlite_url])
+    assert resumed.exit_code == 0, resumed.output
+    assert Store(sqlite_url).run(1).status == "finished"
+
+
+@pytest.mark.parametrize("where", ["no-such-folder/run-id", "a-folder"])
+def test_a_run_id_file_that_cannot_be_written_is_refused_before_the_run_exists(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    (tmp_path / "a-folder").mkdir()
+    note = tmp_path / where
+    monkeypatch.setenv("BIOBENCH_RUN_ID_FILE", str(note))
+    checkpoints = tmp_path / "checkpoints"
+    args = ["run", "--data", "synthetic", "--epochs", "1", "--db", sqlite_url]
+    result = runner.invoke(app, [*args, "--checkpoint-dir", str(checkpoints)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: cannot write the run id to {note} (")
+    assert result.stderr.endswith("; point it at a writable file\n")
+    assert Store(sqlite_url).runs() == [] and not checkpoints.exists()
+    writable = tmp_path / "run-id"
+    monkeypatch.setenv("BIOBENCH_RUN_ID_FILE", str(writable))
+    assert runner.invoke(app, args).exit_code == 0
+    assert writable.read_text() == "1"
+
+
 # -- the database going away ---------------------------------------------------------------------
 
 
@@ -280,6 +350,74 @@ def test_a_database_that_never_returns_leaves_a_file_to_import(
     assert result.exit_code == 0, result.output
     (run,) = Store(url).runs()
     assert run.status == "finished" and run.epochs_done == 3
+
+
+class SwapDatabase(Reporter):
+    """After epoch 1, moves the run's database away (its WAL files too), then puts another
+    database at its path (`replace`) or leaves none (`delete`)."""
+
+    def __init__(self, path: Path, aside: Path, other: Path | None) -> None:
+        self.path, self.aside, self.other = path, aside, other
+
+    def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None:
+        if epoch == 1:
+            for suffix in ("", "-wal", "-shm"):
+                moved = Path(f"{self.path}{suffix}")
+                if moved.exists():
+                    os.replace(moved, f"{self.aside}{suffix}")
+            if self.other is not None:
+                shutil.copy(self.other, self.path)
+
+
+@pytest.mark.parametrize("how", ["replace", "delete"])
+def test_a_database_file_replaced_or_deleted_mid_run_keeps_every_row_and_the_checkpoint(
+    tmp_path: Path, how: str
+) -> None:
+    other = tmp_path / "other.db"
+    train(f"sqlite:///{other}", epochs=1)  # another database, whose run 1 is finished
+    with closing(sqlite3.connect(other)) as connection:  # all of it in the one file
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = Store(f"sqlite:///{other}").epochs()
+    path, aside = tmp_path / "results.db", tmp_path / "aside.db"
+    url = f"sqlite:///{path}"
+    swap = SwapDatabase(path, aside, other if how == "replace" else None)
+    with pytest.raises(BiobenchError) as caught:
+        train(url, epochs=3, reporter=swap)
+    message = str(caught.value)
+    spool = Path(message.split("`biobench import ")[1].split(" ")[0])
+    assert message == (
+        f"the database file {path} is no longer the one biobench opened (it was deleted or "
+        f"replaced): run 1 stops, its 2 epoch row(s) and its end (failed) kept in {spool} and "
+        f"its checkpoint beside it; with the run's database back in place, run `biobench "
+        f"import {spool} --db URL`"
+    )
+    saved = json.loads(spool.read_text())
+    assert sorted(saved["epochs"]) == ["1", "2"] and saved["status"] == "failed"
+    assert (spool.parent / "last.pt").exists()
+    if how == "replace":  # the other database is as it was
+        replaced = Store(url)
+        assert replaced.epochs() == before and replaced.run(1).status == "finished"
+        replaced.dispose()
+    for suffix in ("", "-wal", "-shm"):  # the run's database back in place
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+        if Path(f"{aside}{suffix}").exists():
+            os.replace(f"{aside}{suffix}", f"{path}{suffix}")
+    assert runner.invoke(app, ["import", str(spool), "--db", url]).exit_code == 0
+    resumed = runner.invoke(app, ["run", "--resume", "1", "--db", url])
+    assert resumed.exit_code == 0, resumed.output
+    store = Store(url)
+    assert [row["epoch"] for row in store.epochs([1])] == [1, 2, 3]
+    assert store.run(1).status == "finished"
+
+
+def test_a_run_whose_row_is_deleted_mid_run_stops_and_keeps_its_rows(sqlite_url: str) -> None:
+    class DeleteTheRun(Reporter):
+        def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None:
+            if epoch == 1:
+                Store(sqlite_url).delete_runs([1])
+
+    with pytest.raises(BiobenchError, match="^run 1 was deleted from the database while it"):
+        train(sqlite_url, epochs=3, reporter=DeleteTheRun())
 
 
 # -- migrations ----------------------------------------------------------------------------------
@@ -374,6 +512,25 @@ def test_resume_first_delivers_rows_the_database_missed(sqlite_url: str) -> None
     assert result.exit_code == 0, result.output
     assert [r["epoch"] for r in store.epochs([run_id])] == [1, 2]
     assert not (folder / SPOOL).exists()
+
+
+def test_resume_of_a_run_whose_spool_holds_its_end_imports_it_and_stops(
+    sqlite_url: str,
+) -> None:
+    run_id = train(sqlite_url, epochs=2)
+    store = Store(sqlite_url)
+    run = store.run(run_id)
+    spool = Path(run.checkpoint) / SPOOL
+    content = {"run_id": run_id, "spec_hash": run.spec_hash, "epochs": {}, "status": "finished"}
+    spool.write_text(json.dumps(content))
+    store.set_status(run_id, "interrupted")  # as if the database missed the run's end
+    result = runner.invoke(app, ["run", "--resume", str(run_id), "--db", sqlite_url])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"error: run {run_id} has finished (the rows and status in {spool} were imported); "
+        "there is nothing to resume\n"
+    )
+    assert store.run(run_id).status == "finished" and not spool.exists()
 
 
 def test_a_checkpoint_copied_from_another_run_is_refused(sqlite_url: str) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shlex
 import stat
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pytest
@@ -24,11 +25,13 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from biobench.cli import app
+from biobench.cli.hints import command
 from biobench.data import DataOptions, load_dataset
 from biobench.errors import BiobenchError, DataError, StoreError
 from biobench.files import atomic_write
 from biobench.spec import resolve
 from biobench.store import Store, mask_url
+from biobench.store.urls import URL_OPTIONS, mask_argv
 from biobench.training import checkpoint
 from biobench.training.runner import environment, prepare
 
@@ -102,6 +105,69 @@ def test_a_run_stores_no_secret_from_its_command_line(
     (run,) = Store(sqlite_url).runs()
     assert len(run.environment["argv"]) == len(argv) - 1
     assert_hidden(str(run))
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["--db", FORMS["unencoded /"]], ["--db", "postgresql://u:***@127.0.0.1:1/db"]),
+        ([f"--db={FORMS['unencoded :']}"], ["--db=postgresql://u:***@127.0.0.1:1/db"]),
+        (["--db", FORMS["no scheme"]], ["--db", "u:***@127.0.0.1"]),
+        (["--db=" + FORMS["no scheme"]], ["--db=u:***@127.0.0.1"]),
+        (["--db", FORMS["?password="]], ["--db", mask_url(FORMS["?password="])]),
+        (["--set", "x=" + FORMS["unencoded @"]], ["--set", "x=postgresql://u:***@127.0.0.1:1/db"]),
+        # Not a URL and not an URL option's value: shown as typed, so the hint still works.
+        (["--study", "a:b@c", "--set", "lr=3e-4"], ["--study", "a:b@c", "--set", "lr=3e-4"]),
+    ],
+    ids=[
+        "--db URL",
+        "--db=URL",
+        "--db no scheme",
+        "--db=no scheme",
+        "?password=",
+        "--set",
+        "no url",
+    ],
+)
+def test_a_printed_command_masks_every_url_however_it_is_given(
+    argv: list[str], shown: list[str]
+) -> None:
+    assert mask_argv(argv) == shown
+    assert command(["search", *argv]) == shlex.join(["biobench", "search", *shown])
+
+
+def test_every_option_that_takes_a_url_is_masked_in_hints() -> None:
+    import typer
+
+    def options(command: Any) -> set[str]:
+        found = {name for param in command.params if param.metavar == "URL" for name in param.opts}
+        for sub in getattr(command, "commands", {}).values():
+            found |= options(sub)
+        return found
+
+    assert options(typer.main.get_command(app)) == set(URL_OPTIONS)
+
+
+@pytest.mark.parametrize("form", ["--db URL", "--db=URL"])
+def test_an_interrupted_search_prints_no_password_in_its_hint(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    from biobench.search.worker import Worker
+
+    def interrupted(self, trials: int) -> None:
+        raise KeyboardInterrupt
+
+    url = FORMS["unencoded /"]
+    given = ["--db", url] if form == "--db URL" else [f"--db={url}"]
+    monkeypatch.setattr(Worker, "run", interrupted)
+    cell = ["--study", "s", "--algo", "bp", "--arch", "fc", "--data", "synthetic", "--trials", "1"]
+    monkeypatch.setattr(sys, "argv", ["biobench", "search", *cell, *given])
+    result = runner.invoke(app, ["search", *cell, "--db", sqlite_url])
+    assert result.exit_code == 130, result.output
+    again = shlex.join(["biobench", "search", *cell, *mask_argv(given)])
+    assert result.stderr == f"error: interrupted; go on with `{again}`\n"
+    assert "postgresql://u:***@127.0.0.1:1/db" in again
+    assert_hidden(result.output)
 
 
 @pytest.mark.parametrize("url", FORMS.values(), ids=FORMS)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from biobench.errors import StoreError
 from biobench.store import Store
@@ -251,6 +251,86 @@ def test_a_database_on_a_read_only_mount_can_be_read_not_written(read_only_copy:
     )
     assert refused.exit_code == 2
     assert "is read-only (read-only mount): biobench can read it but not write" in refused.stderr
+
+
+def test_a_read_only_url_is_read_and_never_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from biobench.cli import app
+
+    runner = CliRunner()
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    store = Store(url)
+    run_id = new_run(store)
+    store.write_epoch(run_id, 1, metrics(4.0))
+    store.set_status(run_id, "interrupted")
+    store.dispose()
+    read_only = f"{url}?mode=ro"
+    for command in (["runs"], ["show", "1"], ["export", "--format", "json"]):
+        result = runner.invoke(app, [*command, "--db", read_only])
+        assert result.exit_code == 0, result.output
+        assert "warning" not in result.output.lower()  # SQLAlchemy's, about ?mode
+    refusal = (
+        f"error: database {read_only} is read-only (?mode=ro in its URL): biobench can read it "
+        "but not write to it; drop ?mode=ro to write\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    for command in (
+        ["run", "--data", "synthetic", "--epochs", "1", "--checkpoint-dir", "ckpt"],
+        ["rm", "1", "--yes"],
+    ):
+        result = runner.invoke(app, [*command, "--db", read_only])
+        assert (result.exit_code, result.stderr) == (2, refusal), result.output
+    cell = ["--algo", "bp", "--arch", "fc", "--data", "synthetic", "--trials", "1"]
+    search = runner.invoke(app, ["search", "--study", "s", *cell, "--db", read_only])
+    assert search.exit_code == 2 and "attempt to write a readonly database" in search.stderr
+    (run,) = Store(url).runs()
+    assert (run.id, run.status, run.epochs_done) == (run_id, "interrupted", 1)
+    engine = create_engine(url)
+    assert "studies" not in inspect(engine).get_table_names()  # Optuna's: nothing created
+    engine.dispose()
+    assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("?timeout=abc", "a SQLite URL takes one parameter only, [?]mode=ro"),
+        ("?mode=rw", "a SQLite URL takes one parameter only, [?]mode=ro"),
+        ("?mode=ro&timeout=5", "a SQLite URL takes one parameter only, [?]mode=ro"),
+        ("?check_same_thread=no", "a SQLite URL takes one parameter only, [?]mode=ro"),
+        ("%00.db", "holds a NUL character; remove it"),
+    ],
+)
+def test_a_sqlite_url_biobench_cannot_honour_is_one_line_and_creates_nothing(
+    tmp_path: Path, query: str, message: str
+) -> None:
+    with pytest.raises(StoreError, match=message) as caught:
+        Store(f"sqlite:///{tmp_path / 'new' / 'results.db'}{query}")
+    assert "\n" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sqlite_uri_filename_leaves_no_stray_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match="a SQLite URL takes one parameter only, [?]mode=ro"):
+        Store(f"sqlite:///file:{tmp_path / 'sub' / 'x.db'}?uri=true")
+    assert list(tmp_path.iterdir()) == []  # not a folder named "file:..."
+
+
+def test_a_read_only_url_of_a_missing_database_creates_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'results.db'}?mode=ro"
+    with pytest.raises(StoreError) as caught:
+        Store(url)
+    assert str(caught.value) == (
+        f"database {url} does not exist; a read-only URL (?mode=ro) opens an existing "
+        "database only"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_folder_given_as_the_database_says_so(tmp_path: Path) -> None:

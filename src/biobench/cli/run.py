@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -421,9 +420,11 @@ def run(
     except KeyboardInterrupt:
         if getattr(reporter, "run_id", None) is None:  # no run yet: nothing to continue
             raise
-        again = f"biobench run --resume {reporter.run_id}"
-        if db is not None:  # the same database, its password masked for the user to fill in
-            again += f" --db {shlex.quote(store.display_url)}"
+        from biobench.cli.hints import command
+
+        # The same database, its password masked for the user to fill in.
+        database = ["--db", db] if db is not None else []
+        again = command(["run", "--resume", str(reporter.run_id), *database])
         raise KeyboardInterrupt(f"interrupted; continue it with `{again}`") from None
     if int(os.environ.get("RANK", "0")) > 0:
         return

@@ -293,9 +293,10 @@ def search(
     try:
         worker.run(trials)
     except KeyboardInterrupt:
+        from biobench.cli.hints import command
+
         # The same command, its database password masked for the user to fill in.
-        argv = [store.display_url if arg == db else arg for arg in sys.argv[1:]]
-        again = " ".join(shlex.quote(arg) for arg in ["biobench", *argv])
+        again = command(sys.argv[1:])
         back = (
             f"; trial {worker.requeued} goes back to the study, for this or another worker"
             if worker.requeued is not None

@@ -105,6 +105,12 @@ def _is_transient(error: sa_exc.DBAPIError) -> bool:
     )
 
 
+class RunGone(StoreError):
+    """What a process writes to is gone for good, not away for a while: the SQLite file it
+    opened was deleted or replaced, or its run row was deleted. Waiting will not bring it
+    back, and writing on would put rows where no one looks (or into another database)."""
+
+
 class Store:
     """A results database. Thread-safe for reads; each process opens its own."""
 
@@ -119,6 +125,10 @@ class Store:
         self.display_url = mask_url(self.url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.read_only: str | None = None  # why writes are impossible, for a read-only file
+        self._writable_fix = "copy it somewhere writable or pass another --db"
+        # Which SQLite file this store writes (device, inode), read at its first write: a
+        # later write finding another file at the path refuses (RunGone).
+        self._identity: tuple[int, int] | None = None
         if self.is_sqlite:
             self._prepare_sqlite_path()
         try:
@@ -143,7 +153,19 @@ class Store:
                 "an in-memory SQLite database would lose every result; "
                 "pass --db sqlite:///path/to/results.db"
             )
+        # The driver's own parameters (timeout, uri...) would bypass or break how biobench
+        # opens the file; only a read-only open is the user's to ask for.
+        query = dict(self.url.query)
+        asked_read_only = query == {"mode": "ro"}
+        if query and not asked_read_only:
+            raise StoreError(
+                f"cannot open database {self.display_url}: a SQLite URL takes one parameter "
+                "only, ?mode=ro to read it without writing; remove the others"
+            )
         path = Path(database).expanduser()
+        if asked_read_only:
+            self._open_read_only(path)
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -171,6 +193,26 @@ class Store:
                 f"file:{quote(str(path))}?{'immutable=1' if not writable_dir else 'mode=ro'}"
             )
         self.url = self.url.set(database=str(path))
+
+    def _open_read_only(self, path: Path) -> None:
+        """`?mode=ro`: read an existing database, never create or write one."""
+        try:
+            is_file = path.is_file()
+        except OSError as error:
+            raise StoreError(
+                f"cannot use the database file {path}: {error.strerror}; pass another --db"
+            ) from None
+        if not is_file:
+            raise StoreError(
+                f"database {self.display_url} does not exist; a read-only URL (?mode=ro) opens "
+                "an existing database only"
+            )
+        self.read_only, self._writable_fix = "?mode=ro in its URL", "drop ?mode=ro to write"
+        self._ro_uri = f"file:{quote(str(path))}?mode=ro"
+        # What opens it elsewhere (Optuna's storage) opens it read-only too.
+        self.url = self.url.set(
+            database=f"file:{quote(str(path))}", query={"mode": "ro", "uri": "true"}
+        )
 
     def _make_engine(self, *, immediate: bool) -> Engine:
         if not self.is_sqlite:
@@ -205,10 +247,33 @@ class Store:
 
         return engine
 
+    def _file_identity(self) -> tuple[int, int] | None:
+        if not self.is_sqlite or self.read_only:
+            return None
+        try:
+            info = os.stat(self.url.database or "")
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def _check_same_file(self) -> None:
+        """Refuse to write once the file at the path is not the one this store opened: a
+        pooled connection would write to the deleted file, a new one to its replacement."""
+        now = self._file_identity()
+        if self._identity is None:
+            self._identity = now
+        elif now != self._identity:
+            raise RunGone(
+                f"the database file {self.url.database} is no longer the one biobench opened "
+                "(it was deleted or replaced)"
+            )
+
     @contextlib.contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Connection]:
         engine = self._write_engine if write else self._read_engine
         with engine.begin() as connection:
+            if write and self.is_sqlite:  # checked under the write lock
+                self._check_same_file()
             yield connection
 
     def _run(self, work: Any, *, write: bool = True) -> Any:
@@ -216,7 +281,7 @@ class Store:
         if write and self.read_only:
             raise StoreError(
                 f"database {self.display_url} is read-only ({self.read_only}): biobench can "
-                "read it but not write to it; copy it somewhere writable or pass another --db"
+                f"read it but not write to it; {self._writable_fix}"
             )
 
         def once() -> Any:
@@ -410,6 +475,8 @@ class Store:
             return
         if owner is None:
             raise StoreError(f"no run with id {run_id}; `biobench runs` lists them")
+        if connection.execute(select(runs.c.id).where(runs.c.id == run_id)).first() is None:
+            raise RunGone(f"run {run_id} was deleted from the database while it trained")
         raise LeaseLost(
             f"run {run_id} was taken over by another process (resumed elsewhere); "
             "this one stops without writing"

@@ -7,6 +7,7 @@ is printed or stored.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import unquote_plus
 
 from sqlalchemy import exc as sa_exc
@@ -66,6 +67,26 @@ def mask_url(url: str | URL) -> str:
     return "".join([*kept, text[last:]])
 
 
+# The command-line options whose value is a database URL (every option declared with
+# metavar="URL"; a test holds the two equal).
+URL_OPTIONS = ("--db",)
+
+
+def mask_argv(argv: Sequence[str]) -> list[str]:
+    """`argv` as it may be shown or stored: the secrets of every URL masked, whether it is an
+    option's value (`--db URL`, `--db=URL`, a URL without a scheme included) or any other
+    argument holding one (`--set x=postgresql://...`). Every hint that repeats a command goes
+    through here."""
+    out = []
+    for i, arg in enumerate(argv):
+        option, equals, _ = arg.partition("=")
+        after_option = i > 0 and argv[i - 1] in URL_OPTIONS
+        if after_option or (equals and option in URL_OPTIONS) or "://" in arg:
+            arg = mask_url(arg)
+        out.append(arg)
+    return out
+
+
 def parse_url(raw: str) -> URL:
     """Parse a database URL, defaulting PostgreSQL to the psycopg (v3) driver we depend on."""
     try:
@@ -75,6 +96,11 @@ def parse_url(raw: str) -> URL:
             f"cannot parse database URL {mask_url(raw)!r}; expected e.g. "
             "sqlite:///path/results.db or postgresql://user:password@host/dbname"
         ) from None
+    parts = [url.username, url.password, url.host, url.database, *url.query]
+    for values in url.query.values():
+        parts += [values] if isinstance(values, str) else values
+    if any("\x00" in part for part in parts if part):  # raw or as %00: drivers fail on it
+        raise StoreError(f"database URL {mask_url(raw)!r} holds a NUL character; remove it")
     if url.host and "@" in url.host:  # SQLAlchemy ends the password at its first "@"
         raise StoreError(
             f"the password in database URL {mask_url(raw)} holds an '@'; write it as %40"

@@ -10,12 +10,13 @@ unpickles arbitrary objects.
 
 from __future__ import annotations
 
+import pickle
 import random
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -91,9 +92,24 @@ def save(
     with interrupts_held():
         atomic_write(
             folder / FILE,
-            lambda handle: torch.save(payload, handle),
+            lambda handle: _write(payload, handle),
             fix="free some space or pass --checkpoint-dir on another disk",
         )
+
+
+def _write(payload: dict[str, Any], handle: BinaryIO) -> None:
+    """torch.save, raising the OSError of a failed write (a full disk) as itself: torch's zip
+    writer turns it into a RuntimeError ("unexpected pos ..."), which would end the run as an
+    internal error."""
+    try:
+        torch.save(payload, handle)
+    except RuntimeError as error:
+        cause = error.__context__
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 @contextmanager
@@ -132,6 +148,11 @@ def load(folder: Path, device: torch.device) -> dict[str, Any] | None:
         return None
     try:
         payload = torch.load(target, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:  # torch's text advises weights_only=False: never
+        raise BiobenchError(
+            f"checkpoint {target} is unreadable (not only tensors, numbers, strings, lists and "
+            "dicts, and biobench unpickles nothing else); the run cannot be resumed"
+        ) from None
     except Exception as error:  # a truncated or foreign file: say which and stop
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BiobenchError(
@@ -144,7 +165,113 @@ def load(folder: Path, device: torch.device) -> dict[str, Any] | None:
         raise BiobenchError(
             f"checkpoint {target} lacks {', '.join(missing)}; it cannot be resumed from"
         )
+    try:
+        _check_fields(payload)
+        _check_like(payload["rng"], _rng_template(), "rng")
+        _check_like(payload["generator"], torch.Generator().get_state(), "generator")
+    except ValueError as problem:
+        raise BiobenchError(
+            f"checkpoint {target} is malformed: {problem}; it cannot be resumed from"
+        ) from None
     return payload
+
+
+def _check_fields(payload: dict[str, Any]) -> None:
+    epoch, owner = payload["epoch"], payload.get("run_id")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 < epoch < 2**31:
+        raise ValueError(f"epoch is {_kind(epoch)}, not an epoch number")
+    if owner is not None and (isinstance(owner, bool) or not isinstance(owner, int)):
+        raise ValueError(f"run_id is {_kind(owner)}, not a run id")
+    if not isinstance(payload["spec_hash"], str):
+        raise ValueError(f"spec_hash is {_kind(payload['spec_hash'])}, not a string")
+
+
+def _kind(value: Any) -> str:
+    """A short description of `value`, never its (possibly huge or hostile) content."""
+    if isinstance(value, torch.Tensor):
+        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, int | float | bool) or value is None:
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+class _NumberOrNone:
+    """Stands for a value that is a number or None in a fresh state."""
+
+
+def _rng_template() -> dict[str, Any]:
+    """The layout of a checkpoint's "rng": this process's, whose cached Gaussian may be
+    absent where the saved one's is not, or the other way round."""
+    template = _rng_state()
+    template["python"]["gauss_next"] = _NumberOrNone()
+    return template
+
+
+class _ParamShapes(dict):
+    """Stands for an optimiser's per-parameter state in a fresh learner's state (empty before
+    its first step): parameter index -> the parameter's shape."""
+
+
+def _check_like(saved: Any, fresh: Any, where: str) -> None:
+    """Raise ValueError naming `where` unless `saved` is laid out as `fresh` (the same state
+    made anew for this run): mappings with its keys, lists of its length, tensors of its shape
+    and dtype, numbers for numbers; an optimiser's per-parameter state holds tensors of its
+    parameters' shapes."""
+    if isinstance(fresh, _ParamShapes):
+        _check_optimizer_state(saved, fresh, where)
+    elif isinstance(fresh, _NumberOrNone):
+        if saved is not None and (isinstance(saved, bool) or not isinstance(saved, int | float)):
+            raise ValueError(f"{where} is {_kind(saved)}, not a number or None")
+    elif isinstance(fresh, torch.Tensor):
+        if (
+            not isinstance(saved, torch.Tensor)
+            or saved.shape != fresh.shape
+            or saved.dtype != fresh.dtype
+        ):
+            raise ValueError(f"{where} is {_kind(saved)}, not {_kind(fresh)}")
+    elif isinstance(fresh, dict):
+        if not isinstance(saved, dict) or not set(fresh) <= set(saved):
+            keys = ", ".join(map(str, fresh))
+            raise ValueError(f"{where} is {_kind(saved)}, not a mapping of {keys}")
+        for key, value in fresh.items():
+            if where == "rng" and key == "cuda":  # as many as the saving machine had GPUs
+                _check_cuda_states(saved[key])
+            else:
+                _check_like(saved[key], value, f"{where}.{key}")
+    elif isinstance(fresh, list | tuple):
+        if not isinstance(saved, list | tuple) or len(saved) != len(fresh):
+            raise ValueError(f"{where} is {_kind(saved)}, not a list of {len(fresh)}")
+        for i, (mine, theirs) in enumerate(zip(saved, fresh, strict=True)):
+            _check_like(mine, theirs, f"{where}[{i}]")
+    elif isinstance(fresh, bool):
+        if not isinstance(saved, bool):
+            raise ValueError(f"{where} is {_kind(saved)}, not true or false")
+    elif isinstance(fresh, int | float):
+        if isinstance(saved, bool) or not isinstance(saved, int | float):
+            raise ValueError(f"{where} is {_kind(saved)}, not a number")
+    elif isinstance(fresh, str) and not isinstance(saved, str):
+        raise ValueError(f"{where} is {_kind(saved)}, not a string")
+
+
+def _check_cuda_states(saved: Any) -> None:
+    if not isinstance(saved, list) or not all(
+        isinstance(s, torch.Tensor) and s.dtype == torch.uint8 and s.dim() == 1 for s in saved
+    ):
+        raise ValueError(f"rng.cuda is {_kind(saved)}, not a list of CUDA generator states")
+
+
+def _check_optimizer_state(saved: Any, shapes: _ParamShapes, where: str) -> None:
+    if not isinstance(saved, dict):
+        raise ValueError(f"{where} is {_kind(saved)}, not a mapping")
+    for index, values in saved.items():
+        if isinstance(index, bool) or index not in shapes or not isinstance(values, dict):
+            raise ValueError(f"{where} holds {_kind(index)}, not one of its parameters")
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor) and value.dim() and value.shape != shapes[index]:
+                raise ValueError(
+                    f"{where}[{index}].{name} is {_kind(value)}, not of its parameter's shape "
+                    f"{tuple(shapes[index])}"
+                )
 
 
 def check_belongs(payload: dict[str, Any], folder: Path, run: RunRecord) -> None:
@@ -168,9 +295,32 @@ def check_belongs(payload: dict[str, Any], folder: Path, run: RunRecord) -> None
         )
 
 
-def restore(payload: dict[str, Any], learner: Learner, generator: torch.Generator) -> int:
-    """Put the learner, the RNGs and the data order back; returns the last finished epoch."""
-    learner.load_state_dict(payload["learner"])
-    _restore_rng(payload["rng"])
-    generator.set_state(payload["generator"].cpu())
+def _learner_state(learner: Learner) -> dict[str, Any]:
+    """The state a checkpoint of this learner holds, laid out as a fresh one holds it."""
+    state = learner.state_dict()
+    saved = state.get("optimizers")  # a plugin's learner may keep its state otherwise
+    for key, optimizer in learner.optimizers().items():
+        if isinstance(saved, dict) and isinstance(saved.get(key), dict):
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            saved[key]["state"] = _ParamShapes((i, p.shape) for i, p in enumerate(params))
+    return state
+
+
+def restore(
+    payload: dict[str, Any], learner: Learner, generator: torch.Generator, *, folder: Path
+) -> int:
+    """Put the learner, the RNGs and the data order back; returns the last finished epoch.
+    A checkpoint that does not fit this run's learner is refused before anything is put back."""
+    fresh = _learner_state(learner)
+    try:
+        _check_like(payload["learner"], fresh, "learner")
+        learner.load_state_dict(payload["learner"])
+        _restore_rng(payload["rng"])
+        generator.set_state(payload["generator"].cpu())
+    except Exception as error:  # what a learner's own load_state_dict or a RNG refuses
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BiobenchError(
+            f"checkpoint in {folder} does not fit this run ({first.rstrip(':')}); it cannot "
+            "be resumed from"
+        ) from None
     return int(payload["epoch"])

@@ -165,6 +165,9 @@ def _create(
     flops: float | None = None,
 ) -> tuple[int, Path]:
     """The run's checkpoint folder and row (the run id)."""
+    note = os.environ.get(RUN_ID_FILE)
+    if note:  # a run whose id cannot be noted would be lost to a requeued job
+        _check_writable(Path(note))
     folder = _run_folder(checkpoint_dir, spec)
     try:
         run_id = store.create_run(
@@ -184,9 +187,27 @@ def _create(
     except BaseException:
         folder.rmdir()  # still empty: nothing of a run that was never recorded stays behind
         raise
-    if note := os.environ.get("BIOBENCH_RUN_ID_FILE"):  # a requeued cluster job resumes it
+    if note:  # a requeued cluster job resumes it
         Path(note).write_text(str(run_id))
     return run_id, folder
+
+
+RUN_ID_FILE = "BIOBENCH_RUN_ID_FILE"  # launch/: where a job's `biobench run` notes its run id
+
+
+def _check_writable(note: Path) -> None:
+    """Refuse a run id file that cannot be written, leaving no file behind."""
+    existed = note.exists()
+    try:
+        with note.open("a"):
+            pass
+        if not existed:
+            note.unlink()
+    except OSError as error:
+        raise BiobenchError(
+            f"cannot write the run id to {note} ({RUN_ID_FILE}): "
+            f"{error.strerror or error}; point it at a writable file"
+        ) from None
 
 
 def stored_place(run: RunRecord) -> tuple[str | None, Path | None]:
@@ -222,7 +243,7 @@ def resume(
         job = prepare(RunSpec(**fields), device, data_dir, download)
         payload = checkpoint.load(folder, device)
         if payload is not None:
-            checkpoint.restore(payload, job.learner, job.generator)
+            checkpoint.restore(payload, job.learner, job.generator, folder=folder)
     (reporter or Reporter()).run_started(run_id, job.spec, job.net.num_parameters(), start, device)
     _train(run_id, owner, job, store, folder, reporter, start=start, keep=keep, group=group)
     return run_id
@@ -260,8 +281,12 @@ def _claim(
     spool = folder / SPOOL
     if spool.exists():  # rows the database missed before the process died: deliver them first
         import_spool(store, spool)
-        spool.unlink(missing_ok=True)
         run = store.run(run_id)
+        if not run.status.resumable:  # the file held the run's end
+            raise BiobenchError(
+                f"run {run_id} has {run.status.value} (the rows and status in {spool} were "
+                "imported); there is nothing to resume"
+            )
     payload = checkpoint.load(folder, device)
     if payload is None and run.epochs_done > 1:  # 1: killed before its first checkpoint
         raise BiobenchError(
@@ -271,7 +296,7 @@ def _claim(
     start = 1
     if payload is not None:
         checkpoint.check_belongs(payload, folder, run)
-        start = checkpoint.restore(payload, job.learner, job.generator) + 1
+        start = checkpoint.restore(payload, job.learner, job.generator, folder=folder) + 1
     owner = uuid.uuid4().hex
     if not store.take_lease(run, owner, os.getpid(), distributed.world_size()):
         taken = store.run(run_id)

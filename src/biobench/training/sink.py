@@ -20,9 +20,10 @@ from biobench.errors import BiobenchError, StoreError
 from biobench.files import atomic_write, read_user_file
 from biobench.paths import env_seconds
 from biobench.retry import retry
-from biobench.store import RunStatus, Store
+from biobench.store import RunGone, RunRecord, RunStatus, Store
 from biobench.store.models import LAYER_COLUMNS, METRIC_COLUMNS
 from biobench.store.rows import LAYER_KEYS
+from biobench.training import checkpoint
 
 SPOOL = "pending.json"  # in the run's checkpoint folder
 WAIT_ENV = "BIOBENCH_DB_WAIT"  # seconds `close` waits for an unreachable database (default 120)
@@ -56,6 +57,9 @@ class EpochSink:
         self.store, self.run_id, self.spool, self.spec_hash = store, run_id, spool, spec_hash
         self.owner = owner
         self.pending: dict[int, dict[str, Any]] = {}
+        # Rows the database took: spooled too once it is gone (RunGone), since they went with it.
+        self.delivered: dict[int, dict[str, Any]] = {}
+        self.gone: RunGone | None = None
         self.warned = False
 
     def write(self, epoch: int, row: dict[str, Any]) -> None:
@@ -64,10 +68,15 @@ class EpochSink:
 
     def _flush(self) -> bool:
         """Deliver pending rows in order; False while the database is away. A lost lease
-        (LeaseLost) is not a database hiccup: it propagates and training stops."""
+        (LeaseLost) or a database gone for good (RunGone, every row then spooled) is not a
+        database hiccup: it propagates and training stops."""
         for epoch in sorted(self.pending):
             try:
                 self.store.write_epoch(self.run_id, epoch, self.pending[epoch], owner=self.owner)
+            except RunGone as error:
+                self.gone = error
+                self._spool(None, None)
+                raise
             except StoreError as error:
                 self._spool(None, None)
                 if not self.warned:
@@ -77,7 +86,7 @@ class EpochSink:
                     )
                     self.warned = True
                 return False
-            del self.pending[epoch]
+            self.delivered[epoch] = self.pending.pop(epoch)
         return True
 
     @staticmethod
@@ -85,10 +94,11 @@ class EpochSink:
         print(line, file=sys.stderr, flush=True)
 
     def _spool(self, status: str | None, error: str | None) -> None:
+        rows = {**self.delivered, **self.pending} if self.gone else self.pending
         content = {
             "run_id": self.run_id,
             "spec_hash": self.spec_hash,
-            "epochs": {str(e): _encode_row(row) for e, row in sorted(self.pending.items())},
+            "epochs": {str(e): _encode_row(row) for e, row in sorted(rows.items())},
             "status": status,
             "error": error,
         }
@@ -99,7 +109,8 @@ class EpochSink:
         """Write what is pending and the final status, waiting for the database if need be.
 
         While it waits it says so; a Ctrl-C then stops the wait, and the rows and the status
-        go to the spool file like a wait that ran out."""
+        go to the spool file like a wait that ran out. A database gone for good (RunGone) is
+        not waited for: every row of the run and its status go to the spool file at once."""
         seconds = env_seconds(WAIT_ENV, 120)
         waiting = []
 
@@ -117,19 +128,29 @@ class EpochSink:
             self.spool.unlink(missing_ok=True)
 
         try:
-            retry(
-                deliver,
-                retry_on=lambda e: isinstance(e, StoreError),
-                delay=1.0,
-                max_delay=15.0,
-                seconds=seconds,
-            )
-            return
+            if self.gone is None:
+                retry(
+                    deliver,
+                    retry_on=lambda e: isinstance(e, StoreError) and not isinstance(e, RunGone),
+                    delay=1.0,
+                    max_delay=15.0,
+                    seconds=seconds,
+                )
+                return
+        except RunGone as gone:
+            self.gone = gone
         except StoreError:
             pass
         except KeyboardInterrupt:
             status, error = "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)"
         self._spool(status, error)
+        if self.gone is not None:
+            raise BiobenchError(
+                f"{self.gone}: run {self.run_id} stops, its {len(self.delivered | self.pending)} "
+                f"epoch row(s) and its end ({status}) kept in {self.spool} and its checkpoint "
+                f"beside it; with the run's database back in place, run `biobench import "
+                f"{self.spool} --db URL`"
+            )
         raise BiobenchError(
             f"the database {self.store.display_url} stayed unreachable: "
             f"{len(self.pending)} epoch row(s) and the run's final status ({status}) are in "
@@ -160,7 +181,7 @@ def _layers(where: str, raw: Any) -> list[dict[str, Any]]:
             raise ValueError(f"{where} layer {number!r} is not a layer number")
         if not isinstance(name, str) or len(name) > 128:
             raise ValueError(f"{where} layer {number} has no valid name")
-        values = {k: _metric(f"{where} layer {number} {k}", layer[k]) for k in LAYER_COLUMNS}
+        values = {k: _metric(f"{where} layer {number} {k}", layer.get(k)) for k in LAYER_COLUMNS}
         out.append({"layer": number, "name": name, **values})
     return out
 
@@ -211,9 +232,44 @@ def read_spool(path: Path) -> tuple[int, str, dict[int, dict[str, Any]], Any, An
     return run_id, spec_hash, epochs, status, error
 
 
+def _range_problem(column: str, value: float) -> str | None:
+    """Why `value` cannot be what training measured for `column`, or None."""
+    if column.endswith(("_top1", "_top5")):  # errors, counted: never NaN
+        ok, what = 0 <= value <= 100, "an error from 0 to 100 %"
+    elif column.endswith("_loss"):  # NaN or inf: a diverged epoch
+        ok, what = math.isnan(value) or value >= 0, "a loss of 0 or more"
+    elif column == "signal_cosine":
+        ok, what = -1 - 1e-9 <= value <= 1 + 1e-9, "a cosine from -1 to 1"
+    elif column in LAYER_COLUMNS:
+        ok, what = 0 <= value <= 180, "an angle from 0 to 180 degrees"
+    else:  # times, speeds and memory
+        ok, what = value >= 0, "a measurement of 0 or more"
+    return None if ok else f"is {value!r}, not {what}"
+
+
+def _check_values(run: RunRecord, epochs: dict[int, dict[str, Any]]) -> None:
+    """Refuse rows that training could not have written for `run`."""
+    for epoch, row in sorted(epochs.items()):
+        if epoch > run.epochs:
+            raise ValueError(f"epoch {epoch} is past the run's {run.epochs} epoch(s)")
+        values = [(f"epoch {epoch} {k}", k, v) for k, v in row.items() if k != "layers"]
+        values += [
+            (f"epoch {epoch} layer {layer['layer']} {k}", k, layer[k])
+            for layer in row.get("layers", ())
+            for k in LAYER_COLUMNS
+            if k in layer
+        ]
+        for where, column, value in values:
+            problem = None if value is None else _range_problem(column, value)
+            if problem:
+                raise ValueError(f"{where} {problem}")
+
+
 def import_spool(store: Store, path: Path) -> tuple[int, int, str | None]:
     """Write a spool file's rows and final status, all or nothing; returns (run id, rows,
-    status)."""
+    status). A run that finished or diverged is never rewritten. Once the run's own spool file
+    is imported it is deleted, and a finished run's checkpoint goes as the run asked
+    (`--keep-checkpoint`)."""
     run_id, spec_hash, epochs, status, error = read_spool(path)
     run = store.run(run_id)
     if run.spec_hash != spec_hash:
@@ -221,6 +277,17 @@ def import_spool(store: Store, path: Path) -> tuple[int, int, str | None]:
             f"{path} belongs to another run {run_id} (spec {spec_hash[:12]}, "
             f"the database's is {run.spec_hash[:12]}); is this the right --db?"
         )
+    if run.status.ended and not run.status.resumable:
+        raise BiobenchError(
+            f"run {run_id} has {run.status.value}: its rows and status are final, and {path} "
+            "would rewrite them; nothing imported"
+        )
+    try:
+        _check_values(run, epochs)
+    except ValueError as problem:
+        raise BiobenchError(
+            f"{path} is not a valid spool file: {problem}; nothing imported"
+        ) from None
     # A spool file with a final status is its writer's last word; without one, the writer may
     # still be delivering rows itself.
     if run.status is RunStatus.running and status is None:
@@ -229,4 +296,10 @@ def import_spool(store: Store, path: Path) -> tuple[int, int, str | None]:
             "has stopped"
         )
     store.import_rows(run_id, epochs, RunStatus(status) if status else None, error)
+    folder = Path(run.checkpoint) if run.checkpoint else None
+    if folder is not None and path.resolve() == (folder / SPOOL).resolve():
+        path.unlink(missing_ok=True)  # delivered: a resume would import it again
+    keep = run.environment.get("keep_checkpoint", checkpoint.DEFAULT_KEEP)
+    if folder is not None and status == RunStatus.finished.value and keep == "none":
+        checkpoint.discard(folder)
     return run_id, len(epochs), status
