@@ -150,3 +150,26 @@ def test_kp_with_the_decay_its_old_default_amounted_to_under_sgd_fails_preflight
     report = preflight(spec, steps=60, data_dir=tmp_path)
     assert not report.learns
     assert report.suspect == "kp_decay=0.05 (learns with 0)"
+
+
+def test_a_preset_name_is_shown_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    name = "odd\x1b[2J[red]name"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "presets": {
+                    name: {
+                        "algorithm": "bp",
+                        "architecture": "fc",
+                        "dataset": "digits",
+                        "epochs": 1,
+                    }
+                }
+            }
+        )
+    )
+    result = runner.invoke(app, ["preflight", "--preset", name, "--presets", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output
+    assert "odd\\x1b[2J[red]name" in result.stdout

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from biobench.cli.app import PresetsOption, app, console, err_console, handle_errors
+from biobench.text import printable
 
 
 class PreflightFormat(str, Enum):
@@ -30,6 +31,14 @@ StepsOption = Annotated[
         metavar="N",
     ),
 ]
+
+
+def shown(text: str) -> str:
+    """A user-named string (a preset's name) for the terminal: control characters escaped,
+    and rich markup shown as text."""
+    from rich.markup import escape
+
+    return escape(printable(text))
 
 
 def _duration(seconds: float | None) -> str:
@@ -61,6 +70,7 @@ def preflight_specs(
     from rich.table import Table
 
     from biobench.paths import default_data_dir
+    from biobench.results.render import print_natural
     from biobench.spec import seedless_hash
     from biobench.training.environment import use_threads
     from biobench.training.preflight import DEFAULT_STEPS, preflight
@@ -74,12 +84,12 @@ def preflight_specs(
     for index, spec in enumerate(unique, 1):
         name = spec.preset or f"{spec.algorithm}/{spec.architecture}/{spec.dataset}"
         if format == PreflightFormat.table:
-            err_console.print(f"preflight {index}/{len(unique)}: {escape(name)}", highlight=False)
+            err_console.print(f"preflight {index}/{len(unique)}: {shown(name)}", highlight=False)
 
         def retry(setting: str, name: str = name) -> None:
             if format == PreflightFormat.table:
                 err_console.print(
-                    f"  {escape(name)} did not learn: trying again with {escape(setting)} changed",
+                    f"  {shown(name)} did not learn: trying again with {escape(setting)} changed",
                     highlight=False,
                 )
 
@@ -115,7 +125,7 @@ def preflight_specs(
     colour = {"learns": "green", "does not learn": "bold red", "diverges": "bold red"}
     for r in reports:
         table.add_row(
-            escape(r.preset),
+            shown(r.preset),
             f"[{colour[r.verdict]}]{r.verdict}[/]",
             f"{r.error_start:.0f} -> {r.error_end:.0f}",
             f"{r.loss_start:.2f} -> {r.loss_end:.2f}",
@@ -124,7 +134,7 @@ def preflight_specs(
             f"{r.parameters:,}",
             _duration(r.projected_s),
         )
-    console.print(table)
+    print_natural(console, table)  # never cut or folded: a narrow terminal wraps whole lines
     known = [r.projected_s for r in reports if r.projected_s is not None]
     console.print(
         f"full protocols: {_duration(sum(known))} of training steps on {where}"
@@ -136,7 +146,7 @@ def preflight_specs(
         if not r.learns:
             fault = f"; at fault: {escape(r.suspect)}" if r.suspect else ""
             console.print(
-                f"[bold red]{r.verdict}[/]: {escape(r.preset)}: {escape(r.reason)}{fault}",
+                f"[bold red]{r.verdict}[/]: {shown(r.preset)}: {escape(r.reason)}{fault}",
                 highlight=False,
             )
     return reports
@@ -198,7 +208,6 @@ def preflight(
     shape; the report gives its verdict, the measured ms/step and memory, and the projected
     time of its full protocol here.
     """
-    from rich.markup import escape
 
     from biobench.spec import load_presets, resolve
     from biobench.spec.presets import add_preset_files
@@ -216,5 +225,5 @@ def preflight(
         )
     )
     if problem:  # exit 1, as `check` on a regression: the input was fine, a preset is not
-        err_console.print(f"[red]error:[/] {escape(problem)}", highlight=False)
+        err_console.print(f"[red]error:[/] {shown(problem)}", highlight=False)
         raise typer.Exit(1)
