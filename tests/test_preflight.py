@@ -30,9 +30,22 @@ SMALL_BATCH = {"imagenet": 16}
 EVAL = {"imagenet": 128}
 
 
+# What preflight found (issue 22's closing note): biobench's DFA and DRTP on resnet20 at
+# biotorch's protocol (SGD, lr 0.001, momentum 0.9) diverge: the proxy loss rises to 20 (DFA)
+# and 1,200 (DRTP) in 100 steps, the weights' norm doubles, and no single change (weight decay
+# 0, lr / 10, / 100, x 10) makes them learn. biotorch reports DFA at 45.94%. Strict: the day
+# they learn, this test says so.
+DIVERGING = {
+    "cifar10-resnet20-dfa": "DFA on resnet20 diverges at biotorch's protocol (issue 22)",
+    "cifar10-resnet20-drtp": "DRTP on resnet20 diverges at the DFA-like protocol (issue 22)",
+}
+
+
 def _param(name: str) -> object:
     dataset = SHIPPED[name]["dataset"]
     marks = [pytest.mark.slow] if dataset in ("cifar10", "imagenet") else []
+    if name in DIVERGING:
+        marks.append(pytest.mark.xfail(reason=DIVERGING[name], strict=True))
     return pytest.param(name, marks=marks, id=name)
 
 
