@@ -156,13 +156,13 @@ def test_a_dataset_whose_files_are_there_is_its_own_proxy(mnist_dir: Path) -> No
 def test_kp_with_the_decay_its_old_default_amounted_to_under_sgd_fails_preflight(
     tmp_path: Path,
 ) -> None:
-    """Before issue 22's fix, cifar10-resnet20-kp's default decay shrank the weights about 5%
-    a step under SGD (lr 0.1, momentum 0.9): that decay, given per step, fails preflight and
-    is named."""
-    spec = resolve(preset="cifar10-resnet20-kp", overrides=["kp_decay=0.05"])
+    """Before issue 22's fix, cifar10-resnet20-kp's default decay (an L2 coefficient of 1.0)
+    shrank the weights by lr x 1.0 = 10% on SGD's first step, and more as the momentum built up:
+    that 10%, given per step, fails preflight and is named."""
+    spec = resolve(preset="cifar10-resnet20-kp", overrides=["kp_decay=0.1"])
     report = preflight(spec, steps=60, data_dir=tmp_path)
     assert not report.learns
-    assert report.suspect == "kp_decay=0.05 (learns with 0)"
+    assert report.suspect == "kp_decay=0.1 (learns with 0)"
 
 
 def test_a_preset_name_is_shown_escaped(tmp_path: Path) -> None:

@@ -345,7 +345,13 @@ def test_a_set_value_always_beats_the_preset(data: st.DataObject) -> None:
     preset = load_presets().preset(data.draw(st.sampled_from(PRESETS), label="preset"))
     hparams = ALGORITHMS.entry(preset.algorithm).hparams
     schema = {**DATASETS.entry(preset.dataset).settings, **hparams}
-    name = data.draw(st.sampled_from(sorted(schema)), label="name")
+    spec = resolve(preset=preset.name)
+
+    def applies(name: str) -> bool:  # a setting the preset's other choices leave in force
+        rule = schema[name].applies
+        return rule is None or spec.hparams.get(rule[0]) in rule[1]
+
+    name = data.draw(st.sampled_from(sorted(n for n in schema if applies(n))), label="name")
     value = data.draw(valid_values(schema[name]), label="value")
     spec = resolve(preset=preset.name, overrides=[f"{name}={as_text(value)}"])
     plain = resolve(preset=preset.name)

@@ -123,7 +123,12 @@ def list_entries(
                 entry.origin,
             )
     console.print(table)
-    if what == ListWhat.algorithms:  # whose construction a rule is on a network, where not its own
-        for entry in ALGORITHMS.entries():
-            for arch, whose in getattr(entry.target, "constructions", {}).items():
-                console.print(f"{entry.name} on {arch}: {whose}", markup=False, highlight=False)
+    notes = [
+        (entry.name, arch, whose)
+        for entry in ALGORITHMS.entries()
+        for arch, whose in getattr(entry.target, "constructions", {}).items()
+    ]
+    if what == ListWhat.algorithms and notes:  # whose construction a rule is on a network
+        console.print()
+        for name, arch, whose in notes:
+            console.print(f"{name} on {arch}: {whose}", markup=False, highlight=False)

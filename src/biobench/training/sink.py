@@ -238,10 +238,10 @@ def _range_problem(column: str, value: float) -> str | None:
         ok, what = 0 <= value <= 100, "an error from 0 to 100 %"
     elif column.endswith("_loss"):  # NaN or inf: a diverged epoch
         ok, what = math.isnan(value) or value >= 0, "a loss of 0 or more"
-    elif column == "signal_cosine":
-        ok, what = -1 - 1e-9 <= value <= 1 + 1e-9, "a cosine from -1 to 1"
-    elif column in LAYER_COLUMNS:
-        ok, what = 0 <= value <= 180, "an angle from 0 to 180 degrees"
+    elif column == "signal_cosine":  # NaN: not measurable (a zero signal), as training writes
+        ok, what = math.isnan(value) or -1 - 1e-9 <= value <= 1 + 1e-9, "a cosine from -1 to 1"
+    elif column in LAYER_COLUMNS:  # NaN: no update to measure the angle of
+        ok, what = math.isnan(value) or 0 <= value <= 180, "an angle from 0 to 180 degrees"
     else:  # times, speeds and memory
         ok, what = value >= 0, "a measurement of 0 or more"
     return None if ok else f"is {value!r}, not {what}"
