@@ -542,3 +542,35 @@ def test_a_study_name_with_markup_and_control_characters_is_shown_as_written(
     print_tables(console, frame)
     shown = console.export_text()
     assert "BP (study [red]x\\x1b[2J)" in shown and "\x1b" not in shown
+
+
+def test_seeds_that_agree_show_a_spread_of_zero(sqlite_url: str) -> None:
+    """'4.17±0.00 (n=2)': two seeds measured the same, not one seed whose spread is unknown."""
+    store = Store(sqlite_url)
+    add_run(store, "mnist-fc-bp", [(1.0, 4.17)], seed=0)
+    add_run(store, "mnist-fc-bp", [(1.0, 4.17)], seed=1)
+    (_, _, rows), *_ = comparison_tables(load_comparison(store))
+    assert rows[0][3] == "4.17±0.00 (n=2)" and rows[0][2] == "1.00±0.00"
+
+
+def test_other_settings_of_a_rule_in_a_cell_are_counted_where_the_row_is_shown(
+    sqlite_url: str,
+) -> None:
+    store = Store(sqlite_url)
+    add_run(store, "mnist-fc-bp", [(1.0, 2.0)])
+    add_run(
+        store,
+        None,
+        [(1.0, 3.0)],
+        algorithm="bp",
+        architecture="fc",
+        dataset="mnist",
+        overrides=["lr=0.01"],
+        epochs=500,
+        batch_size=128,
+    )
+    (title, _, rows), *_ = comparison_tables(load_comparison(store))
+    assert rows[0][3].endswith(" +1")
+    assert "\n+N: N other settings of the rule ran in this cell and are not shown" in title
+    result = runner.invoke(app, ["compare", "--db", sqlite_url])
+    assert "+N: N other settings" in result.stdout

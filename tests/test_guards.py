@@ -751,7 +751,7 @@ def test_a_protocol_names_epochs_batch_size_and_data_settings_in_order(
     ("value", "std", "text"),
     [
         (1.234, None, "1.23"),
-        (1.5, 0.0, "1.50"),  # two identical seeds: no ±0.00
+        (1.5, 0.0, "1.50±0.00"),  # two identical seeds: a spread of 0, measured (issue 27)
         (1.5, math.nan, "1.50"),  # one seed: its spread is unknown
         (1.5, 0.144, "1.50±0.14"),
         (math.nan, 0.1, "–"),
@@ -759,7 +759,7 @@ def test_a_protocol_names_epochs_batch_size_and_data_settings_in_order(
         (None, None, "–"),
     ],
 )
-def test_a_table_number_has_two_decimals_and_a_spread_only_when_there_is_one(
+def test_a_table_number_has_two_decimals_and_a_spread_whenever_one_was_measured(
     value: float | None, std: float | None, text: str
 ) -> None:
     assert _num(value, std) == text  # type: ignore[arg-type]

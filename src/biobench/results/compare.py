@@ -407,7 +407,8 @@ def _num(value: float, std: float | None = None) -> str:
     if value is None or not math.isfinite(value):
         return "–"
     text = f"{value:.2f}"
-    return f"{text}±{std:.2f}" if std is not None and math.isfinite(std) and std > 0 else text
+    # A spread of 0 (seeds that agree) is shown: it is a measurement, unlike one seed's.
+    return f"{text}±{std:.2f}" if std is not None and math.isfinite(std) else text
 
 
 def _signed(value: float) -> str:
@@ -469,6 +470,8 @@ def comparison_tables(
                 paper += "†" if _unscored(r) else ""
                 test += "‡" if isinstance(r.get("construction"), str) else ""
                 runs = f" (n={r['runs']})" if r["runs"] > 1 else ""
+                others = int(r["other_specs"])
+                runs += f" +{others}" if others else ""
                 row += [
                     _num(r["train_top1"], r["train_top1_std"]),
                     test + runs,
@@ -484,6 +487,13 @@ def comparison_tables(
         for _, r in block.iterrows():
             if _unscored(r):
                 title += f"\n† {r['label']} on {r['architecture']}: {r['unscored']}"
+        hidden = block[block["other_specs"] > 0]
+        if len(hidden):
+            title += (
+                "\n+N: N other settings of the rule ran in this cell and are not shown (the row "
+                "is the setting with most seeds, then the newest); `biobench runs` lists them, "
+                "`compare --format csv` counts them as other_specs"
+            )
         for _, r in block.iterrows():
             if isinstance(r.get("construction"), str):
                 title += f"\n‡ {r['label']} on {r['architecture']}: {r['construction']}"
