@@ -268,3 +268,28 @@ def test_the_layer_export_of_runs_without_alignment_rows_is_its_header_line() ->
     assert render.export_layers_csv([]) == (
         "run_id,epoch,layer,name,update_angle,signal_cosine,weight_angle\n"
     )
+
+
+def test_printing_a_wide_table_leaves_the_console_following_the_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """print_natural widens the console for one table, then hands the width back to the
+    terminal (COLUMNS here): it used to pin the width it had measured, so every later command
+    in the process (a test suite's `list algorithms` at COLUMNS=250) printed folded."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from biobench.results.render import print_natural
+
+    console = Console(file=io.StringIO())
+    monkeypatch.setenv("COLUMNS", "100")
+    assert console.width == 100
+    table = Table()
+    table.add_column("x")
+    table.add_row("y" * 300)
+    print_natural(console, table)
+    assert "y" * 300 in console.file.getvalue()
+    monkeypatch.setenv("COLUMNS", "250")
+    assert console.width == 250

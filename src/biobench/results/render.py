@@ -96,13 +96,13 @@ def format_error(value: float | None) -> str:
 def print_natural(console: Console, renderable: Any) -> None:
     """Print at the renderable's natural width when it is wider than the console: nothing is
     cut or folded, a narrow terminal wraps whole lines, a pipe gets one line per row."""
-    width = console.width
+    width, pinned = console.width, console._width  # None: the terminal's (or COLUMNS) each time
     unbounded = console.options.update(max_width=100_000)
     try:
         console.width = max(width, console.measure(renderable, options=unbounded).maximum)
         console.print(renderable, highlight=False)
     finally:
-        console.width = width
+        console._width = pinned  # not the width measured now: a later resize still counts
 
 
 def print_fitted(console: Console, table: Table) -> None:
