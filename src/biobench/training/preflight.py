@@ -44,7 +44,7 @@ from biobench.data import DataOptions, Dataset, TensorSplit, load_dataset
 from biobench.data.base import DataError
 from biobench.learners.base import weighted_ops
 from biobench.registry import ALGORITHMS, DATASETS
-from biobench.spec import RunSpec, resolve
+from biobench.spec import RunSpec
 from biobench.training import cost, distributed
 from biobench.training.loop import evaluate
 
@@ -357,9 +357,3 @@ def preflight(
         steps_per_epoch=per_epoch,
         projected_s=projected,
     )
-
-
-def preflight_preset(name: str, *, batch_size: int | None = None, **kwargs: Any) -> Report:
-    """Preflight preset `name`; `batch_size` replaces the preset's where memory requires it
-    (the report says which batch size was used)."""
-    return preflight(resolve(preset=name, batch_size=batch_size), **kwargs)
