@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from biobench import registry
+from biobench.store import Store
+from support.data import make_mnist
 
 PG_ENV = "BIOBENCH_TEST_POSTGRES_URL"
 _no_plugins = pytest.MonkeyPatch()
@@ -99,29 +99,12 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("postgres_url")
 
 
-def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
-    """An IDX file of unsigned bytes, as in the real MNIST distribution."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = struct.pack(f">{1 + array.ndim}I", magic, *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def make_mnist(root: Path, n_train: int = 300, n_test: int = 100, size: int = 28) -> Path:
-    """A small MNIST in torchvision's raw layout: class-dependent stroke patterns plus noise."""
-    rng = np.random.default_rng(0)
-    prototypes = rng.integers(0, 256, size=(10, size, size))
-
-    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
-        labels = np.arange(n) % 10
-        noise = rng.integers(-60, 60, size=(n, size, size))
-        return np.clip(prototypes[labels] + noise, 0, 255), labels
-
-    raw = root / "MNIST" / "raw"
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images, labels = split(n)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", images, 2051)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels, 2049)
-    return root
+@pytest.fixture
+def sqlite_store(sqlite_url: str) -> Iterator[Store]:
+    """An empty results store in a fresh SQLite file."""
+    store = Store(sqlite_url)
+    yield store
+    store.dispose()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools/mutation.sh: mutation score of biobench source files (a developer tool, not run in CI).
 #
-#   TESTS="tests/test_mutants.py tests/test_store.py" tools/mutation.sh src/biobench/store/records.py
+#   TESTS="tests/store" tools/mutation.sh src/biobench/store/records.py
 #
 # For each file given: copies the working tree (tracked and untracked files, not ignored ones)
 # into a scratch folder, runs mutmut 2.5.1 there (mutmut edits the file it mutates, so never in

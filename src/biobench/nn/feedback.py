@@ -17,7 +17,7 @@ PyTorch op.
 
 Weight transport is ruled out in the backward itself: the op's weight is not saved for it (the
 weight gradient needs x and g only), and a feedback weight that shares the forward weight's
-memory is refused with WeightTransportError. tests/test_resnet.py checks both: overwriting W
+memory is refused with WeightTransportError. tests/archs/test_resnet.py checks both: overwriting W
 between forward and backward changes no input gradient, and B = W is refused.
 """
 

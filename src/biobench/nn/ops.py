@@ -11,8 +11,8 @@ does the same; backprop alone trains a network whose ops lack it.
 
 A `weight` in the op's own weight's memory (W, `W.detach()`, a view of it) is refused with
 WeightTransportError: that is backprop's transport, not feedback. A copy of W's values
-(`W.detach().clone()`, `1.0 * W.detach()`) is not memory this check can see (test_guards.py
-shows that boundary).
+(`W.detach().clone()`, `1.0 * W.detach()`) is not memory this check can see
+(tests/behaviour/test_guards.py shows that boundary).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ output, biobench's `weighted_ops`):
 Measuring changes nothing of the run: the rule's step is taken on a deep copy of the learner
 (its network, optimisers and feedback weights), backprop's gradient on a copy of the network,
 both inside `torch.random.fork_rng`, so no optimiser state is touched and no random stream is
-consumed (a run with and without alignment trains identically: tests/test_alignment.py).
+consumed (a run with and without alignment trains identically: tests/training/test_alignment.py).
 """
 
 from __future__ import annotations
