@@ -929,7 +929,7 @@ CASES = [
         [*SEARCH, "--trials", "1", "--space", "{tmp}/space.yaml", "--db", "{db}"],
         a_space("lr: &a {choices: [*a]}\n"),
         "space file {tmp}/space.yaml is not valid YAML (line 1): alias *a is used inside its own "
-        "anchor (a recursive value); see README 'Search'",
+        "anchor (a recursive value); see the docs' 'Tune a rule with search'",
     ),
     (
         "a sampler that does not exist",

@@ -18,6 +18,7 @@ without building the site.
 
 from __future__ import annotations
 
+import html
 import inspect
 import re
 import sys
@@ -55,8 +56,16 @@ def code(text: str) -> str:
 
 
 def cell(text: str) -> str:
-    """Text for a table cell: one line, its pipes escaped even inside code spans."""
-    return " ".join(text.split()).replace("|", "\\|")
+    """Text for a table cell: one line, its pipes escaped (in a code span, where a backslash
+    would show, the span is written as HTML with the pipe as an entity)."""
+    parts = re.split(r"(`[^`]*`)", " ".join(text.split()))
+    for i, part in enumerate(parts):
+        if i % 2 and "|" in part:
+            inner = html.escape(part.strip("`").strip()).replace("|", "&#124;")
+            parts[i] = f"<code>{inner}</code>"
+        elif not i % 2:
+            parts[i] = part.replace("|", "\\|")
+    return "".join(parts)
 
 
 # -- the command line ------------------------------------------------------------------------
