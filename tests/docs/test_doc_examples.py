@@ -119,7 +119,7 @@ def shell_commands(block: Block) -> list[tuple[str, list[str]]]:
         command = lines[i][2:]
         while command.endswith("\\") and i + 1 < len(lines):
             i += 1
-            command = command[:-1] + " " + lines[i].strip()
+            command = command[:-1].rstrip() + " " + lines[i].strip()
         output = []
         i += 1
         while i < len(lines) and not lines[i].startswith("$ "):
@@ -346,3 +346,46 @@ def test_examples_run(page: Path, tmp_path: Path) -> None:
     env = environment(tmp_path)
     for block in blocks(page):
         run_block(block, tmp_path, env)
+
+
+@pytest.mark.parametrize(
+    ("shown", "actual", "fits"),
+    [
+        (["a", "b"], "a\nb\n", True),
+        (["a", "b"], "a  \nb", True),  # trailing blanks are not compared
+        (["a", "b"], "a\nc\n", False),
+        (["a"], "a\nb\n", False),  # an unshown line is a difference
+        (["a", "...", "d"], "a\nb\nc\nd\n", True),
+        (["a", "...", "d"], "a\nd\n", True),  # `...` may stand for no line
+        (["a", "...", "d"], "a\nb\n", False),
+        (["run 1 finished: best ... 8.89%"], "run 1 finished: best test top-1 8.89%", True),
+        (["run 1 finished: best ... 8.89%"], "run 2 finished: best test top-1 8.89%", False),
+        (["x (y)"], "x (y)", True),  # regex characters are literal
+        (["x (y)"], "x y", False),
+    ],
+)
+def test_shown_output_is_compared(shown: list[str], actual: str, fits: bool) -> None:
+    assert matches(shown, actual) is fits
+
+
+@pytest.mark.parametrize(
+    ("script", "commands"),
+    [
+        ("biobench run --epochs 1", [["biobench", "run", "--epochs", "1"]]),
+        ("pip install . && biobench run", [["pip", "install", "."], ["biobench", "run"]]),
+        ("A=1 B='x y' biobench runs", [["biobench", "runs"]]),
+        ("biobench run \\\n  --epochs 2  # two", [["biobench", "run", "--epochs", "2"]]),
+        (
+            "for a in bp fa; do\n  biobench run --algo $a\ndone",
+            [["biobench", "run", "--algo", "$a"]],
+        ),
+        ("biobench export | head -n 1", [["biobench", "export"], ["head", "-n", "1"]]),
+    ],
+)
+def test_shell_examples_are_split_into_commands(script: str, commands: list[list[str]]) -> None:
+    assert simple_commands(script) == commands
+
+
+def test_a_console_block_is_split_into_commands_and_output() -> None:
+    block = Block(ROOT / "x.md", 1, "console", "$ biobench a \\\n  --b 1\nout\n...\n$ biobench c")
+    assert shell_commands(block) == [("biobench a --b 1", ["out", "..."]), ("biobench c", [])]
