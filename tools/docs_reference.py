@@ -147,32 +147,27 @@ def _anchor(title: str) -> str:
 # -- the registries --------------------------------------------------------------------------
 
 
-def _hparam_rows(params: Mapping[str, Any], space: Mapping[str, Any]) -> list[str]:
+def _hparam_rows(
+    params: Mapping[str, Any], space: Mapping[str, Any], searchable: bool = True
+) -> list[str]:
+    """A table of declared settings; `searchable`: with the search and applies-when columns
+    (a rule's hyperparameters), else without (settings no search draws)."""
     rows = [
         "| name | takes | default | searched | applies when | meaning |",
         "|---|---|---|---|---|---|",
     ]
+    if not searchable:
+        rows = ["| name | takes | default | meaning |", "|---|---|---|---|"]
     for name, param in params.items():
         searched = code(space[name].describe()) if name in space else "-"
         applies = "-"
         if param.applies:
             other, values = param.applies
             applies = code(f"{other}={'/'.join(map(str, values))}")
-        rows.append(
-            "| "
-            + " | ".join(
-                cell(c)
-                for c in (
-                    code(name),
-                    escape(param.domain()),
-                    code(param.shown_default()),
-                    searched,
-                    applies,
-                    escape(param.help),
-                )
-            )
-            + " |"
-        )
+        cells = [code(name), escape(param.domain()), code(param.shown_default())]
+        cells += [searched, applies] if searchable else []
+        cells.append(escape(param.help))
+        rows.append("| " + " | ".join(cell(c) for c in cells) + " |")
     return rows
 
 
@@ -194,13 +189,15 @@ def registry_page() -> str:
         "",
         "## Settings every run takes",
         "",
-        "Given like hyperparameters (`--set NAME=VALUE`), whatever the rule. The first group "
-        "changes what a run computes (part of its spec); the second how it runs and what it "
-        "measures.",
+        "Given like hyperparameters (`--set NAME=VALUE`), whatever the rule.",
         "",
-        *_hparam_rows(SETTINGS, {}),
+        "What a run computes (part of its spec: a run that differs here is another cell):",
         "",
-        *_hparam_rows(OPTIONS, {}),
+        *_hparam_rows(SETTINGS, {}, searchable=False),
+        "",
+        "How a run goes and what it measures beside its errors (not part of its spec):",
+        "",
+        *_hparam_rows(OPTIONS, {}, searchable=False),
         "",
         "## Learning rules (`--algo`)",
         "",
@@ -257,7 +254,7 @@ def registry_page() -> str:
         lines += [escape(entry.help), ""] if entry.help else []
         lines += ["; ".join(facts) + ".", ""]
         if entry.settings:
-            lines += [*_hparam_rows(entry.settings, {}), ""]
+            lines += [*_hparam_rows(entry.settings, {}, searchable=False), ""]
     return "\n".join(lines)
 
 
