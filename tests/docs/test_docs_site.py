@@ -116,6 +116,20 @@ def test_a_pipe_in_a_table_cell_shows_as_a_pipe() -> None:
     assert reference.cell("`a|b` or c|d") == "<code>a&#124;b</code> or c\\|d"
 
 
+@pytest.mark.parametrize(
+    "page",
+    [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_no_text_is_taken_for_html(page: Path) -> None:
+    """Outside code, `<tmp>` or `<name>` would be read as an HTML tag and vanish from the
+    page: the pages write `&lt;tmp&gt;` (and use no raw HTML)."""
+    text = re.sub(r"```.*?```|<!--.*?-->", "", page.read_text(), flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    tags = sorted(set(re.findall(r"</?[A-Za-z][^>]*>", text)))
+    assert not tags, f"{page.name}: {tags} would be read as HTML"
+
+
 def _named_files() -> list[tuple[str, str]]:
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     # Files (a name with an extension), not folders: a folder may be named before it fills.
