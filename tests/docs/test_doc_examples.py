@@ -11,7 +11,7 @@ The conventions (docs/developer/contributing.md, "Examples that run"):
   must exit 0. A block of any language whose first line is `# PATH` (a file name, no spaces)
   is written to PATH instead, for later blocks to use.
 - A page's blocks run in order, in one fresh folder that is also BIOBENCH_HOME's parent
-  (offline: the digits; no BIOBENCH_DB, no BIOBENCH_DATA_DIR from the caller).
+  (offline: the digits; on the CPU; no BIOBENCH_DB, no BIOBENCH_DATA_DIR from the caller).
 - `<!-- check: parse -->` right above a shell block: its commands are not run (a GPU-week, a
   cluster, data that is not here) but parsed, `biobench ...` by the Typer app with every
   option (so a renamed option fails), `python tools/X.py ...` by the script's own argparse,
@@ -290,6 +290,7 @@ def environment(folder: Path) -> dict[str, str]:
         COLUMNS="200",
         OMP_NUM_THREADS="1",
         MPLBACKEND="Agg",
+        CUDA_VISIBLE_DEVICES="",  # the pages show CPU runs, whatever the machine has
         NO_COLOR="1",
         TERM="dumb",
     )
