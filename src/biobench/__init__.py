@@ -1,8 +1,8 @@
 """biobench: a benchmark for biologically-motivated deep learning.
 
 The stable surface for plugin authors (a learning rule, an architecture or a dataset in a
-package of your own, registered through an entry point; see the README) is importable from
-here:
+package of your own, registered through an entry point; see docs/tutorials/own-rule.md) is
+importable from here:
 
     from biobench import ADAM, HParam, Learner, adam
 

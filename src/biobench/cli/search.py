@@ -131,8 +131,9 @@ def search(
         Path | None,
         typer.Option(
             "--space",
-            help="A YAML file that replaces the search space (README 'Search'). Default: "
-            "the rule's own ranges, else the paper's Table 4 (lr [1e-5, 3e-4] log, ...); "
+            help="A YAML file that replaces the search space (docs: 'Tune a rule with "
+            "search'). Default: the rule's own ranges, else the paper's Table 4 "
+            "(lr [1e-5, 3e-4] log, ...); "
             "`biobench list algorithms` shows each rule's ('searched').",
             show_default=False,
             metavar="FILE",

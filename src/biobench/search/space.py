@@ -44,7 +44,9 @@ def load_space(path: Path, params: Mapping[str, HParam], algorithm: str) -> dict
         mark = getattr(error, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""
         why = f": {error.problem}" if isinstance(error, YamlRefused) else ""
-        raise SpecError(f"{where} is not valid YAML{line}{why}; see README 'Search'") from None
+        raise SpecError(
+            f"{where} is not valid YAML{line}{why}; see the docs' 'Tune a rule with search'"
+        ) from None
     if not isinstance(raw, dict) or not raw:
         raise SpecError(
             f"{where} must map hyperparameter names to ranges, e.g. "
