@@ -22,6 +22,7 @@ def add_run(
     seed: int = 0,
     status: str = "finished",
     fields: dict[str, Any] | None = None,
+    layer: str = "w1",
     **spec_kw: Any,
 ) -> int:
     """A run of `preset` (or spec_kw) whose epochs have these (train, test) top-1 errors, with
@@ -45,7 +46,7 @@ def add_run(
                 "step_ms_forward": 1.0,
                 "peak_memory_mb": 100.0,
                 "layers": [
-                    {"layer": 1, "name": "w1", "update_angle": 40.0 + epoch},
+                    {"layer": 1, "name": layer, "update_angle": 40.0 + epoch},
                     {"layer": 2, "name": "w2", "update_angle": 30.0 + epoch},
                 ],
             },
@@ -87,7 +88,8 @@ def fill(store: Store) -> dict[str, int]:
 
 
 def fill_hostile(store: Store) -> int:
-    """A finished run whose preset name and a hyperparameter value hold a script."""
+    """A finished run whose preset name, a hyperparameter value, its error and a layer's name
+    (which its page's chart data embeds) hold a script."""
     spec = resolve(preset="mnist-fc-bp", seed=7)
     hparams = {**spec.hparams, "lr": HOSTILE}
     return add_run(
@@ -101,4 +103,5 @@ def fill_hostile(store: Store) -> int:
             "spec": {**spec.to_dict(), "preset": HOSTILE, "hparams": hparams},
             "error": HOSTILE,
         },
+        layer="</script>" + HOSTILE,
     )

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_fixtures import fill, fill_hostile
+from report_fixtures import HOSTILE, fill, fill_hostile
+from typer.testing import CliRunner
 
+from biobench.cli import app
 from biobench.report.serve import LiveSite, make_server
 from biobench.report.site import build
 from biobench.store import Store
@@ -39,8 +41,18 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-PAGES = ["index.html", "leaderboard.html", "runs.html", "cost.html", "runs/1.html",
-         "runs/6.html", "runs/7.html", "runs/9.html", "runs/10.html"]  # fmt: skip
+PAGES = [
+    "index.html",
+    "leaderboard.html",
+    "runs.html",
+    "cost.html",
+    "runs/1.html",  # two seeds of a cell
+    "runs/6.html",  # diverged
+    "runs/7.html",  # no epochs
+    "runs/9.html",  # lost
+    "runs/10.html",  # a script in its names and values
+    "studies/1.html",  # a script in its name
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +60,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("report")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BIOBENCH_HOME", str(folder / "home"))
-        store = Store(f"sqlite:///{folder / 'results.db'}")
+        url = f"sqlite:///{folder / 'results.db'}"
+        store = Store(url)
         fill(store)
         fill_hostile(store)  # run 10
+        args = ["search", "--study", HOSTILE, "--algo", "bp", "--arch", "fc"]
+        args += ["--data", "synthetic", "--trials", "2", "--epochs", "1", "--batch-size", "256"]
+        result = CliRunner().invoke(app, [*args, "--device", "cpu", "--db", url])
+        assert result.exit_code == 0, result.output
         build(store, folder / "site")
     return folder / "site"
 
@@ -114,6 +131,13 @@ def test_each_page_loads_with_no_error_and_no_request_outside_the_site(
     watched.page.wait_for_load_state("load")
     assert watched.errors == []
     assert watched.dialogs == []  # no script of a name or value ran
+    charts = watched.page.evaluate(
+        "Array.from(document.querySelectorAll('canvas')).map(c => !!Chart.getChart(c))"
+        " .filter(drawn => !drawn).length"
+        if watched.page.evaluate("typeof Chart !== 'undefined'")
+        else "0"
+    )
+    assert charts == 0  # every canvas holds a chart
     assert watched.requests
     outside = [url for url in watched.requests if not url.startswith(site.as_uri() + "/")]
     assert outside == []

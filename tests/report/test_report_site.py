@@ -238,6 +238,9 @@ def test_names_and_values_holding_a_script_are_shown_escaped(
         assert "<script>alert" not in text, page
     run_page = (tmp_path / "site" / "runs" / f"{run_id}.html").read_text()
     assert str(escape(HOSTILE)) in run_page  # shown, as text
+    # A layer's name reaches the chart data inside a <script>: it cannot close it.
+    data = json.loads(re.search(r'id="run-data">(.*?)</script>', run_page).group(1))
+    assert f"L1 </script>{HOSTILE}" in data["alignment"]["metrics"]["update_angle"]
 
 
 def test_no_secret_of_the_database_url_is_in_the_site(sqlite_url: str, tmp_path: Path) -> None:
@@ -323,3 +326,29 @@ def test_a_study_page_shows_its_trials_best_first_and_its_preset_escaped(
     assert objectives == sorted(objectives)
     assert 'id="preset"' in page and "hparams:" in page
     assert "lr" in trials["header"]  # the parameter each trial drew
+
+
+@pytest.mark.slow
+def test_a_trained_run_has_its_environment_alignment_and_cost_on_its_page(
+    tmp_path: Path,
+) -> None:
+    """Realism: two 1-epoch digits runs, trained, then reported."""
+    import torch
+
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    for algo in ("bp", "dfa"):
+        args = ["run", "--algo", algo, "--arch", "fc", "--data", "digits", "--epochs", "1"]
+        result = runner.invoke(app, [*args, "--device", "cpu", "--threads", "1", "--db", url])
+        assert result.exit_code == 0, result.output
+    build(Store(url), tmp_path / "site")
+    page = (tmp_path / "site" / "runs" / "2.html").read_text()
+    assert f"<td>{torch.__version__}</td>" in page
+    data = json.loads(re.search(r'id="run-data">(.*?)</script>', page).group(1))
+    assert data["curves"]["epoch"] == [1] and data["curves"]["test_top1"][0] is not None
+    assert data["alignment"]["metrics"]["update_angle"]  # DFA measured against BP
+    assert "<th>step_ms</th>" in page
+    (board,) = boards(tmp_path / "site")
+    assert [row[1] for row in board["rows"]] == ["BP", "DFA"]
+    (bp,) = Store(url).runs([1])
+    (dfa,) = Store(url).runs([2])
+    assert board["rows"][1][6] == f"{dfa.best_test_top1 - bp.best_test_top1:+.2f}"

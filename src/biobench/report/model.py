@@ -355,15 +355,44 @@ def run_summary(run: RunRecord, epochs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def rounded(value: Any) -> float | None:
+    """A chart's point: `finite`, to 4 decimals (a hover shows 2; a page stays small)."""
+    number = finite(value)
+    return None if number is None else round(number, 4)
+
+
 def curves(epochs: list[dict[str, Any]]) -> dict[str, Any]:
     """A run's per-epoch errors as the run page's chart draws them (null where unmeasured or
     not finite: a diverged epoch is a gap)."""
     data = {"epoch": [row["epoch"] for row in epochs]}
     for column in CURVES:
-        values = [finite(row.get(column)) for row in epochs]
+        values = [rounded(row.get(column)) for row in epochs]
         if any(v is not None for v in values):
             data[column] = values
     return data
+
+
+# The run page's table of epochs: each column and its decimals.
+EPOCH_TABLE = (
+    ("train_top1", 2),
+    ("train_top5", 2),
+    ("train_loss", 4),
+    ("test_top1", 2),
+    ("test_top5", 2),
+    ("test_loss", 4),
+    ("val_top1", 2),
+    ("val_top5", 2),
+    ("wall_time", 1),
+    ("step_ms", 2),
+)
+
+
+def epoch_table(epochs: list[dict[str, Any]]) -> list[list[str]]:
+    """The run page's table of epochs, as text (a page holds hundreds of these rows)."""
+    return [
+        [str(row["epoch"]), *(shown(row.get(key), digits) for key, digits in EPOCH_TABLE)]
+        for row in epochs
+    ]
 
 
 def alignment(layers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -375,7 +404,7 @@ def alignment(layers: list[dict[str, Any]]) -> dict[str, Any]:
     for column in LAYER_COLUMNS:
         lines = {}
         for layer in sorted(names):
-            values = [finite(at.get((e, layer), {}).get(column)) for e in epochs]
+            values = [rounded(at.get((e, layer), {}).get(column)) for e in epochs]
             if any(v is not None for v in values):
                 lines[f"L{layer} {names[layer]}"] = values
         if lines:

@@ -54,6 +54,7 @@ def _environment() -> jinja2.Environment:
     env.filters["pretty"] = _pretty
     env.filters["finite"] = model.finite
     env.filters["quote"] = shlex.quote
+    env.filters["param"] = _param
     env.globals["STATUS_CLASS"] = STATUS_CLASS
     return env
 
@@ -65,6 +66,14 @@ def _pretty(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, default=str)
     return str(value)
+
+
+def _param(value: Any) -> str:
+    """A value a trial drew: floats to 4 significant digits (a learning rate of 1e-4 and an
+    eps of 1e-8 both stay readable)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
 
 
 ENV = _environment()
@@ -121,6 +130,7 @@ class Site:
             run=run,
             summary=model.run_summary(run, epochs),
             epochs=epochs,
+            table=model.epoch_table(epochs),
             charts=charts,
             alignment_titles=ALIGNMENT_TITLES,
             costs=model.phase_costs(epochs),

@@ -64,7 +64,7 @@
       options: {
         plugins: { legend: { display: false }, tooltip: { callbacks: { label: function (c) {
           return "trial " + c.raw.x + ": " + c.raw.y.toFixed(2) + "% (" + c.raw.state + ")"; } } } },
-        scales: { x: { title: { display: true, text: "trial" } }, y: { title: { display: true, text: "objective (%)" } } }
+        scales: { x: { title: { display: true, text: "trial" }, ticks: { precision: 0 } }, y: { title: { display: true, text: "objective (%)" } } }
       }
     });
   }

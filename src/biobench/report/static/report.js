@@ -6,8 +6,10 @@
   function key(cell) {
     if (!cell) return { num: null, text: "" };
     var raw = cell.getAttribute("data-sort");
-    var num = raw === null ? NaN : parseFloat(raw);
-    return { num: isFinite(num) ? num : null, text: cell.textContent.trim() };
+    var text = cell.textContent.trim();
+    // Without a data-sort, a cell that is just a number sorts as one ("-", "nan" do not).
+    var num = raw === null ? (/^[-+]?[0-9.]+$/.test(text) ? parseFloat(text) : NaN) : parseFloat(raw);
+    return { num: isFinite(num) ? num : null, text: text };
   }
   function compare(a, b, numeric) {
     if (numeric) {
