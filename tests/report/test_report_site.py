@@ -273,9 +273,16 @@ def test_the_cost_page_puts_each_rule_beside_bp_against_its_error(site: Path) ->
 def test_suite_and_data_filters_keep_only_their_runs(store: Store, tmp_path: Path) -> None:
     add_run(store, None, [(50.0, 60.0)], algorithm="bp", architecture="fc", dataset="synthetic")
     build(store, tmp_path / "mnist", model.Filters(datasets={"mnist"}))
+    build(store, tmp_path / "fa", model.Filters(presets={"mnist-lc-fa", "mnist-fc-fa"}))
     build(store, tmp_path / "all")
     assert not (tmp_path / "mnist" / "runs" / "10.html").exists()
     assert (tmp_path / "all" / "runs" / "10.html").exists()
+    assert sorted(p.name for p in (tmp_path / "fa" / "runs").iterdir()) == [
+        "5.html",
+        "7.html",
+        "9.html",
+    ]
+    assert [b["attrs"]["data-architecture"] for b in boards(tmp_path / "fa")] == ["lc"]
 
 
 def test_the_cli_writes_the_site_and_refuses_bad_input(store: Store, tmp_path: Path) -> None:

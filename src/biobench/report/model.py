@@ -21,12 +21,7 @@ import pandas as pd
 
 from biobench.registry import load_all
 from biobench.results.alignment import cost_frame
-from biobench.results.compare import (
-    SELECTIONS,
-    comparison_tables,
-    load_comparison,
-    selected_errors,
-)
+from biobench.results.compare import comparison_tables, load_comparison, selected_errors
 from biobench.results.render import duration, format_duration
 from biobench.store import RunRecord, RunStatus, Store
 from biobench.store.models import LAYER_COLUMNS, PHASES
@@ -179,7 +174,12 @@ def load(store: Store, filters: Filters | None = None, title: str | None = None)
         frame=frame,
         boards=boards(frame),
         cost=with_errors(cost, runs, by_run),
-        studies=load_studies(store),
+        studies=[
+            study
+            for study in load_studies(store)
+            if filters.presets is None  # a suite's presets are no study's trials
+            and (filters.datasets is None or study["dataset"] in filters.datasets)
+        ],
     )
 
 
@@ -420,7 +420,3 @@ def phase_costs(epochs: list[dict[str, Any]]) -> list[tuple[str, str]]:
         if values:
             out.append((column, f"{statistics.median(values):.2f}"))
     return out
-
-
-def selection_names() -> dict[str, str]:
-    return dict(SELECTIONS)

@@ -113,7 +113,7 @@ class Site:
         return self._page("index.html.j2", "", counts=counts)
 
     def leaderboard(self) -> str:
-        return self._page("leaderboard.html.j2", "", selections=model.selection_names())
+        return self._page("leaderboard.html.j2", "")
 
     def runs_list(self) -> str:
         rows = [(run, model.run_summary(run, self.data.epochs.get(run.id, []))) for run in
