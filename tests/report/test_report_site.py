@@ -333,6 +333,8 @@ def test_a_study_page_shows_its_trials_best_first_and_its_preset_escaped(
     assert objectives == sorted(objectives)
     assert 'id="preset"' in page and "hparams:" in page
     assert "lr" in trials["header"]  # the parameter each trial drew
+    (studies,) = tables(tmp_path / "site" / "index.html")
+    assert studies["rows"][0][-1] == f"{objectives[0]:.2f}"  # the best objective, as a number
 
 
 @pytest.mark.slow

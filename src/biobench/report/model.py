@@ -316,7 +316,7 @@ def load_studies(store: Store) -> list[dict[str, Any]]:
                 "spec": spec,
                 "searched": spec.searched(),
                 "trials": trials,
-                "best": best,
+                "best_trial": best,
             }
         )
     return out
