@@ -72,8 +72,8 @@ def tables(page: Path) -> list[dict]:
 
 
 @pytest.fixture
-def store(sqlite_url: str) -> Store:
-    store = Store(sqlite_url)
+def store(db_url: str) -> Store:
+    store = Store(db_url)
     fill(store)
     return store
 
@@ -243,18 +243,17 @@ def test_names_and_values_holding_a_script_are_shown_escaped(
     assert f"L1 </script>{HOSTILE}" in data["alignment"]["metrics"]["update_angle"]
 
 
-def test_no_secret_of_the_database_url_is_in_the_site(sqlite_url: str, tmp_path: Path) -> None:
-    store = Store(sqlite_url)
-    fill(store)
-    # The URL the store was opened with, as if it carried a password and a token.
-    store.url = store.url.set(username="me", password="hunter2pw", query={"token": "tok3n"})
-    store.display_url = mask_url(store.url)
+def test_no_secret_of_the_database_url_is_in_the_site(store: Store, tmp_path: Path) -> None:
+    if store.url.password is None:  # SQLite: as if the URL had carried a password and a token
+        store.url = store.url.set(username="me", password="hunter2pw", query={"token": "tok3n"})
+        store.display_url = mask_url(store.url)
+    secrets = [str(store.url.password).encode(), *(v.encode() for v in store.url.query.values())]
     build(store, tmp_path / "site")
     for page in (tmp_path / "site").rglob("*"):
         if page.is_file():
             text = page.read_bytes()
-            assert b"hunter2pw" not in text and b"tok3n" not in text, page
-    assert "me:***@" in (tmp_path / "site" / "index.html").read_text()
+            assert not [secret for secret in secrets if secret in text], page
+    assert f"{store.url.username}:***@" in (tmp_path / "site" / "index.html").read_text()
 
 
 def test_the_cost_page_puts_each_rule_beside_bp_against_its_error(site: Path) -> None:
@@ -361,3 +360,14 @@ def test_a_trained_run_has_its_environment_alignment_and_cost_on_its_page(
     (bp,) = Store(url).runs([1])
     (dfa,) = Store(url).runs([2])
     assert board["rows"][1][6] == f"{dfa.best_test_top1 - bp.best_test_top1:+.2f}"
+
+
+def test_an_out_that_is_a_file_or_unwritable_is_one_line(store: Store, tmp_path: Path) -> None:
+    url = store.url.render_as_string(hide_password=False)
+    (tmp_path / "file").write_text("x")
+    result = runner.invoke(app, ["report", "--out", str(tmp_path / "file"), "--db", url])
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output
+    result = runner.invoke(app, ["report", "--out", "/proc/biobench-site", "--db", url])
+    assert (
+        result.exit_code == 2 and "cannot write the site to /proc/biobench-site" in result.output
+    )

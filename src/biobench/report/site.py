@@ -203,15 +203,17 @@ class Built:
 def write(site: Site, out: Path) -> Built:
     """Write every page of `site` and the static files under `out`."""
     _prepare(out)
-    (out / "runs").mkdir()
-    (out / "studies").mkdir()
-    (out / "static").mkdir()
-    total = 0
-    for name in STATIC:
-        total += (out / "static" / name).write_bytes(static_bytes(name))
     pages = site.pages()
-    for path, render in pages.items():
-        total += (out / path).write_bytes(render().encode())
+    total = 0
+    try:
+        for folder in ("runs", "studies", "static"):
+            (out / folder).mkdir()
+        for name in STATIC:
+            total += (out / "static" / name).write_bytes(static_bytes(name))
+        for path, render in pages.items():
+            total += (out / path).write_bytes(render().encode())
+    except OSError as error:  # a full disk, a folder removed meanwhile
+        raise BiobenchError(f"cannot write the site to {out}: {error.strerror}") from None
     return Built(len(pages), len(site.data.runs), len(site.data.boards), total)
 
 
