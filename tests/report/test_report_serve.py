@@ -109,3 +109,31 @@ def test_a_port_in_use_is_one_line(store: Store) -> None:
         assert result.exit_code == 2 and f"cannot serve on 127.0.0.1:{port}" in result.output
     finally:
         server.server_close()
+
+
+@pytest.mark.slow
+def test_the_command_serves_until_stopped(store: Store) -> None:
+    """`biobench report --serve` in a process of its own: it says where, serves, and stops on
+    Ctrl-C (SIGINT) with exit 0."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = store.url.render_as_string(hide_password=False)
+    command = [sys.executable, "-m", "biobench", "report", "--serve", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--db", url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        said = process.stdout.readline()
+        assert f"at http://127.0.0.1:{port}/" in said
+        status, _, page = fetch(f"http://127.0.0.1:{port}/runs/1.html")
+        assert status == 200 and "Run 1: bp / fc / mnist" in page
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
