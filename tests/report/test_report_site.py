@@ -218,6 +218,7 @@ def test_a_diverged_epoch_shows_its_nan_and_inf_and_charts_a_gap(site: Path) -> 
     assert ">nan<" in page and ">inf<" in page
     data = json.loads(re.search(r'id="run-data">(.*?)</script>', page).group(1))
     assert data["curves"]["test_top1"] == [9.5, None]
+    assert "epoch 2: NaN or inf errors (the run diverged there)" in page
 
 
 def test_an_empty_database_gives_a_site_that_says_so(sqlite_url: str, tmp_path: Path) -> None:

@@ -355,6 +355,15 @@ def run_summary(run: RunRecord, epochs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def blown_up(epochs: list[dict[str, Any]]) -> list[int]:
+    """The epochs whose errors hold NaN or inf (where a run diverged): gaps in its curves."""
+    return [
+        row["epoch"]
+        for row in epochs
+        if any(isinstance(row.get(c), float) and not math.isfinite(row[c]) for c in CURVES)
+    ]
+
+
 def rounded(value: Any) -> float | None:
     """A chart's point: `finite`, to 4 decimals (a hover shows 2; a page stays small)."""
     number = finite(value)

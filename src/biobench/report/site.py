@@ -131,6 +131,7 @@ class Site:
             summary=model.run_summary(run, epochs),
             epochs=epochs,
             table=model.epoch_table(epochs),
+            blown_up=model.blown_up(epochs),
             charts=charts,
             alignment_titles=ALIGNMENT_TITLES,
             costs=model.phase_costs(epochs),

@@ -21,7 +21,10 @@
       options: {
         spanGaps: false,
         interaction: { mode: "index", intersect: false },
-        plugins: { tooltip: { callbacks: { title: function (items) { return "epoch " + items[0].label; } } } },
+        plugins: {
+          legend: { labels: { usePointStyle: true, pointStyle: "line" } },
+          tooltip: { callbacks: { title: function (items) { return "epoch " + items[0].label; } } }
+        },
         scales: { x: { title: { display: true, text: "epoch" } }, y: { title: { display: true, text: yTitle } } }
       }
     });
