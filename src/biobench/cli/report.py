@@ -58,8 +58,10 @@ def report(
     db: DbOption = None,
     presets: PresetsOption = None,
 ) -> None:
-    """A static results site: leaderboards (compare's tables), a page per run and per study,
-    and cost against error. It opens from file:// and needs no network."""
+    """Write the results as a static website, or serve it live on localhost.
+
+    Leaderboards (compare's tables), a page per run and per study, and cost against error; the
+    site opens from file:// and makes no request outside itself."""
     from biobench.registry import DATASETS, load_all
     from biobench.report.model import Filters
     from biobench.spec import load_presets
