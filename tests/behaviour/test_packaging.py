@@ -46,3 +46,5 @@ def test_the_wheel_ships_migrations_and_benchmarks(tmp_path: Path) -> None:
     assert benchmarks == (ROOT / "benchmarks.yaml").read_text()
     for module in (ROOT / "src" / "biobench").rglob("*.py"):  # every package, new ones too
         assert f"biobench/{module.relative_to(ROOT / 'src' / 'biobench')}" in names, module
+    for asset in (ROOT / "src" / "biobench" / "report").glob("[st]*/*"):  # templates, static
+        assert f"biobench/{asset.relative_to(ROOT / 'src' / 'biobench')}" in names, asset

@@ -11,7 +11,7 @@ import importlib
 from biobench.cli.app import app
 
 # Importing a command module registers its commands; this order is the order of --help.
-for _module in ("run", "preflight", "search", "results", "listing", "tidy", "db"):
+for _module in ("run", "preflight", "search", "results", "report", "listing", "tidy", "db"):
     importlib.import_module(f"biobench.cli.{_module}")
 
 

@@ -415,24 +415,10 @@ def show_study(
 
 def _write_preset(study: str, name: str, file: Path | None, store: Any) -> None:
     """`study NAME --preset NEW`: the best trial's run, as a preset of a user preset file."""
-    from biobench.search.report import best_run
+    from biobench.search.report import best_preset
     from biobench.spec.presets import save_user_preset, user_presets_path
 
-    row, run = best_run(study, store)
-    spec = run.spec
-    entry: dict[str, Any] = {
-        key: spec[key]
-        for key in ("algorithm", "architecture", "dataset", "epochs", "batch_size", "seed")
-    }
-    entry["hparams"] = dict(spec["hparams"])
-    for key in ("data_settings", "settings"):  # settings: val_split, precision
-        if spec.get(key):
-            entry[key] = dict(spec[key])
-    epochs = f"{run.epochs_done} epoch{'s' if run.epochs_done != 1 else ''}"
-    entry["note"] = (
-        f"study {study}, trial {row['trial']} (run {run.id}, best test top-1 "
-        f"{run.best_test_top1:.2f}% over {epochs}) in {store.display_url}"
-    )
+    row, run, entry = best_preset(study, store)
     target = file if file is not None else user_presets_path()
     save_user_preset(target, name, entry)
     how = f"biobench run --preset {name}"

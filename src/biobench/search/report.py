@@ -80,6 +80,27 @@ def best_run(name: str, store: Store) -> tuple[dict[str, Any], RunRecord]:
     )
 
 
+def best_preset(name: str, store: Store) -> tuple[dict[str, Any], RunRecord, dict[str, Any]]:
+    """Study `name`'s best finished trial, its run, and that run's configuration as a preset
+    entry (what `biobench study NAME --preset NEW` writes to a user preset file)."""
+    row, run = best_run(name, store)
+    spec = run.spec
+    entry: dict[str, Any] = {
+        key: spec[key]
+        for key in ("algorithm", "architecture", "dataset", "epochs", "batch_size", "seed")
+    }
+    entry["hparams"] = dict(spec["hparams"])
+    for key in ("data_settings", "settings"):  # settings: val_split, precision
+        if spec.get(key):
+            entry[key] = dict(spec[key])
+    epochs = f"{run.epochs_done} epoch{'s' if run.epochs_done != 1 else ''}"
+    entry["note"] = (
+        f"study {name}, trial {row['trial']} (run {run.id}, best test top-1 "
+        f"{run.best_test_top1:.2f}% over {epochs}) in {store.display_url}"
+    )
+    return row, run, entry
+
+
 def study_rows(store: Store) -> list[dict[str, Any]]:
     """One row per study: its cell and options, finished / total trials, best and its run."""
     rows = []
