@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.report import HOSTILE, fill, fill_hostile
 from typer.testing import CliRunner
 
 from biobench.cli import app
 from biobench.report.serve import LiveSite, make_server
 from biobench.report.site import build
 from biobench.store import Store
+from support.report import HOSTILE, fill, fill_hostile
 
 CHROMIUM = Path("/usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")

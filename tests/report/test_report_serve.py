@@ -8,12 +8,12 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from support.report import add_run, fill
 from typer.testing import CliRunner
 
 from biobench.cli import app
 from biobench.report.serve import LiveSite, make_server
 from biobench.store import Store
+from support.report import add_run, fill
 
 runner = CliRunner()
 

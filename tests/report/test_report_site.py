@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from markupsafe import escape
-from support.report import HOSTILE, add_run, fill, fill_hostile
 from typer.testing import CliRunner
 
 from biobench.cli import app
@@ -22,6 +21,7 @@ from biobench.results.compare import comparison_tables, load_comparison
 from biobench.spec import resolve
 from biobench.store import Store
 from biobench.store.urls import mask_url
+from support.report import HOSTILE, add_run, fill, fill_hostile
 
 runner = CliRunner()
 
