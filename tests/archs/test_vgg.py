@@ -1,6 +1,7 @@
-"""PCX's VGG-5 (biobench.archs.vgg) and the pieces it brought: max pooling inside an op
-(biobench.nn.MaxPooled) and the GELU activation. Every rule x vgg5 takes a step in
-tests/test_learners.py, whose parametrisations cover every registered architecture."""
+"""PCX's VGG-5 (biobench.archs.vgg) and MLP (biobench.archs.mlp), and the pieces they
+brought: max pooling inside an op (biobench.nn.MaxPooled) and the GELU activation. Every rule
+takes a step on both in tests/test_learners.py, whose parametrisations cover every registered
+architecture."""
 
 from __future__ import annotations
 
@@ -68,6 +69,19 @@ def test_parameter_count_is_pcx_s(info: DataInfo, expected: int) -> None:
     assert pcx_parameters(info) == expected
     with torch.device("meta"):
         assert build_network("vgg5", info).num_parameters() == expected
+
+
+def test_mlp_is_pcx_s_784_128_128_128_10() -> None:
+    net = build_network("mlp", MNIST)
+    assert [layer.op.weight.shape for layer in net.layers] == [
+        (128, 784),
+        (128, 128),
+        (128, 128),
+        (10, 128),
+    ]
+    assert [type(layer.activation) for layer in net.layers] == [GELU, GELU, GELU, Identity]
+    by_hand = (784 * 128 + 128) + 2 * (128 * 128 + 128) + (128 * 10 + 10)
+    assert net.num_parameters() == by_hand == 134_794
 
 
 def test_images_over_64_pixels_are_refused_before_building() -> None:

@@ -61,7 +61,7 @@ def refuses(info: DataInfo) -> str | None:
     )
 
 
-@ARCHITECTURES.register("vgg5", aliases=("vgg-5",), label="VGG-5", order=35, refuses=refuses)
+@ARCHITECTURES.register("vgg5", aliases=("vgg-5",), label="VGG-5", order=55, refuses=refuses)
 def vgg5(info: DataInfo) -> Stack:
     """PCX's VGG-5: four 3x3 conv-GELU-maxpool blocks (128, 256, 512, 512), a dense output."""
     channels, size = info.input_shape[0], tuple(info.input_shape[1:])
