@@ -77,9 +77,12 @@ class MaxPooled(nn.Module):
                 "MaxPooled.transpose needs the switches of a forward pass on the same batch: "
                 f"run the op on {len(signal)} samples first"
             )
-        signal = signal.reshape(switches.shape)
-        full = F.max_unpool2d(signal, switches, self.kernel_size, output_size=self.pooled_from)
-        return self.op.transpose(full, weight)
+        # The forward's gather, transposed: each pooled value back to the position it came
+        # from (windows do not overlap, so no position receives two), zeros elsewhere.
+        n, channels = switches.shape[:2]
+        full = signal.new_zeros(n, channels, self.pooled_from[0] * self.pooled_from[1])
+        full.scatter_(2, switches.flatten(2), signal.reshape(n, channels, -1))
+        return self.op.transpose(full.view(n, channels, *self.pooled_from), weight)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, output_size={self.output_size}"
