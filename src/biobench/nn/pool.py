@@ -13,7 +13,11 @@ The op is piecewise linear in op(x): within a region where the picked positions 
 switches) stay put, its vector-Jacobian product is op's transpose of the signal scattered back
 to the switches (zero at the positions not picked). `transpose(signal, weight)` computes that
 with the switches of the op's latest forward pass, which is the batch every rule transposes
-right after its forward (FA's backward sweep, a TP inverse applied to a layer's output).
+right after its forward (FA's backward sweep, a TP inverse applied to a layer's output). One
+case sees other switches: in DTP's parallel mode the inverses' training step runs each layer
+on its noisy input last, so that step's targets go down through the noisy input's switches (a
+nearby linear map, the same in both terms of DTP's difference correction); the default
+alternating mode runs its forward epochs on the clean pass alone.
 """
 
 from __future__ import annotations
