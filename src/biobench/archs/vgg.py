@@ -21,8 +21,11 @@ dataset's.
 
 The activation is GELU in jax.nn.gelu's default tanh form: PCX tunes it per run (its
 hyperparameter files hps/VGG5/CIFAR10/*.yaml choose gelu for PC-CE, PC-SE, BP-CE and BP-SE,
-hard_tanh for iPC); biobench's network has one, the one most of them chose. The paper's
-"same" padding of 1 is biobench's SameConv2d at kernel 3, stride 1.
+hard_tanh for iPC); biobench's network has one, the one most of them chose. PCX's padding
+of 1 is biobench's SameConv2d at kernel 3, stride 1. (A third-party reimplementation reads
+the paper's architecture table as giving the fourth conv padding 0, hence a 1x1 map and a
+dense layer of 512 inputs; biobench follows the code above, which PCX's published
+configurations trained: docs/references/pcx.md.)
 
 Each layer's max pooling sits inside its op (biobench.nn.MaxPooled), picking in each window
 the unit with the largest activated value, so the layer computes exactly PCX's
@@ -31,9 +34,9 @@ family (the op's transpose routes the signal to the pooled units' positions) and
 propagation family (an inverse maps a layer's pooled output back through the same switches)
 all train it. The units of a layer are the pooled ones, where PCX puts its value nodes.
 
-biobench choice: a map smaller than the 2x2 window is not pooled (the 8x8 digits: 8, 4, 2, 1
-pixels a side after the first three pools, the fourth conv runs on 1x1), so small offline
-images get the same network; images over 64 pixels a side are refused (PCX's largest is Tiny
+biobench choice: a map smaller than the 2x2 window is not pooled (the 8x8 digits pool to 4,
+2 and 1 pixels a side and the fourth conv runs on 1x1, unpooled), so small offline images get
+the same network; images over 64 pixels a side are refused (PCX's largest is Tiny
 ImageNet at 56; at 224 the dense head alone would hold 100 M weights per 1,000 classes).
 """
 
