@@ -1,10 +1,11 @@
-"""The paper's networks, built as Stacks, and ResNet-20 (a residual net, not a Stack). Each
+"""The paper's networks and PCX's MLP and VGG-5, built as Stacks, and ResNet-20 (a residual
+net, not a Stack). Each
 module registers a builder in ARCHITECTURES, with `refuses(info)` saying which input shapes it
 cannot build a network for and `families` which learning-rule families can train it."""
 
 from __future__ import annotations
 
-from biobench.archs import fc, lc, resnet
+from biobench.archs import fc, lc, mlp, resnet, vgg
 from biobench.archs.resnet import ResNet
 from biobench.archs.stack import Layer, Stack
 from biobench.errors import SpecError
@@ -30,5 +31,7 @@ __all__ = [
     "build_network",
     "fc",
     "lc",
+    "mlp",
     "resnet",
+    "vgg",
 ]

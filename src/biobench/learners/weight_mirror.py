@@ -23,7 +23,8 @@ dividing by that count (1 for dense and LC weights) averages it instead, and E[B
 multiple of W_l for every op. The mirror update is plain Hebbian (no optimiser, as in the
 paper); the forward weights' Adam is the only one.
 
-On resnet20 each conv and the dense op mirrors alone (its exact forward on noise of its input's
+A max-pooled layer (vgg5) mirrors its convolution without the pool (`layer_mirror`). On
+resnet20 each conv and the dense op mirrors alone (its exact forward on noise of its input's
 shape; the convs have no bias), while the engaged mode reroutes their backward through B_l.
 
 biobench choices: Gaussian noise (the authors' code draws uniform noise); the linear response
@@ -40,9 +41,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from biobench.archs.stack import Stack
+from biobench.archs.stack import Layer, Stack
 from biobench.learners.base import OPTIMIZER, local_grad
 from biobench.learners.learned_feedback import LearnedFeedback
+from biobench.nn import MaxPooled
 from biobench.registry import ALGORITHMS
 from biobench.spec.params import HParam
 
@@ -71,8 +73,17 @@ class Mirror:
 def mirrors(net: nn.Module) -> list[Mirror]:
     """One Mirror per layer that sends a signal down (every one but the first)."""
     if isinstance(net, Stack):
-        return [Mirror(layer.op, layer.preactivation, layer.input_shape) for layer in net.layers]
+        return [layer_mirror(layer) for layer in net.layers]
     return [Mirror(op, op.plain, op.input_shape) for op in net.ops]
+
+
+def layer_mirror(layer: Layer) -> Mirror:
+    """A Stack layer's op on noise of its input's shape. A max-pooled op (vgg5) mirrors its
+    convolution alone: which unit the pool keeps depends on the noise itself, so mean(y xi^T)
+    through the pool no longer averages to a multiple of W."""
+    if isinstance(layer.op, MaxPooled):
+        return Mirror(layer.op.op, layer.op.op, layer.input_shape)
+    return Mirror(layer.op, layer.preactivation, layer.input_shape)
 
 
 def connections(mirror: Mirror) -> Tensor | float:

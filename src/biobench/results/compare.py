@@ -12,18 +12,19 @@ It reads finished runs from the store and the presets of benchmarks.yaml; it nev
   read from the rule's registry entry, so a new rule (a plugin's too) joins its family's group
   with no edit here.
 - References come from the presets of the reference suites (REFERENCE_SOURCES): the paper's
-  (Bartunov et al. 2018) and biotorch's CIFAR-10 ResNet-20 table (Sanfiz & Akrout 2021). A
-  table names the source of its reference column (CITATIONS: whose work it is, for figures);
-  biotorch's presets use their own protocol (250 epochs, SGD, augmentation), so their runs
-  form a table of their own. A reference suite's preset without a number (a rule its source
-  never measured) places its cell under that source with an empty reference.
+  (Bartunov et al. 2018), biotorch's CIFAR-10 ResNet-20 table (Sanfiz & Akrout 2021) and PCX's
+  MLP and VGG-5 benchmark (Pinchetti et al. 2025, docs/references/pcx.md). A table names the
+  source of its reference column (CITATIONS: whose work it is, for figures); biotorch's and
+  PCX's presets use their own protocols, so their runs form tables of their own. A reference
+  suite's preset without a number (a rule its source never measured) places its cell under
+  that source with an empty reference.
 - Each source declares how its numbers were selected from a run's epochs (SELECTIONS): the
-  paper's are the best test error over the epochs (best-test), biotorch's the test error at
-  the epoch with the best validation error (best-val, its presets hold out 5,000 training
-  images). Every cell is scored the way its reference was, unless `select` overrides it; every
-  column of a run's row (train, test, top-1, top-5) comes from that one selected epoch. A run
-  that cannot be scored the reference's way (best-val without a validation split) is shown
-  under best-test, its Δ left empty, with one line saying why.
+  paper's and PCX's are the best test error over the epochs (best-test), biotorch's the test
+  error at the epoch with the best validation error (best-val, its presets hold out 5,000
+  training images). Every cell is scored the way its reference was, unless `select`
+  overrides it; every column of a run's row (train, test, top-1, top-5) comes from that one
+  selected epoch. A run that cannot be scored the reference's way (best-val without a
+  validation split) is shown under best-test, its Δ left empty, with one line saying why.
 - A search's trials are configurations tried, not measurements, and stay out; a study named
   with `studies` adds its best trial's run as a row of its own, "<method> (study NAME)",
   beside the plain runs of its protocol and the cell's reference.
@@ -86,6 +87,13 @@ REFERENCE_SOURCES = (
         "Sanfiz & Akrout, 2021",
         "best-val",
         "biotorch reports the test error at the epoch best on 5,000 held-out training images",
+    ),
+    ReferenceSource(
+        "pcx",
+        "pcx",
+        "Pinchetti et al., 2025",
+        "best-test",
+        "PCX reports each seed's best test accuracy over its epochs",
     ),
 )
 # Reference suites -> how a table names their source, first match wins.
