@@ -30,6 +30,10 @@ _PUBLIC = {
     "local_forward": "biobench.learners.base",
     "local_backward": "biobench.learners.base",
     "local_grad": "biobench.learners.base",
+    "layer_grads": "biobench.learners.base",
+    "direct_layers": "biobench.learners.base",
+    "make_optimizer": "biobench.learners.base",
+    "OPTIMIZER": "biobench.learners.base",
     "output_error": "biobench.learners.base",
     "WeightTransportError": "biobench.learners.base",
     # settings
@@ -53,6 +57,7 @@ _PUBLIC = {
     "ALGORITHMS": "biobench.registry",
     "ARCHITECTURES": "biobench.registry",
     "DATASETS": "biobench.registry",
+    "register_family": "biobench.registry",
     # errors a plugin raises for bad input
     "BiobenchError": "biobench.errors",
     "DataError": "biobench.errors",
