@@ -35,6 +35,7 @@ _PUBLIC = {
     "make_optimizer": "biobench.learners.base",
     "OPTIMIZER": "biobench.learners.base",
     "output_error": "biobench.learners.base",
+    "PredictiveCoding": "biobench.learners.predictive_coding",
     "WeightTransportError": "biobench.learners.base",
     # settings
     "HParam": "biobench.spec.params",
@@ -47,6 +48,7 @@ _PUBLIC = {
     "ReLU": "biobench.nn.activations",
     "Identity": "biobench.nn.activations",
     "transpose": "biobench.nn.ops",
+    "transport": "biobench.nn.ops",
     "glorot_": "biobench.nn.init",
     # datasets
     "Dataset": "biobench.data.base",

@@ -14,13 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from biobench import registry
-from biobench.archs import DataInfo, build_network
-from biobench.learners.base import Learner, autograd_everywhere, weighted_ops
-from biobench.learners.predictive_coding import PredictiveCoding
+from biobench import HParam, Learner, PredictiveCoding, register_family, registry
+from biobench.archs import DataInfo, Layer, Stack, build_network
+from biobench.learners.base import autograd_everywhere, weighted_ops
+from biobench.nn import Dense, Identity, Tanh
 from biobench.registry import ALGORITHMS, _validate
 from biobench.spec import resolve
-from biobench.spec.params import HParam
 from biobench.store import Store
 from biobench.training import alignment
 from biobench.training.alignment import Probe, measure
@@ -191,6 +190,18 @@ def list_states(learner, x, y, stop: int) -> list:
     return states
 
 
+def test_an_op_without_a_transpose_is_named_with_the_method_to_add() -> None:
+    layers = [
+        Layer(Dense(64, 12), Tanh(), flatten=True),
+        Layer(torch.nn.Linear(12, 10), Identity()),  # the top-down error needs its transpose
+    ]
+    learner = ALGORITHMS.get("pc")(Stack(layers, TINY), settings("pc"))
+    with pytest.raises(
+        TypeError, match=r"Linear has no transposed op.*transpose\(signal, weight\)"
+    ):
+        learner.train_step(*(t.float() if t.is_floating_point() else t for t in batch()))
+
+
 # -- alignment and checkpoints -------------------------------------------------------------------
 
 
@@ -275,13 +286,13 @@ def test_a_plugin_brings_its_own_family_through_register_family(
     monkeypatch.setattr(registry, "FAMILIES", dict(registry.FAMILIES))
     with pytest.raises(TypeError, match="family 'energy-based' is not one of"):
         _validate(ALGORITHMS, ALGORITHMS.make_entry("eb", EnergyRule))
-    registry.register_family("energy-based", "energy-based rules")
+    register_family("energy-based", "energy-based rules")
     _validate(ALGORITHMS, ALGORITHMS.make_entry("eb", EnergyRule))
     assert list(registry.FAMILIES)[-2:] == ["energy-based", "other"]  # "other" stays last
     assert list(registry.FAMILIES).index("predictive-coding") < len(registry.FAMILIES) - 2
-    registry.register_family("energy-based", "energy-based rules")  # again: nothing changes
+    register_family("energy-based", "energy-based rules")  # again: nothing changes
     with pytest.raises(ValueError, match="already registered as 'energy-based rules'"):
-        registry.register_family("energy-based", "something else")
+        register_family("energy-based", "something else")
 
 
 # -- learning the digits -------------------------------------------------------------------------

@@ -77,6 +77,7 @@ from biobench.learners.base import (
     local_forward,
     make_optimizer,
 )
+from biobench.nn.ops import transport
 from biobench.registry import ALGORITHMS, register_family
 from biobench.spec.params import Dist, HParam, with_defaults
 
@@ -174,9 +175,8 @@ class _PredictiveCoding(Learner):
         """dE_n/dv_l = (v_l - mu_{l-1}) + op_l^T(delta_l) for the hidden value nodes l >= 1."""
         grads = []
         for l in range(1, len(self.net.layers)):
-            op = self.net.layers[l].op
             # PC's top-down path reads W_l itself (module docstring): the op's own VJP.
-            down = op.transpose(deltas[l], op.weight).reshape(values[l].shape)
+            down = transport(self.net.layers[l].op, deltas[l]).reshape(values[l].shape)
             grads.append(values[l] - pred.out[l - 1].detach() + down)
         return grads
 
@@ -256,14 +256,14 @@ class _PredictiveCoding(Learner):
         self.clock.lap("update")
 
     def train_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        loss = None
+        """One minibatch; returns the forward pass's cross-entropy as "loss" (the energy is
+        not computed only to report it)."""
         for t, (_, pred, deltas) in enumerate(self.relaxation(x, y)):
             if t == 0:
-                loss = F.cross_entropy(pred.pre[-1].detach().float(), y)
+                logits = pred.pre[-1].detach()
             if self.learns_at(t):
                 self.weight_step(pred, deltas)
-        assert loss is not None
-        return {"loss": loss}
+        return {"loss": F.cross_entropy(logits, y)}
 
 
 PC_HPARAMS = {**_PredictiveCoding.hparams, "fixed_prediction": FIXED_PREDICTION}

@@ -14,7 +14,7 @@ from biobench.nn.functional import (
 )
 from biobench.nn.init import glorot_, glorot_fans, glorot_like, glorot_uniform_
 from biobench.nn.locally_connected import LocallyConnected2d
-from biobench.nn.ops import transpose
+from biobench.nn.ops import transport, transpose
 
 __all__ = [
     "Activation",
@@ -32,5 +32,6 @@ __all__ = [
     "locally_connected2d_transpose",
     "locally_connected2d_weight_grad",
     "same_output_size",
+    "transport",
     "transpose",
 ]
