@@ -30,7 +30,12 @@ _PUBLIC = {
     "local_forward": "biobench.learners.base",
     "local_backward": "biobench.learners.base",
     "local_grad": "biobench.learners.base",
+    "layer_grads": "biobench.learners.base",
+    "direct_layers": "biobench.learners.base",
+    "make_optimizer": "biobench.learners.base",
+    "OPTIMIZER": "biobench.learners.base",
     "output_error": "biobench.learners.base",
+    "PredictiveCoding": "biobench.learners.predictive_coding",
     "WeightTransportError": "biobench.learners.base",
     # settings
     "HParam": "biobench.spec.params",
@@ -43,6 +48,7 @@ _PUBLIC = {
     "ReLU": "biobench.nn.activations",
     "Identity": "biobench.nn.activations",
     "transpose": "biobench.nn.ops",
+    "transport": "biobench.nn.ops",
     "glorot_": "biobench.nn.init",
     # datasets
     "Dataset": "biobench.data.base",
@@ -53,6 +59,7 @@ _PUBLIC = {
     "ALGORITHMS": "biobench.registry",
     "ARCHITECTURES": "biobench.registry",
     "DATASETS": "biobench.registry",
+    "register_family": "biobench.registry",
     # errors a plugin raises for bad input
     "BiobenchError": "biobench.errors",
     "DataError": "biobench.errors",

@@ -35,13 +35,31 @@ from biobench.text import printable
 if TYPE_CHECKING:
     from biobench.spec.params import HParam
 
-# Learning-rule families, in the order tables group them.
+# Learning-rule families, in the order tables group them ("other" always last). A module that
+# brings a family of its own (biobench's predictive coding, a plugin's) adds it with
+# `register_family` before registering its rules.
 FAMILIES = {
     "backprop": "backprop",
     "feedback": "feedback alignment",
     "target-propagation": "target propagation",
     "other": "other rules",
 }
+
+
+def register_family(name: str, title: str) -> None:
+    """Add a learning-rule family: `name` is what rules declare as their `family`, `title` how
+    tables head its group. Tables group it after the families already registered, before
+    "other". Registering a name again with the same title does nothing; with another, it is
+    an error (two packages would be claiming one family for different rules)."""
+    if FAMILIES.get(name, title) != title:
+        raise ValueError(f"family {name!r} is already registered as {FAMILIES[name]!r}")
+    if name in FAMILIES:
+        return
+    other = FAMILIES.pop("other")
+    FAMILIES[name] = title
+    FAMILIES["other"] = other
+
+
 # Which networks a learning rule can train (its `networks`): every rule trains a stack of
 # layers, the only kind its public API (`local_forward`, `transpose`, `net.layers`) reaches; a
 # rule that trains through autograd with each op's backward replaced (BP, the feedback family

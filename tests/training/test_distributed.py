@@ -51,6 +51,9 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "usf-conv": ("usf", "conv", {}),
     "wm-fc": ("wm", "fc", {}),  # mirror noise: ranks agree, one process differs
     "brsf-fc": ("brsf", "fc", {}),  # magnitudes drawn per rank: ranks agree on the weights
+    "pc-lc": ("pc", "lc", {"energy": "ce"}),
+    "pc-fixed-conv": ("pc", "conv", {"fixed_prediction": True}),
+    "ipc-fc": ("ipc", "fc", {}),  # T optimiser steps a minibatch, each averaged over ranks
 }
 NOISY = {"wm-fc", "brsf-fc"}
 

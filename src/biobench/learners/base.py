@@ -215,7 +215,7 @@ class Learner(ABC):
 
     hparams: ClassVar[dict[str, HParam]] = {}
     label: ClassVar[str] = ""  # how tables name the rule (default: its registered name)
-    family: ClassVar[str] = "other"  # backprop, feedback, target-propagation or other
+    family: ClassVar[str] = "other"  # a key of registry.FAMILIES (`register_family` adds one)
     # "layered": stacks of layers only (fc, lc, conv), what `local_forward` and `net.layers`
     # reach; "any": any network of conv and dense ops (resnet20 too). registry.NETWORKS.
     networks: ClassVar[str] = "layered"

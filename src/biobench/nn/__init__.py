@@ -14,7 +14,7 @@ from biobench.nn.functional import (
 )
 from biobench.nn.init import glorot_, glorot_fans, glorot_like, glorot_uniform_
 from biobench.nn.locally_connected import LocallyConnected2d
-from biobench.nn.ops import transpose
+from biobench.nn.ops import transport, transpose
 from biobench.nn.pool import MaxPooled
 
 __all__ = [
@@ -35,5 +35,6 @@ __all__ = [
     "locally_connected2d_transpose",
     "locally_connected2d_weight_grad",
     "same_output_size",
+    "transport",
     "transpose",
 ]

@@ -89,9 +89,14 @@ def _output_grads(ops: list[nn.Module]) -> Iterator[dict[int, Tensor]]:
     grads: dict[int, Tensor] = {}
 
     def watch(l: int) -> Any:
+        def keep(g: Tensor) -> None:
+            # Returns None: a tensor hook that returns a tensor replaces the gradient, and a
+            # rule that sends op l several gradients in one step (iPC) would get the first.
+            grads.setdefault(l, g.detach().clone())
+
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             if isinstance(output, Tensor) and output.requires_grad:
-                output.register_hook(lambda g: grads.setdefault(l, g.detach().clone()))
+                output.register_hook(keep)
 
         return hook
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -214,7 +215,10 @@ class Parallel:
     def __init__(self, learner: Learner, group: Group) -> None:
         self.learner, self.group, self.shard = learner, group, group.shard
         self.weight = 1.0
-        self._reduced: set[int] = set()  # grads already averaged in this step (KP shares W's)
+        # Grads already averaged in this step (KP's B shares W's), by id, with a weak reference
+        # that tells a grad still alive from a newer one that took a dead one's id: a rule
+        # that steps its optimiser several times a step (iPC) makes new grads each time.
+        self._reduced: dict[int, weakref.ref] = {}
         self._attach()
         optimized = {
             id(p)
@@ -263,8 +267,11 @@ class Parallel:
         grads = []
         for group in optimizer.param_groups:
             for p in group["params"]:
-                if p.grad is not None and id(p.grad) not in self._reduced:
-                    self._reduced.add(id(p.grad))
+                if p.grad is None:
+                    continue
+                seen = self._reduced.get(id(p.grad))
+                if seen is None or seen() is not p.grad:
+                    self._reduced[id(p.grad)] = weakref.ref(p.grad)
                     grads.append(p.grad)
         if grads:
             with torch.no_grad():
