@@ -6,6 +6,7 @@ and a variant can come from another package."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 from pathlib import Path
@@ -218,6 +219,24 @@ def test_watching_the_learning_signal_leaves_every_later_gradient_alone() -> Non
         plain.train_step(x, y)
     for a, b in zip(watched.net.parameters(), plain.net.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("algorithm", RULES)
+def test_dense_layers_own_gradients_train_as_autograd_does(algorithm: str, arch: str) -> None:
+    # A dense layer's weight gradient comes from the op itself, without a graph; alignment's
+    # probe (autograd_everywhere) takes every layer through autograd: the same weights, bit
+    # for bit, so the probe measures the rule that trains.
+    x, y = (t.float() if t.is_floating_point() else t for t in batch(8))
+    trained = []
+    for everywhere in (False, True):
+        torch.manual_seed(0)
+        learner = ALGORITHMS.get(algorithm)(build_network(arch, TINY), settings(algorithm))
+        with autograd_everywhere() if everywhere else contextlib.nullcontext():
+            for _ in range(3):
+                learner.train_step(x, y)
+        trained.append([p.detach().clone() for p in learner.net.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*trained, strict=True))
 
 
 @pytest.mark.parametrize("algorithm", RULES)
