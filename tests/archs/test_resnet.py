@@ -20,6 +20,7 @@ from biobench.learners.base import output_error
 from biobench.nn.feedback import FeedbackConv2d, FeedbackLinear, Port, WeightTransportError
 from biobench.registry import ALGORITHMS, DATASETS
 from biobench.spec import resolve
+from support.learners import bp_grads, grads_after_step
 
 CIFAR = DataInfo("cifar10", (3, 32, 32), 10)
 DIGITS = DataInfo("digits", (1, 8, 8), 10)
@@ -46,19 +47,6 @@ def batch(n: int = 6, seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 1, 8, 8, generator=generator, dtype=torch.float64)
     return x, (torch.arange(n) + seed) % 10
-
-
-def grads_after_step(learner, x, y) -> list[torch.Tensor]:
-    for optimizer in learner.optimizers().values():
-        optimizer.step = lambda *a, **k: None  # keep the gradients, skip the update
-    learner.train_step(x, y)
-    return [p.grad.clone() for p in learner.net.parameters()]
-
-
-def bp_grads(net, x, y) -> list[torch.Tensor]:
-    net.zero_grad()
-    F.cross_entropy(net(x), y).backward()
-    return [p.grad.clone() for p in net.parameters()]
 
 
 # -- the network -------------------------------------------------------------------------------

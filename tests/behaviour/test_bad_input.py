@@ -215,9 +215,9 @@ CASES = [
     ),
     (
         "unknown architecture",
-        ["run", "--arch", "mlp"],
+        ["run", "--arch", "vgg16"],
         None,
-        "unknown architecture 'mlp'; choose one of: conv, fc, lc",
+        "unknown architecture 'vgg16'; choose one of: conv, fc, lc",
     ),
     ("unknown dataset", ["run", "--data", "cifar"], None, "unknown dataset 'cifar'; choose one"),
     (

@@ -17,25 +17,12 @@ from biobench.registry import ALGORITHMS
 from biobench.spec import resolve
 from biobench.store import Store
 from biobench.training.runner import execute
-from support.learners import TINY, batch, hparams, net64
+from support.learners import TINY, batch, bp_grads, grads_after_step, hparams, net64
 
 NOT_BACKPROP = [e.name for e in ALGORITHMS.entries() if e.family != "backprop"]
 # The networks built as Stacks of layers, which every rule trains
 # (resnet20: tests/archs/test_resnet.py).
 STACKS = [name for name in ARCHITECTURES.names() if ARCHITECTURES.entry(name).families is None]
-
-
-def grads_after_step(learner, x, y) -> list[torch.Tensor]:
-    for optimizer in learner.optimizers().values():
-        optimizer.step = lambda *a, **k: None  # keep the gradients, skip the update
-    learner.train_step(x, y)
-    return [p.grad.clone() for p in learner.net.parameters()]
-
-
-def bp_grads(net, x, y) -> list[torch.Tensor]:
-    net.zero_grad()
-    F.cross_entropy(net(x), y).backward()
-    return [p.grad.clone() for p in net.parameters()]
 
 
 def test_every_algorithm_of_the_paper_is_registered() -> None:

@@ -24,6 +24,7 @@ from biobench.data.base import DataOptions
 from biobench.learners.base import ADAM, local_forward, output_error
 from biobench.nn import Dense, Identity, Tanh, glorot_, glorot_fans
 from biobench.registry import ALGORITHMS, DATASETS
+from support.learners import grads_after_step
 
 TINY = DataInfo("synthetic", (1, 8, 8), 10)
 SIGN_RULES = ["usf", "brsf", "frsf"]
@@ -54,13 +55,6 @@ def batch(n: int = 6, seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 1, 8, 8, generator=generator, dtype=torch.float64)
     return x, (torch.arange(n) + seed) % 10
-
-
-def grads_after_step(learner, x, y) -> list[torch.Tensor]:
-    for optimizer in learner.optimizers().values():
-        optimizer.step = lambda *a, **k: None  # keep the gradients, skip the update
-    learner.train_step(x, y)
-    return [p.grad.clone() for p in learner.net.parameters()]
 
 
 def forward64(net: Stack, x: torch.Tensor) -> tuple[list, list, list, torch.Tensor]:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from biobench import HParam, Learner, PredictiveCoding, register_family, registry
-from biobench.archs import DataInfo, Layer, Stack, build_network
+from biobench.archs import Layer, Stack, build_network
 from biobench.learners.base import autograd_everywhere, weighted_ops
 from biobench.nn import Dense, Identity, Tanh
 from biobench.registry import ALGORITHMS, _validate
@@ -25,32 +25,15 @@ from biobench.store import Store
 from biobench.training import alignment
 from biobench.training.alignment import Probe, measure
 from biobench.training.runner import execute
+from support.learners import TINY, batch, grads_after_step, net64
 
-TINY = DataInfo("synthetic", (1, 8, 8), 10)
 ARCHS = ["fc", "lc", "conv"]
 RULES = ["pc", "ipc"]
-
-
-def net64(arch: str, seed: int = 0):
-    torch.manual_seed(seed)
-    return build_network(arch, TINY).double()
-
-
-def batch(n: int = 5, seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 1, 8, 8, generator=generator, dtype=torch.float64)
-    return x, torch.arange(n) % 10
 
 
 def settings(algorithm: str, **given) -> dict:
     declared = ALGORITHMS.entry(algorithm).hparams
     return {name: param.default for name, param in declared.items()} | given
-
-
-def grads_after_step(learner: Learner, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
-    learner.optimizer.step = lambda *a, **k: None  # keep the gradients, skip the update
-    learner.train_step(x, y)
-    return [p.grad.clone() for p in learner.net.parameters()]
 
 
 def loss_grads(net, x: torch.Tensor, y: torch.Tensor, energy: str) -> list[torch.Tensor]:

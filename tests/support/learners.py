@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from biobench.archs import DataInfo, Layer, Stack, build_network
@@ -27,8 +28,9 @@ def net64(arch: str, seed: int = 0):
     return build_network(arch, TINY).double()
 
 
-def batch(n: int = 5):
-    generator = torch.Generator().manual_seed(2)
+def batch(n: int = 5, seed: int = 2) -> tuple[Tensor, Tensor]:
+    """n random float64 8x8 images (the generator seeded with `seed`), labels 0, 1, 2, ..."""
+    generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 1, 8, 8, generator=generator, dtype=torch.float64)
     return x, torch.arange(n) % 10
 
@@ -60,3 +62,18 @@ def tiny_tp_net() -> Stack:
         for layer in net.layers:
             layer.op.bias.uniform_(-0.3, 0.3)
     return net
+
+
+def grads_after_step(learner, x, y) -> list[torch.Tensor]:
+    """The gradients a rule's step leaves on the net's parameters, the update itself skipped."""
+    for optimizer in learner.optimizers().values():
+        optimizer.step = lambda *a, **k: None  # keep the gradients, skip the update
+    learner.train_step(x, y)
+    return [p.grad.clone() for p in learner.net.parameters()]
+
+
+def bp_grads(net, x, y) -> list[torch.Tensor]:
+    """Backprop's gradients of the cross-entropy, for the identities rules are checked by."""
+    net.zero_grad()
+    F.cross_entropy(net(x), y).backward()
+    return [p.grad.clone() for p in net.parameters()]
