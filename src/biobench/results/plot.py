@@ -104,8 +104,9 @@ def learning_curves(runs: list[RunRecord], epochs: list[dict[str, Any]], out: Pa
 
 
 # Okabe & Ito's colour-blind-safe palette: one colour per architecture, in registry order, so
-# fc, lc and conv look the same in every panel and every figure.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
+# fc, lc and conv look the same in every panel and every figure. All eight of its colours
+# (black last): the six registered networks and two more get a colour of their own.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 # The spread over seeds and the published numbers must not be mistaken for each other: thin grey
 # error bars, hollow marks; each source of reference numbers its own mark shape, named with
 # its citation in the legend (the paper's diamonds, biotorch's squares).
