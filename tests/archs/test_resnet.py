@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from biobench.archs import ARCHITECTURES, DataInfo, ResNet, build_network
+from biobench.archs import ARCHITECTURES, DataInfo, build_network
 from biobench.cli.app import app
 from biobench.data.base import DataOptions
 from biobench.errors import SpecError
@@ -21,6 +21,7 @@ from biobench.nn.feedback import FeedbackConv2d, FeedbackLinear, Port, WeightTra
 from biobench.registry import ALGORITHMS, DATASETS
 from biobench.spec import resolve
 from support.learners import bp_grads, grads_after_step
+from support.learners import resnet64 as net64
 
 CIFAR = DataInfo("cifar10", (3, 32, 32), 10)
 DIGITS = DataInfo("digits", (1, 8, 8), 10)
@@ -30,17 +31,6 @@ REFUSED = [e.name for e in ALGORITHMS.entries() if e.family == "target-propagati
 
 def defaults(algorithm: str, **given) -> dict:
     return {n: p.default for n, p in ALGORITHMS.entry(algorithm).hparams.items()} | given
-
-
-def net64(seed: int = 0) -> ResNet:
-    torch.manual_seed(seed)
-    net = build_network("resnet20", DIGITS).double()
-    with torch.no_grad():  # BN scales and shifts away from 1 and 0, so a mix-up cannot hide
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-    return net
 
 
 def batch(n: int = 6, seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,7 +24,7 @@ from biobench.data.base import DataOptions
 from biobench.learners.base import ADAM, local_forward, output_error
 from biobench.nn import Dense, Identity, Tanh, glorot_, glorot_fans
 from biobench.registry import ALGORITHMS, DATASETS
-from support.learners import grads_after_step
+from support.learners import grads_after_step, resnet64
 
 TINY = DataInfo("synthetic", (1, 8, 8), 10)
 SIGN_RULES = ["usf", "brsf", "frsf"]
@@ -344,8 +344,6 @@ def test_drtp_hidden_updates_never_see_the_output_layer(arch: str) -> None:
 def test_drtp_on_resnet20_sends_each_op_a_projection_of_the_target_not_the_error() -> None:
     # The rerouted step's direct signal is y* / N: were it the output error e, DRTP on resnet20
     # would silently be DFA there (DRTP's exact tests above cover only the stacked nets).
-    from test_resnet import net64 as resnet64
-
     x, y = batch()
     learner = ALGORITHMS.get("drtp")(resnet64(), defaults("drtp"))
     captured = {}

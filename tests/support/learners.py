@@ -77,3 +77,16 @@ def bp_grads(net, x, y) -> list[torch.Tensor]:
     net.zero_grad()
     F.cross_entropy(net(x), y).backward()
     return [p.grad.clone() for p in net.parameters()]
+
+
+def resnet64(seed: int = 0):
+    """ResNet-20 at the digits' 8x8 in float64, its BN scales and shifts away from 1 and 0 so
+    that a mix-up of the two cannot hide."""
+    torch.manual_seed(seed)
+    net = build_network("resnet20", DataInfo("digits", (1, 8, 8), 10)).double()
+    with torch.no_grad():  # BN scales and shifts away from 1 and 0, so a mix-up cannot hide
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    return net

@@ -22,6 +22,7 @@ from biobench.store.models import COST_COLUMNS, LAYER_COLUMNS
 from biobench.training.environment import default_threads
 from biobench.training.runner import execute
 from biobench.training.sink import EpochSink, import_spool, read_spool
+from support.learners import TINY, batch, hparams
 
 
 def train(url: str, algorithm: str = "bp", arch: str = "fc", *sets: str, **kw) -> int:
@@ -150,8 +151,6 @@ def test_smoke_presets_record_alignment_and_cost_and_learn_the_same_without(
 def test_the_transport_guard_walks_each_graph_once_unless_debugging(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from test_learners import TINY, batch, hparams
-
     from biobench.archs import build_network
     from biobench.learners import base
     from biobench.nn import Dense

@@ -27,7 +27,7 @@ from biobench.archs import DataInfo, build_network
 from biobench.data.base import Shard
 from biobench.registry import ALGORITHMS
 from biobench.store import Store
-from biobench.training.distributed import Group, Parallel, batches
+from biobench.training.distributed import Group, Parallel, batches, leave
 
 BATCHES = (16, 16, 7, 1)  # global batch sizes, in order
 STEPS_SEED = 3
@@ -117,7 +117,7 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
     group = Group(rank, world, rank, torch.device("cpu"))
     results = {case: _train(case, group.shard, group) for case in CASES}
     torch.save(results, Path(out) / f"rank{rank}.pt")
-    dist.destroy_process_group()
+    leave()
 
 
 def _free_port() -> int:
@@ -177,7 +177,7 @@ def _uneven_rank(rank: int, world: int, port: int, out: str, sizes: tuple[int, .
     )
     group = Group(rank, world, rank, torch.device("cpu"))
     torch.save(_train("bp-fc", group.shard, group, sizes), Path(out) / f"rank{rank}.pt")
-    dist.destroy_process_group()
+    leave()
 
 
 @pytest.mark.slow
@@ -319,7 +319,7 @@ def _counting_rank(rank: int, world: int, port: int, url: str, out: str) -> None
         group=Group(rank, world, rank, torch.device("cpu")),
     )
     (Path(out) / f"seen{rank}").write_text(" ".join(map(str, seen)))
-    dist.destroy_process_group()
+    leave()
 
 
 @pytest.mark.slow
@@ -365,7 +365,7 @@ def _crashing_rank(rank: int, world: int, port: int, url: str, out: str) -> None
         )
     except Exception as error:
         (Path(out) / f"error{rank}").write_text(f"{type(error).__name__}\n{error}")
-    dist.destroy_process_group()
+    leave()
 
 
 @pytest.mark.slow
@@ -381,6 +381,54 @@ def test_when_rank_0_cannot_write_every_rank_says_rank_0s_error_in_one_line(
     assert "\n" not in said
     (run,) = Store(sqlite_url).runs()
     assert run.status.value == "failed" and said in (run.error or "")
+
+
+def _request_rank(rank: int, world: int, port: int, url: str, out: str, breaks: bool) -> None:
+    """Rank `rank` of a `biobench run` as a launcher starts it (RANK, WORLD_SIZE, MASTER_*);
+    when `breaks`, rank 0 cannot write its checkpoint. Writes whether the rank is still in a
+    process group once the run is over."""
+    from biobench.training import checkpoint
+    from biobench.training.loop import Reporter
+    from biobench.training.runner import Request, run_request
+
+    class Breaker(Reporter):
+        def run_started(self, run_id: int, *args: Any) -> None:
+            if rank == 0 and breaks:
+                (next(Path(out, "ck").iterdir()) / checkpoint.FILE).mkdir()
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    request = Request(
+        algorithm="bp",
+        architecture="fc",
+        dataset="synthetic",
+        epochs=2,
+        checkpoint_dir=Path(out, "ck"),
+    )
+    try:
+        run_request(
+            request, store=Store(url), device="cpu", data_dir=Path(out), reporter=Breaker()
+        )
+    except Exception as error:
+        (Path(out) / f"error{rank}").write_text(type(error).__name__)
+    (Path(out) / f"grouped{rank}").write_text(str(dist.is_initialized()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("breaks", [False, True], ids=["finished", "failed"])
+def test_every_rank_leaves_its_process_group_however_the_run_ends(
+    sqlite_url: str, tmp_path: Path, breaks: bool
+) -> None:
+    # Left to the interpreter's exit, gloo's threads can abort a rank whose run is over
+    # (distributed.leave); each rank must be out of the group before it returns.
+    Store(sqlite_url)
+    mp.spawn(_request_rank, args=(2, _free_port(), sqlite_url, str(tmp_path), breaks), nprocs=2)
+    assert [(tmp_path / f"grouped{rank}").read_text() for rank in range(2)] == ["False"] * 2
+    errors = sorted(path.read_text() for path in tmp_path.glob("error*"))
+    assert errors == (["BiobenchError", "PeerStopped"] if breaks else [])
+    (run,) = Store(sqlite_url).runs()
+    assert run.status.value == ("failed" if breaks else "finished")
 
 
 def _rank_pids(marker: str, rank: int) -> list[int]:

@@ -35,12 +35,13 @@ with any number of processes.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -108,12 +109,15 @@ class Group:
         return bool(self.all_sum(box).item())
 
 
-def join(device: torch.device) -> tuple[Group | None, torch.device]:
-    """Join the run's process group when a launcher started several processes; returns the
-    group (None for a one-process run) and this rank's device (cuda:LOCAL_RANK on GPUs)."""
+@contextmanager
+def joined(device: torch.device) -> Iterator[tuple[Group | None, torch.device]]:
+    """Join the run's process group when a launcher started several processes, for the block;
+    yields the group (None for a one-process run) and this rank's device (cuda:LOCAL_RANK on
+    GPUs). The group is torn down when the block ends, however it ends (see `leave`)."""
     world = world_size()
     if world <= 1:
-        return None, device
+        yield None, device
+        return
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
@@ -123,7 +127,24 @@ def join(device: torch.device) -> tuple[Group | None, torch.device]:
             backend="nccl" if device.type == "cuda" else "gloo",
             timeout=timedelta(seconds=env_seconds(TIMEOUT_ENV, 600)),
         )
-    return Group(rank, world, local_rank, device), device
+    try:
+        yield Group(rank, world, local_rank, device), device
+    finally:
+        leave()
+
+
+def leave() -> None:
+    """Tear this process's group down while the interpreter is whole. Left to the exit, gloo's
+    worker threads may drop their last references to the collectives' tensors while Python
+    shuts down; taking the GIL then aborts the process ("terminate called without an active
+    exception", pytorch/pytorch#190489), so a rank whose run finished could exit with SIGABRT
+    and its launcher call the run's processes failed. Never raises: the run's own outcome,
+    already recorded, is what the rank reports."""
+    if not dist.is_initialized():
+        return
+    with suppress(Exception):
+        dist.destroy_process_group()
+    gc.collect()  # the group's last references go now, and its threads are joined here
 
 
 def leader_first(group: Group | None, make: Callable[[], T]) -> T:

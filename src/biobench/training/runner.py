@@ -539,46 +539,47 @@ def run_request(
     if request.resume is not None:
         check_resume(request)
         stored_device, stored_data = stored_place(store.run(request.resume))
-        group, place = distributed.join(resolve_device(device or stored_device or "auto"))
-        run_id = resume(
-            request.resume,
-            store=store,
-            device=place,
-            data_dir=data_dir or stored_data or default_data_dir(),
-            download=download,
-            reporter=reporter,
-            group=group,
-        )
+        wanted = resolve_device(device or stored_device or "auto")
+        with distributed.joined(wanted) as (group, place):
+            run_id = resume(
+                request.resume,
+                store=store,
+                device=place,
+                data_dir=data_dir or stored_data or default_data_dir(),
+                download=download,
+                reporter=reporter,
+                group=group,
+            )
         reporter.run_ended(store.run(run_id))
         return Outcome([], [run_id], [])
-    group, place = distributed.join(resolve_device(device or "auto"))
-    options = dict(
-        store=store,
-        device=place,
-        group=group,
-        data_dir=data_dir or default_data_dir(),
-        download=download,
-    )
-    specs = plan(request)
-    run_ids, failed = [], []
-    for index, spec in enumerate(specs, 1):
-        if len(specs) > 1:
-            reporter.spec_started(index, len(specs), spec)
-        try:
-            run_id = execute(
-                spec,
-                reporter=reporter,
-                checkpoint_dir=request.checkpoint_dir,
-                keep_checkpoint=keep,
-                **options,
-            )
-        except Exception as error:  # one failed preset does not stop the suite
-            if len(specs) == 1 or not keep_going:
-                raise
-            name = spec.preset or f"{spec.algorithm} / {spec.architecture} / {spec.dataset}"
-            reporter.spec_failed(name, error)
-            failed.append(f"{name} (seed {spec.seed})")
-            continue
-        run_ids.append(run_id)
-        reporter.run_ended(store.run(run_id))
+    with distributed.joined(resolve_device(device or "auto")) as (group, place):
+        options = dict(
+            store=store,
+            device=place,
+            group=group,
+            data_dir=data_dir or default_data_dir(),
+            download=download,
+        )
+        specs = plan(request)
+        run_ids, failed = [], []
+        for index, spec in enumerate(specs, 1):
+            if len(specs) > 1:
+                reporter.spec_started(index, len(specs), spec)
+            try:
+                run_id = execute(
+                    spec,
+                    reporter=reporter,
+                    checkpoint_dir=request.checkpoint_dir,
+                    keep_checkpoint=keep,
+                    **options,
+                )
+            except Exception as error:  # one failed preset does not stop the suite
+                if len(specs) == 1 or not keep_going:
+                    raise
+                name = spec.preset or f"{spec.algorithm} / {spec.architecture} / {spec.dataset}"
+                reporter.spec_failed(name, error)
+                failed.append(f"{name} (seed {spec.seed})")
+                continue
+            run_ids.append(run_id)
+            reporter.run_ended(store.run(run_id))
     return Outcome(specs, run_ids, failed)
