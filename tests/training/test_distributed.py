@@ -383,22 +383,25 @@ def test_when_rank_0_cannot_write_every_rank_says_rank_0s_error_in_one_line(
     assert run.status.value == "failed" and said in (run.error or "")
 
 
-def _request_rank(rank: int, world: int, port: int, url: str, out: str, breaks: bool) -> None:
+def _request_rank(rank: int, world: int, port: int, url: str, out: str, case: str) -> None:
     """Rank `rank` of a `biobench run` as a launcher starts it (RANK, WORLD_SIZE, MASTER_*);
-    when `breaks`, rank 0 cannot write its checkpoint. Writes whether the rank is still in a
-    process group once the run is over."""
+    case "failed": rank 0 cannot write its checkpoint; "caller's group": the caller made the
+    process group first (the Python API). Writes whether the rank is still in a process group
+    once the run is over."""
     from biobench.training import checkpoint
     from biobench.training.loop import Reporter
     from biobench.training.runner import Request, run_request
 
     class Breaker(Reporter):
         def run_started(self, run_id: int, *args: Any) -> None:
-            if rank == 0 and breaks:
+            if rank == 0 and case == "failed":
                 (next(Path(out, "ck").iterdir()) / checkpoint.FILE).mkdir()
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
+    if case == "caller's group":
+        dist.init_process_group("gloo")
     request = Request(
         algorithm="bp",
         architecture="fc",
@@ -413,22 +416,25 @@ def _request_rank(rank: int, world: int, port: int, url: str, out: str, breaks: 
     except Exception as error:
         (Path(out) / f"error{rank}").write_text(type(error).__name__)
     (Path(out) / f"grouped{rank}").write_text(str(dist.is_initialized()))
+    leave()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("breaks", [False, True], ids=["finished", "failed"])
-def test_every_rank_leaves_its_process_group_however_the_run_ends(
-    sqlite_url: str, tmp_path: Path, breaks: bool
+@pytest.mark.parametrize("case", ["finished", "failed", "caller's group"])
+def test_every_rank_leaves_the_process_group_it_made_however_the_run_ends(
+    sqlite_url: str, tmp_path: Path, case: str
 ) -> None:
     # Left to the interpreter's exit, gloo's threads can abort a rank whose run is over
-    # (distributed.leave); each rank must be out of the group before it returns.
+    # (distributed.leave): each rank must be out of the group it made before it returns, and
+    # must leave a group its caller made to the caller.
     Store(sqlite_url)
-    mp.spawn(_request_rank, args=(2, _free_port(), sqlite_url, str(tmp_path), breaks), nprocs=2)
-    assert [(tmp_path / f"grouped{rank}").read_text() for rank in range(2)] == ["False"] * 2
+    mp.spawn(_request_rank, args=(2, _free_port(), sqlite_url, str(tmp_path), case), nprocs=2)
+    grouped = [(tmp_path / f"grouped{rank}").read_text() for rank in range(2)]
+    assert grouped == [str(case == "caller's group")] * 2
     errors = sorted(path.read_text() for path in tmp_path.glob("error*"))
-    assert errors == (["BiobenchError", "PeerStopped"] if breaks else [])
+    assert errors == (["BiobenchError", "PeerStopped"] if case == "failed" else [])
     (run,) = Store(sqlite_url).runs()
-    assert run.status.value == ("failed" if breaks else "finished")
+    assert run.status.value == ("failed" if case == "failed" else "finished")
 
 
 def _rank_pids(marker: str, rank: int) -> list[int]:

@@ -113,7 +113,8 @@ class Group:
 def joined(device: torch.device) -> Iterator[tuple[Group | None, torch.device]]:
     """Join the run's process group when a launcher started several processes, for the block;
     yields the group (None for a one-process run) and this rank's device (cuda:LOCAL_RANK on
-    GPUs). The group is torn down when the block ends, however it ends (see `leave`)."""
+    GPUs). A group this call makes is torn down when the block ends, however it ends (see
+    `leave`); one the caller had already made is left to the caller."""
     world = world_size()
     if world <= 1:
         yield None, device
@@ -122,7 +123,8 @@ def joined(device: torch.device) -> Iterator[tuple[Group | None, torch.device]]:
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
+    made = not dist.is_initialized()  # a caller's own group (the Python API) stays theirs
+    if made:
         dist.init_process_group(
             backend="nccl" if device.type == "cuda" else "gloo",
             timeout=timedelta(seconds=env_seconds(TIMEOUT_ENV, 600)),
@@ -130,7 +132,8 @@ def joined(device: torch.device) -> Iterator[tuple[Group | None, torch.device]]:
     try:
         yield Group(rank, world, local_rank, device), device
     finally:
-        leave()
+        if made:
+            leave()
 
 
 def leave() -> None:
