@@ -84,7 +84,7 @@ def resnet64(seed: int = 0):
     that a mix-up of the two cannot hide."""
     torch.manual_seed(seed)
     net = build_network("resnet20", DataInfo("digits", (1, 8, 8), 10)).double()
-    with torch.no_grad():  # BN scales and shifts away from 1 and 0, so a mix-up cannot hide
+    with torch.no_grad():
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.weight.uniform_(0.5, 1.5)

@@ -35,7 +35,6 @@ with any number of processes.
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import uuid
@@ -145,9 +144,8 @@ def leave() -> None:
     already recorded, is what the rank reports."""
     if not dist.is_initialized():
         return
-    with suppress(Exception):
+    with suppress(Exception):  # the group is freed, and its threads joined, right here
         dist.destroy_process_group()
-    gc.collect()  # the group's last references go now, and its threads are joined here
 
 
 def leader_first(group: Group | None, make: Callable[[], T]) -> T:
